@@ -1,0 +1,51 @@
+"""The ``binsharp`` command line.
+
+Each subcommand lives in its own module of this package and exposes ``register(subparsers)``, which adds
+its parser and sets ``func`` (a callable taking the parsed namespace and returning an exit status).
+Bad input raises :class:`binsharp.errors.BinsharpError`; :func:`main` prints its message and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from binsharp import __version__
+from binsharp.errors import BinsharpError
+
+#: Subcommand modules, in the order they appear in ``binsharp --help``.
+COMMAND_MODULES = ("data",)
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="binsharp", description="Pan-sharpening with binarized neural networks."
+    )
+    parser.add_argument("--version", action="version", version=f"binsharp {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"binsharp.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except BinsharpError as exc:
+        print(f"binsharp {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"binsharp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from binsharp.cli import main
+
+sys.exit(main())

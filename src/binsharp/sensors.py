@@ -1,0 +1,108 @@
+"""Sensor table: band names, RGB display bands, bit depth and MTF Nyquist gains.
+
+The Nyquist gains (GNyq) are those of the reference toolbox (``genMTF``/``MTF``): the amplitude of the
+sensor's modulation transfer function at the Nyquist frequency, one value per MS band and one for PAN.
+Any sensor the toolbox does not know uses 0.3 per MS band and 0.15 for PAN (GF2 included), as there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from binsharp.errors import BinsharpError
+
+_VNIR8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
+_BGRN = ("blue", "green", "red", "nir")
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """Static description of a multispectral/panchromatic sensor pair.
+
+    Attributes:
+        name: canonical name (``"WV3"``, ``"QB"``, ..., ``"custom"``).
+        bands: MS band names, in file order.
+        rgb: 0-based indexes of the red, green and blue bands used for display.
+        bits: radiometric depth; DN values lie in ``0 .. 2**bits - 1``.
+        gnyq_ms: MTF gain at Nyquist for each MS band.
+        gnyq_pan: MTF gain at Nyquist for the PAN band.
+        ratio: PAN/MS resolution ratio.
+    """
+
+    name: str
+    bands: tuple[str, ...]
+    rgb: tuple[int, int, int]
+    bits: int
+    gnyq_ms: tuple[float, ...]
+    gnyq_pan: float
+    ratio: int = 4
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def max_value(self) -> int:
+        """Largest DN, ``2**bits - 1`` (the normalisation constant of the networks)."""
+        return 2**self.bits - 1
+
+    def check_bands(self, n: int) -> None:
+        """Raise :class:`BinsharpError` if an image with ``n`` bands cannot come from this sensor."""
+        if n != self.n_bands:
+            raise BinsharpError(
+                f"band count {n} does not match sensor {self.name} ({self.n_bands} bands: {', '.join(self.bands)})"
+            )
+
+
+SENSORS: dict[str, Sensor] = {
+    s.name: s
+    for s in (
+        Sensor("WV3", _VNIR8, (4, 2, 1), 11, (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315), 0.14,
+               aliases=("WORLDVIEW3", "WORLDVIEW-3")),
+        Sensor("WV2", _VNIR8, (4, 2, 1), 11, (0.35,) * 7 + (0.27,), 0.11, aliases=("WORLDVIEW2", "WORLDVIEW-2")),
+        Sensor("QB", _BGRN, (2, 1, 0), 11, (0.34, 0.32, 0.30, 0.22), 0.15, aliases=("QUICKBIRD",)),
+        Sensor("IKONOS", _BGRN, (2, 1, 0), 11, (0.26, 0.28, 0.29, 0.28), 0.17),
+        Sensor("GeoEye1", _BGRN, (2, 1, 0), 11, (0.23,) * 4, 0.16, aliases=("GEOEYE1", "GEOEYE-1", "GE1")),
+        Sensor("WV4", _BGRN, (2, 1, 0), 11, (0.23,) * 4, 0.16, aliases=("WORLDVIEW4", "WORLDVIEW-4")),
+        Sensor("GF2", _BGRN, (2, 1, 0), 10, (0.3,) * 4, 0.15, aliases=("GAOFEN2", "GAOFEN-2")),
+    )
+}
+
+
+def custom_sensor(
+    n_bands: int,
+    *,
+    bits: int = 11,
+    ratio: int = 4,
+    gnyq_ms: float | tuple[float, ...] = 0.3,
+    gnyq_pan: float = 0.15,
+    rgb: tuple[int, int, int] | None = None,
+) -> Sensor:
+    """A sensor the table does not list: band count, bit depth, ratio and Nyquist gains given explicitly."""
+    if n_bands < 1:
+        raise BinsharpError(f"custom sensor needs at least one band, got {n_bands}")
+    gains = (float(gnyq_ms),) * n_bands if isinstance(gnyq_ms, (int, float)) else tuple(map(float, gnyq_ms))
+    if len(gains) != n_bands:
+        raise BinsharpError(f"custom sensor: {len(gains)} MS Nyquist gains for {n_bands} bands")
+    if not all(0.0 < g < 1.0 for g in (*gains, gnyq_pan)):
+        raise BinsharpError("custom sensor: Nyquist gains must lie strictly between 0 and 1")
+    if rgb is None:
+        rgb = (2, 1, 0) if n_bands >= 3 else (0, 0, 0)
+    return Sensor("custom", tuple(f"band{i + 1}" for i in range(n_bands)), rgb, bits, gains, float(gnyq_pan), ratio)
+
+
+def get_sensor(name: str | Sensor) -> Sensor:
+    """Look a sensor up by name or alias (case-insensitive); a :class:`Sensor` is returned unchanged."""
+    if isinstance(name, Sensor):
+        return name
+    key = name.strip().upper().replace("_", "")
+    for sensor in SENSORS.values():
+        if key == sensor.name.upper() or key in sensor.aliases:
+            return sensor
+    raise BinsharpError(f"unknown sensor {name!r}; known: {', '.join(SENSORS)} (or build one with custom_sensor)")
+
+
+def list_sensors() -> list[str]:
+    """Names of the sensors in the table."""
+    return list(SENSORS)
