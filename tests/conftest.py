@@ -27,7 +27,10 @@ def conformance_expected() -> dict:
 
 @pytest.fixture(scope="session")
 def conformance_case():
-    """Loader ``conformance_case(name) -> dict of float64 arrays`` for ``rr_wv3``, ``rr_4b``, ``fr_wv3``, ``fr_4b``."""
+    """Loader ``conformance_case(name) -> dict of arrays`` (stored dtypes).
+
+    Cases: ``rr_wv3``, ``rr_4b``, ``fr_wv3``, ``fr_4b``.
+    """
     root = _require_conformance()
     cache: dict[str, dict[str, np.ndarray]] = {}
 

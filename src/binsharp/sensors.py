@@ -50,17 +50,27 @@ class Sensor:
     def check_bands(self, n: int) -> None:
         """Raise :class:`BinsharpError` if an image with ``n`` bands cannot come from this sensor."""
         if n != self.n_bands:
+            names = ", ".join(self.bands)
             raise BinsharpError(
-                f"band count {n} does not match sensor {self.name} ({self.n_bands} bands: {', '.join(self.bands)})"
+                f"band count {n} does not match sensor {self.name} ({self.n_bands} bands: {names})"
             )
 
 
 SENSORS: dict[str, Sensor] = {
     s.name: s
     for s in (
-        Sensor("WV3", _VNIR8, (4, 2, 1), 11, (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315), 0.14,
-               aliases=("WORLDVIEW3", "WORLDVIEW-3")),
-        Sensor("WV2", _VNIR8, (4, 2, 1), 11, (0.35,) * 7 + (0.27,), 0.11, aliases=("WORLDVIEW2", "WORLDVIEW-2")),
+        Sensor(
+            "WV3",
+            _VNIR8,
+            (4, 2, 1),
+            11,
+            (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315),
+            0.14,
+            aliases=("WORLDVIEW3", "WORLDVIEW-3"),
+        ),
+        Sensor(
+            "WV2", _VNIR8, (4, 2, 1), 11, (0.35,) * 7 + (0.27,), 0.11, aliases=("WORLDVIEW2", "WORLDVIEW-2")
+        ),
         Sensor("QB", _BGRN, (2, 1, 0), 11, (0.34, 0.32, 0.30, 0.22), 0.15, aliases=("QUICKBIRD",)),
         Sensor("IKONOS", _BGRN, (2, 1, 0), 11, (0.26, 0.28, 0.29, 0.28), 0.17),
         Sensor("GeoEye1", _BGRN, (2, 1, 0), 11, (0.23,) * 4, 0.16, aliases=("GEOEYE1", "GEOEYE-1", "GE1")),
@@ -89,7 +99,9 @@ def custom_sensor(
         raise BinsharpError("custom sensor: Nyquist gains must lie strictly between 0 and 1")
     if rgb is None:
         rgb = (2, 1, 0) if n_bands >= 3 else (0, 0, 0)
-    return Sensor("custom", tuple(f"band{i + 1}" for i in range(n_bands)), rgb, bits, gains, float(gnyq_pan), ratio)
+    return Sensor(
+        "custom", tuple(f"band{i + 1}" for i in range(n_bands)), rgb, bits, gains, float(gnyq_pan), ratio
+    )
 
 
 def get_sensor(name: str | Sensor) -> Sensor:
@@ -100,7 +112,9 @@ def get_sensor(name: str | Sensor) -> Sensor:
     for sensor in SENSORS.values():
         if key == sensor.name.upper() or key in sensor.aliases:
             return sensor
-    raise BinsharpError(f"unknown sensor {name!r}; known: {', '.join(SENSORS)} (or build one with custom_sensor)")
+    raise BinsharpError(
+        f"unknown sensor {name!r}; known: {', '.join(SENSORS)} (or build one with custom_sensor)"
+    )
 
 
 def list_sensors() -> list[str]:
