@@ -1,0 +1,165 @@
+"""Tiled inference: tile geometry, exactness for local fusers, bounded windows, georeferencing kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from scipy.ndimage import maximum_filter
+
+from binsharp.errors import BinsharpError
+from binsharp.tiling import count_tiles, fuse_array_tiled, fuse_geotiff, iter_tiles
+
+
+class LocalFuser:
+    """A purely local fuser: nearest-upsampled MS plus PAN detail (PAN minus its (2k+1)^2 maximum).
+
+    Each output pixel depends on PAN pixels within ``k`` and on the MS pixel above it only; the maximum
+    filter replicates borders and is exact in floating point, so tiled and untiled results agree bit for bit.
+    """
+
+    name = "local"
+    ratio = 4
+
+    def __init__(self, bands: int = 3, k: int = 5) -> None:
+        self.bands = bands
+        self.k = k
+        self.halo = k
+        self.windows: list[tuple[int, int]] = []
+
+    def __call__(self, ms_lr: np.ndarray, pan: np.ndarray, lms: np.ndarray | None = None) -> np.ndarray:
+        self.windows.append(pan.shape[1:])
+        r = self.ratio
+        up = np.repeat(np.repeat(ms_lr, r, axis=1), r, axis=2)
+        detail = pan[0] - maximum_filter(pan[0], size=2 * self.k + 1, mode="nearest")
+        return up + detail[None]
+
+
+def _scene(bands: int, h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ms = rng.integers(0, 2048, size=(bands, h, w)).astype(np.float64)
+    pan = rng.integers(0, 2048, size=(1, 4 * h, 4 * w)).astype(np.float64)
+    return ms, pan
+
+
+def _write_pair(tmp: Path, ms: np.ndarray, pan: np.ndarray, dtype: str = "uint16") -> tuple[Path, Path]:
+    crs = "EPSG:32613"
+    x0, y0, px = 490000.0, 4450000.0, 0.3
+    pan_path, ms_path = tmp / "pan.tif", tmp / "ms.tif"
+    with rasterio.open(
+        pan_path,
+        "w",
+        driver="GTiff",
+        width=pan.shape[2],
+        height=pan.shape[1],
+        count=1,
+        dtype=dtype,
+        crs=crs,
+        transform=from_origin(x0, y0, px, px),
+    ) as d:
+        d.write(pan.astype(dtype))
+    with rasterio.open(
+        ms_path,
+        "w",
+        driver="GTiff",
+        width=ms.shape[2],
+        height=ms.shape[1],
+        count=ms.shape[0],
+        dtype=dtype,
+        crs=crs,
+        transform=from_origin(x0, y0, 4 * px, 4 * px),
+    ) as d:
+        d.write(ms.astype(dtype))
+    return pan_path, ms_path
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "halo"), [(40, 56, 16, 8), (64, 64, 64, 4), (36, 20, 8, 0)]
+)
+def test_tiles_cover_the_scene_once_and_stay_aligned(height, width, tile, halo):
+    cover = np.zeros((height, width), dtype=int)
+    tiles = list(iter_tiles(height, width, tile=tile, halo=halo, ratio=4))
+    assert len(tiles) == count_tiles(height, width, tile)
+    for t in tiles:
+        cover[t.row : t.row + t.height, t.col : t.col + t.width] += 1
+        for v in (t.row, t.col, t.height, t.width, t.read_row, t.read_col, t.read_height, t.read_width):
+            assert v % 4 == 0
+        assert t.read_row == max(0, t.row - halo) and t.read_col == max(0, t.col - halo)
+        assert t.read_row + t.read_height == min(height, t.row + t.height + halo)
+        assert t.read_col + t.read_width == min(width, t.col + t.width + halo)
+    np.testing.assert_array_equal(cover, 1)
+
+
+def test_tile_geometry_errors():
+    with pytest.raises(BinsharpError, match="multiple of the ratio"):
+        list(iter_tiles(40, 40, tile=10, halo=4, ratio=4))
+    with pytest.raises(BinsharpError, match="not a multiple of the ratio"):
+        list(iter_tiles(42, 40, tile=8, halo=4, ratio=4))
+    assert len(list(iter_tiles(40, 40, tile=0, halo=4, ratio=4))) == 1
+
+
+def test_tiled_equals_untiled_for_a_local_fuser():
+    ms, pan = _scene(3, 13, 11)
+    fuser = LocalFuser(k=5)
+    full = fuser(ms, pan)
+    tiled = fuse_array_tiled(fuser, ms, pan, tile=16, halo=8)
+    np.testing.assert_array_equal(tiled, full)
+    # the check is sensitive: too small a halo changes pixels near interior tile edges
+    short = fuse_array_tiled(LocalFuser(k=5), ms, pan, tile=16, halo=0)
+    assert not np.array_equal(short, full)
+
+
+def test_geotiff_tiled_equals_untiled_and_keeps_georeferencing(tmp_path):
+    ms, pan = _scene(3, 13, 11, seed=1)
+    pan_path, ms_path = _write_pair(tmp_path, ms, pan)
+    fuser = LocalFuser(k=5)
+    out = fuse_geotiff(fuser, pan_path, ms_path, tmp_path / "out.tif", tile=16, halo=8)
+    expected = LocalFuser(k=5)(ms, pan).astype(np.float32)
+    with rasterio.open(out) as d, rasterio.open(pan_path) as p:
+        assert d.count == 3 and d.dtypes[0] == "float32"
+        assert (d.height, d.width) == (52, 44)
+        assert d.crs == p.crs and d.transform == p.transform
+        assert d.tags()["BINSHARP_FUSER"] == "local"
+        np.testing.assert_array_equal(d.read(), expected)
+    # bounded memory: no read window exceeds tile + 2 * halo on a side
+    assert max(max(s) for s in fuser.windows) <= 16 + 2 * 8
+    assert len(fuser.windows) == count_tiles(52, 44, 16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "out.tif", "pan.tif"]
+
+
+def test_geotiff_integer_output_is_rounded_and_clipped(tmp_path):
+    ms, pan = _scene(2, 8, 8, seed=2)
+    pan_path, ms_path = _write_pair(tmp_path, ms, pan)
+    out = fuse_geotiff(
+        LocalFuser(bands=2, k=2),
+        pan_path,
+        ms_path,
+        tmp_path / "o.tif",
+        tile=16,
+        dtype="uint16",
+        max_value=2047,
+    )
+    expected = np.clip(np.rint(LocalFuser(bands=2, k=2)(ms, pan)), 0, 2047).astype(np.uint16)
+    with rasterio.open(out) as d:
+        assert d.dtypes[0] == "uint16"
+        np.testing.assert_array_equal(d.read(), expected)
+
+
+def test_allow_nodata_masks_output(tmp_path):
+    ms, pan = _scene(2, 8, 8, seed=3)
+    ms[:, 0, 0] = 0
+    pan_path, ms_path = _write_pair(tmp_path, ms, pan)
+    with pytest.raises(BinsharpError, match="no-data"):
+        fuse_geotiff(LocalFuser(bands=2, k=2), pan_path, ms_path, tmp_path / "o.tif", tile=16, nodata=0)
+    assert not (tmp_path / "o.tif").exists()
+    out = fuse_geotiff(
+        LocalFuser(bands=2, k=2), pan_path, ms_path, tmp_path / "o.tif", tile=16, nodata=0, allow_nodata=True
+    )
+    with rasterio.open(out) as d:
+        a = d.read()
+        assert np.isnan(d.nodata)
+    assert np.isnan(a[:, :4, :4]).all()
+    assert not np.isnan(a[:, 4:, :]).any() and not np.isnan(a[:, :, 4:]).any()
