@@ -1,0 +1,196 @@
+"""Functional core of the binarization library.
+
+Every binarizer has the same forward, :func:`sign` (``+1`` where ``x >= 0``, ``-1`` elsewhere, so
+``sign(0) = +1``; this matches the packed engine where bit 1 <=> value < 0), and differs only in the
+surrogate gradient used in the backward pass (straight-through estimators, STE). Each STE is a single
+:class:`torch.autograd.Function` with one fused expression per pass, which keeps binary-emulated training
+close to the cost of the same network in float.
+
+All functions accept tensors of any shape and return a tensor of the same shape and dtype.
+
+========================  =====================================================================
+function                  backward ``d out / d x``
+========================  =====================================================================
+:func:`sign`              none (no gradient; use one of the STEs below for training)
+:func:`sign_ste`          ``1[|x| <= 1]`` (clip STE; BNN, XNOR-Net, BTM)
+:func:`approx_sign`       ``2 + 2x`` on ``[-1, 0)``, ``2 - 2x`` on ``[0, 1)``, else 0 (Bi-Real)
+:func:`ede_sign`          ``k t (1 - tanh^2(t x))`` (IR-Net error decay estimator)
+:func:`scalable_tanh_sign` ``beta (1 - tanh^2(beta x))``, ``beta`` learnable (BiSRNet)
+:func:`identity_ste`      ``1`` (identity straight-through)
+========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "sign",
+    "sign_ste",
+    "approx_sign",
+    "ede_sign",
+    "ede_schedule",
+    "scalable_tanh_sign",
+    "identity_ste",
+]
+
+
+def sign(x: Tensor) -> Tensor:
+    """Binary sign with the project convention: ``+1`` where ``x >= 0``, ``-1`` elsewhere.
+
+    Unlike :func:`torch.sign`, ``sign(0) = +1`` (and ``sign(-0.0) = +1``). NaN maps to ``+1`` (``NaN < 0``
+    is false), exactly like the packed engine's bit test ``value < 0``. No gradient flows through it.
+
+    Args:
+        x: tensor of any shape (floating point).
+
+    Returns:
+        Tensor of the same shape and dtype holding ``+1`` / ``-1``.
+    """
+    return torch.ones_like(x).masked_fill_(x.detach() < 0, -1.0)
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad.masked_fill(x.abs() > 1, 0.0)
+
+
+class _ApproxSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        # 2 + 2x on [-1, 0), 2 - 2x on [0, 1), 0 elsewhere  ==  max(0, 2 - 2|x|)
+        return grad * (2.0 - 2.0 * x.abs()).clamp_(min=0.0)
+
+
+class _EDESign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, t: float, k: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.t = t
+        ctx.k = k
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        t, k = ctx.t, ctx.k
+        th = torch.tanh(x * t)
+        return grad * (k * t) * (1.0 - th * th), None, None
+
+
+class _ScalableTanhSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, beta: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, beta)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, beta = ctx.saved_tensors
+        th = torch.tanh(beta * x)
+        d = grad * (1.0 - th * th)
+        grad_x = d * beta if ctx.needs_input_grad[0] else None
+        grad_beta = None
+        if ctx.needs_input_grad[1]:
+            g = d * x
+            # reduce the broadcast dimensions back to beta's shape
+            extra = g.dim() - beta.dim()
+            if extra > 0:
+                g = g.sum(dim=tuple(range(extra)))
+            dims = tuple(i for i, n in enumerate(beta.shape) if n == 1 and g.shape[i] != 1)
+            if dims:
+                g = g.sum(dim=dims, keepdim=True)
+            grad_beta = g
+        return grad_x, grad_beta
+
+
+class _IdentitySTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad
+
+
+def sign_ste(x: Tensor) -> Tensor:
+    """Clip straight-through sign: forward :func:`sign`, backward ``1[|x| <= 1]`` (boundaries pass).
+
+    Args:
+        x: tensor of any shape.
+
+    Returns:
+        ``+1/-1`` tensor of the same shape and dtype.
+    """
+    return _SignSTE.apply(x)
+
+
+def approx_sign(x: Tensor) -> Tensor:
+    """Bi-Real ApproxSign: forward :func:`sign`, backward ``max(0, 2 - 2|x|)``.
+
+    That is the derivative of the piecewise quadratic ``-1`` (x < -1), ``2x + x^2`` (-1 <= x < 0),
+    ``2x - x^2`` (0 <= x < 1), ``1`` (x >= 1): ``2 + 2x`` on ``[-1, 0)``, ``2 - 2x`` on ``[0, 1)``,
+    0 elsewhere.
+
+    Args:
+        x: tensor of any shape.
+    """
+    return _ApproxSign.apply(x)
+
+
+def ede_schedule(progress: float, t_min: float = 0.1, t_max: float = 10.0) -> tuple[float, float]:
+    """IR-Net error-decay-estimator schedule.
+
+    ``t = t_min * 10^(progress * log10(t_max / t_min))`` and ``k = max(1/t, 1)``, with
+    ``progress = epoch / total_epochs`` in ``[0, 1]``.
+
+    Returns:
+        ``(t, k)`` as Python floats.
+    """
+    progress = min(max(float(progress), 0.0), 1.0)
+    t = t_min * 10.0 ** (progress * math.log10(t_max / t_min))
+    return t, max(1.0 / t, 1.0)
+
+
+def ede_sign(x: Tensor, t: float, k: float) -> Tensor:
+    """IR-Net EDE sign: forward :func:`sign`, backward ``k t (1 - tanh^2(t x))``.
+
+    Args:
+        x: tensor of any shape.
+        t, k: schedule values (see :func:`ede_schedule`).
+    """
+    return _EDESign.apply(x, float(t), float(k))
+
+
+def scalable_tanh_sign(x: Tensor, beta: Tensor) -> Tensor:
+    """Scalable-tanh sign (BiSRNet): forward :func:`sign`, backward ``beta (1 - tanh^2(beta x))``.
+
+    ``beta`` receives the gradient ``sum(grad * x * (1 - tanh^2(beta x)))`` over the broadcast dimensions.
+
+    Args:
+        x: tensor of any shape, e.g. (B, C, H, W).
+        beta: tensor broadcastable to ``x`` (a scalar, or (1, C, 1, 1) for per-channel beta).
+    """
+    return _ScalableTanhSign.apply(x, beta)
+
+
+def identity_ste(x: Tensor) -> Tensor:
+    """Sign with an identity straight-through gradient (backward ``1`` everywhere)."""
+    return _IdentitySTE.apply(x)
