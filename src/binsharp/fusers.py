@@ -290,8 +290,15 @@ def sensor_from_args(args: argparse.Namespace, *, n_bands: int | None) -> Sensor
 def check_bands(fuser: Fuser, n_bands: int, where: str = "data") -> None:
     """Raise :class:`BinsharpError` if ``fuser`` cannot take ``n_bands``-band images."""
     bands = getattr(fuser, "bands", None)
-    if bands is not None and bands != n_bands:
-        raise BinsharpError(f"{fuser.name} expects {bands} MS bands but the {where} has {n_bands}")
+    if bands is None or bands == n_bands:
+        return
+    sensor = getattr(fuser, "sensor", None)
+    if isinstance(sensor, Sensor):
+        raise BinsharpError(
+            f"band count {n_bands} of the {where} does not match sensor {sensor.name} "
+            f"({sensor.n_bands} bands: {', '.join(sensor.bands)})"
+        )
+    raise BinsharpError(f"{fuser.name} expects {bands} MS bands but the {where} has {n_bands}")
 
 
 __all__: Sequence[str] = (
