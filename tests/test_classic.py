@@ -191,3 +191,25 @@ def test_nonneg_lstsq_against_enumeration():
             if (z >= 0).all():
                 best = min(best, np.sum((a @ z - b) ** 2))
         assert np.sum((a @ x - b) ** 2) == pytest.approx(best, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "case", ["constant pan", "constant ms", "zero ms", "all zero"], ids=lambda c: c.replace(" ", "-")
+)
+def test_degenerate_images_give_finite_results(case):
+    """No division by a zero spread: a constant PAN returns ``ms_up``; flat MS bands stay finite."""
+    ms_lr, pan = _textured(4, 16)
+    if "pan" in case or case == "all zero":
+        pan = np.full_like(pan, 0.0 if case == "all zero" else 700.0)
+    if "ms" in case or case == "all zero":
+        ms_lr = np.full_like(ms_lr, 500.0 if case == "constant ms" else 0.0)
+    ms_up = protocol.interp23tap(ms_lr, 4)
+    with np.errstate(all="raise"):
+        for method in classic.CLASSICAL_METHODS:
+            out = classic.fuse(method, ms_lr, pan, sensor="QB")
+            assert np.isfinite(out).all(), method
+            if case in ("constant pan", "all zero"):
+                np.testing.assert_array_equal(out, ms_up)
+    ms_up_in = ms_up.copy()
+    out = classic.fuse("gs", ms_lr, np.full_like(pan, 3.0), sensor="QB", ms_up=ms_up_in)
+    assert out is not ms_up_in

@@ -27,6 +27,9 @@ name            toolbox function            function here
 
 The sensor (a name such as ``"WV3"``/``"QB"`` or a :class:`~binsharp.sensors.Sensor`) gives the MTF Nyquist
 gains; its band count must match ``ms_lr``.
+
+A constant PAN carries no detail: every method then returns ``ms_up`` (instead of dividing by its zero
+spread); a band without variance gets no Gram-Schmidt injection.
 """
 
 from __future__ import annotations

@@ -90,6 +90,12 @@ def prepare(
     return ms_lr, pan, ms_up, sensor
 
 
+def is_flat(pan: np.ndarray) -> bool:
+    """True if the PAN (1, H, W) is constant: it carries no detail, and every method returns ``ms_up``
+    instead of dividing by its zero spread."""
+    return bool(np.ptp(pan) == 0.0)
+
+
 # ------------------------------------------------------------------------------------------ statistics
 def mean2(x: np.ndarray) -> np.ndarray:
     """Mean over the two spatial axes, kept as (..., 1, 1) for broadcasting."""
@@ -99,6 +105,14 @@ def mean2(x: np.ndarray) -> np.ndarray:
 def std2(x: np.ndarray) -> np.ndarray:
     """Sample standard deviation (N - 1) over the two spatial axes, kept as (..., 1, 1) (MATLAB ``std2``)."""
     return x.std(axis=(-2, -1), ddof=1, keepdims=True)
+
+
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with 0 where ``den`` is exactly 0 (an injection gain for a band without variance)."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    out = np.zeros(num.shape)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
 
 
 def regress(design: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -13,12 +13,14 @@ import numpy as np
 from binsharp import protocol
 from binsharp.classic._common import (
     EPS,
+    is_flat,
     lp_gauss,
     mean2,
     mtf_pan,
     nonneg_lstsq,
     prepare,
     regress,
+    safe_ratio,
     starck_murtagh_lowpass,
     std2,
 )
@@ -46,7 +48,7 @@ def _gs_inject(ms_up: np.ndarray, intensity: np.ndarray, pan0: np.ndarray) -> np
     n = i0.size
     i0c = i0 - i0.mean()
     cov = (ms0.reshape(ms0.shape[0], -1) - ms0.reshape(ms0.shape[0], -1).mean(axis=1, keepdims=True)) @ i0c
-    gain = (cov / (n - 1)) / (i0c @ i0c / (n - 1))
+    gain = safe_ratio(cov / (n - 1), i0c @ i0c / (n - 1))
     fused = ms0 + gain[:, None, None] * (pan0 - intensity)
     return fused - mean2(fused) + ms_mean
 
@@ -78,6 +80,8 @@ def bt_h(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     c = ms_up.shape[0]
     if c == 4:
         # MATLAB/Octave prctile: piecewise linear with the k-th sorted value at (k - 0.5) / n ("hazen").
@@ -118,6 +122,8 @@ def gs(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     intensity = ms_up.mean(axis=0, keepdims=True)
     i0 = intensity - mean2(intensity)
     pan_eq = (pan - mean2(pan)) * (std2(i0) / std2(pan)) + mean2(i0)
@@ -149,6 +155,8 @@ def gsa(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     pan0 = pan - mean2(pan)
     pan_lr = protocol.decimate(starck_murtagh_lowpass(pan0, ratio), ratio)
     ms_lr0 = ms_lr - mean2(ms_lr)
@@ -185,6 +193,8 @@ def bdsd_pc(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     ref = protocol.imresize(ms_up, 1.0 / ratio)
     ms_lp = protocol.mtf_filter(ref, sensor.gnyq_ms, ratio)
     pan_lr = protocol.decimate(mtf_pan(pan, sensor, ratio), ratio)

@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from binsharp import protocol
-from binsharp.classic._common import EPS, glp_lowpass, lp_gauss, mean2, prepare, starck_murtagh_lowpass, std2
+from binsharp.classic._common import (
+    EPS,
+    glp_lowpass,
+    is_flat,
+    lp_gauss,
+    mean2,
+    prepare,
+    starck_murtagh_lowpass,
+    std2,
+)
 from binsharp.sensors import Sensor
 
 
@@ -42,6 +51,8 @@ def mtf_glp_hpm(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     pan_eq = (pan - mean2(pan)) * (std2(ms_up) / std2(lp_gauss(pan, ratio))) + mean2(ms_up)
     pan_lp = glp_lowpass(pan_eq, sensor.gnyq_ms, ratio)
     return ms_up * (pan_eq / (pan_lp + EPS))
@@ -73,6 +84,8 @@ def mtf_glp_fs(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     c = ms_up.shape[0]
     pan_lp = glp_lowpass(np.repeat(pan, c, axis=0), sensor.gnyq_ms, ratio)
     pc = (pan - mean2(pan)).reshape(-1)
@@ -108,6 +121,8 @@ def awlp(
         (C, H, W) float64 DN.
     """
     ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    if is_flat(pan):
+        return ms_up.copy()
     proportion = ms_up / (ms_up.mean(axis=0, keepdims=True) + EPS)
     pan_lr = protocol.imresize(protocol.imresize(pan, 1.0 / ratio), float(ratio))
     pan_eq = (pan - mean2(pan)) * (std2(ms_up) / std2(pan_lr)) + mean2(ms_up)
