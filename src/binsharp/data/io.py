@@ -66,19 +66,24 @@ def read_h5_attrs(path: str | os.PathLike) -> dict[str, Any]:
         return {k: _attr_value(f.attrs[k]) for k in sorted(f.attrs.keys())}
 
 
-def check_arrays(arrays: Mapping[str, np.ndarray], *, source: str = "arrays", ratio: int | None = None) -> int:
+def check_arrays(
+    arrays: Mapping[str, np.ndarray], *, source: str = "arrays", ratio: int | None = None
+) -> int:
     """Check a PanCollection-style batch for consistency and return the PAN/MS ratio.
 
-    ``arrays`` maps any of ``gt`` (N, C, H, W), ``ms`` (N, C, h, w), ``lms`` (N, C, H, W), ``pan`` (N, 1, H, W)
-    to 4-D arrays. Checks: 4-D, one N for all, a single PAN band, one band count for ``gt``/``ms``/``lms``,
-    ``gt``/``lms``/``pan`` of one size, ``H/h == W/w`` an integer (equal to ``ratio`` when given), no NaN
-    or infinity. Raises :class:`BinsharpError` naming ``source`` and the offending key.
+    ``arrays`` maps any of ``gt`` (N, C, H, W), ``ms`` (N, C, h, w), ``lms`` (N, C, H, W),
+    ``pan`` (N, 1, H, W) to 4-D arrays. Checks: 4-D, one N for all, a single PAN band, one band count
+    for ``gt``/``ms``/``lms``, ``gt``/``lms``/``pan`` of one size, ``H/h == W/w`` an integer (equal to
+    ``ratio`` when given), no NaN or infinity. Raises :class:`BinsharpError` naming ``source`` and the
+    offending key.
     """
     for key, arr in arrays.items():
         if arr.ndim != 4:
             raise BinsharpError(f"{source}: '{key}' must be N x C x H x W, got shape {tuple(arr.shape)}")
         if arr.dtype.kind not in "fiu":
-            raise BinsharpError(f"{source}: '{key}' has unsupported dtype {arr.dtype} (need integer or float DN)")
+            raise BinsharpError(
+                f"{source}: '{key}' has unsupported dtype {arr.dtype} (need integer or float DN)"
+            )
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise BinsharpError(f"{source}: '{key}' contains NaN or infinite values")
     ns = {k: a.shape[0] for k, a in arrays.items()}
@@ -144,7 +149,9 @@ def read_h5(
             try:
                 out[k] = np.asarray(node[()], dtype=dtype)
             except (OSError, ValueError, TypeError) as exc:
-                raise BinsharpError(f"cannot read '{k}' from h5 file {p} (truncated or corrupt): {exc}") from None
+                raise BinsharpError(
+                    f"cannot read '{k}' from h5 file {p} (truncated or corrupt): {exc}"
+                ) from None
     check_arrays(out, source=f"h5 file {p}", ratio=int(ratio) if ratio is not None else None)
     return out
 
@@ -164,7 +171,8 @@ def write_h5(
 
     Args:
         path: output file; must not exist unless ``overwrite``.
-        arrays: ``gt`` (optional) (N, C, H, W), ``ms`` (N, C, h, w), ``lms`` (N, C, H, W), ``pan`` (N, 1, H, W).
+        arrays: ``gt`` (optional) (N, C, H, W), ``ms`` (N, C, h, w), ``lms`` (N, C, H, W),
+            ``pan`` (N, 1, H, W).
         attrs: file attributes, e.g. ``{"sensor": "WV3", "bits": 11, "ratio": 4}`` (str, int, float, bool).
     """
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
@@ -172,7 +180,9 @@ def write_h5(
     if missing:
         raise BinsharpError(f"write_h5: missing array(s) {', '.join(missing)}")
     ratio = (attrs or {}).get("ratio")
-    check_arrays(arrays, source=f"write_h5({Path(path).name})", ratio=int(ratio) if ratio is not None else None)
+    check_arrays(
+        arrays, source=f"write_h5({Path(path).name})", ratio=int(ratio) if ratio is not None else None
+    )
     order = [k for k in H5_KEYS if k in arrays] + sorted(k for k in arrays if k not in H5_KEYS)
     with atomic_output(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
@@ -235,7 +245,9 @@ def read_mat(path: str | os.PathLike) -> dict[str, np.ndarray]:
     out = {key: _hwc_to_chw(raw[name], name, p) for name, key in MAT_KEYS.items() if name in raw}
     missing = [n for n, k in MAT_KEYS.items() if k in ("ms", "pan") and k not in out]
     if missing:
-        raise BinsharpError(f".mat file {p} lacks variable(s) {', '.join(missing)} (has: {', '.join(sorted(raw))})")
+        raise BinsharpError(
+            f".mat file {p} lacks variable(s) {', '.join(missing)} (has: {', '.join(sorted(raw))})"
+        )
     check_arrays({k: v[None] for k, v in out.items()}, source=f".mat file {p}")
     return out
 
@@ -249,7 +261,9 @@ def read_fused_mat(path: str | os.PathLike, key: str = "sr") -> np.ndarray:
     return _hwc_to_chw(raw[key], key, p)
 
 
-def write_mat(path: str | os.PathLike, variables: Mapping[str, np.ndarray], *, overwrite: bool = False) -> Path:
+def write_mat(
+    path: str | os.PathLike, variables: Mapping[str, np.ndarray], *, overwrite: bool = False
+) -> Path:
     """Write channel-first arrays (C, H, W) as MATLAB v5 variables H x W x C (e.g. ``{"sr": fused}``)."""
     import scipy.io
 
@@ -312,7 +326,11 @@ class Raster:
         a = self.array
         bad = a == 0
         if self.nodata is not None:
-            bad |= np.isnan(a) if (isinstance(self.nodata, float) and math.isnan(self.nodata)) else a == self.nodata
+            bad |= (
+                np.isnan(a)
+                if (isinstance(self.nodata, float) and math.isnan(self.nodata))
+                else a == self.nodata
+            )
         if a.dtype.kind == "f":
             bad |= ~np.isfinite(a)
         return ~bad.any(axis=0)
@@ -401,11 +419,15 @@ def write_geotiff(
 def _check_dtype(r: Raster, what: str) -> None:
     kind = r.array.dtype.kind
     if kind not in "iuf":
-        raise BinsharpError(f"{what} {r.path or ''}: unsupported pixel type {r.array.dtype} (need integer or float DN)")
+        raise BinsharpError(
+            f"{what} {r.path or ''}: unsupported pixel type {r.array.dtype} (need integer or float DN)"
+        )
     if kind == "f":
         nan_nodata = r.nodata is not None and isinstance(r.nodata, float) and math.isnan(r.nodata)
         if not nan_nodata and np.isnan(r.array).any():
-            raise BinsharpError(f"{what} {r.path or ''}: contains NaN pixels (and NaN is not its no-data value)")
+            raise BinsharpError(
+                f"{what} {r.path or ''}: contains NaN pixels (and NaN is not its no-data value)"
+            )
         if np.isinf(r.array).any():
             raise BinsharpError(f"{what} {r.path or ''}: contains infinite values")
 
@@ -431,23 +453,29 @@ def check_pair(pan: Raster, ms: Raster, ratio: int = 4) -> tuple[Raster, Raster]
     for axis, big, small in (("rows", H, h), ("columns", W, w)):
         if small == 0 or abs(big - ratio * small) >= ratio:
             raise BinsharpError(
-                f"PAN/MS size ratio is not the integer {ratio}: PAN {H}x{W}, MS {h}x{w} ({axis}: {big} vs {small})"
+                f"PAN/MS size ratio is not the integer {ratio}: PAN {H}x{W}, MS {h}x{w} "
+                f"({axis}: {big} vs {small})"
             )
     if pan.crs is not None and ms.crs is not None and pan.crs != ms.crs:
         raise BinsharpError(f"PAN and MS have different CRS: {pan.crs} vs {ms.crs}")
     tp, tm = pan.transform, ms.transform
     if tp is not None and tm is not None and not (tp.is_identity and tm.is_identity):
         if tp.b or tp.d or tm.b or tm.d:
-            raise BinsharpError("PAN or MS georeferencing is rotated/sheared; resample to a north-up grid first")
+            raise BinsharpError(
+                "PAN or MS georeferencing is rotated/sheared; resample to a north-up grid first"
+            )
         px = max(abs(tp.a), abs(tp.e))
-        if not (math.isclose(tm.a, ratio * tp.a, rel_tol=1e-6) and math.isclose(tm.e, ratio * tp.e, rel_tol=1e-6)):
+        if not (
+            math.isclose(tm.a, ratio * tp.a, rel_tol=1e-6) and math.isclose(tm.e, ratio * tp.e, rel_tol=1e-6)
+        ):
             raise BinsharpError(
                 f"PAN/MS not registered: pixel sizes {tp.a:g}x{-tp.e:g} (PAN) and {tm.a:g}x{-tm.e:g} (MS) "
                 f"are not in ratio {ratio}"
             )
         if abs(tp.c - tm.c) > 0.1 * px or abs(tp.f - tm.f) > 0.1 * px:
             raise BinsharpError(
-                f"PAN/MS not registered: top-left corners differ ({tp.c:.3f}, {tp.f:.3f}) vs ({tm.c:.3f}, {tm.f:.3f})"
+                "PAN/MS not registered: top-left corners differ "
+                f"({tp.c:.3f}, {tp.f:.3f}) vs ({tm.c:.3f}, {tm.f:.3f})"
             )
     hh, ww = min(h, H // ratio), min(w, W // ratio)
     if (hh, ww) != (h, w):
@@ -457,7 +485,9 @@ def check_pair(pan: Raster, ms: Raster, ratio: int = 4) -> tuple[Raster, Raster]
     return pan, ms
 
 
-def read_pan_ms_pair(pan_path: str | os.PathLike, ms_path: str | os.PathLike, ratio: int = 4) -> tuple[Raster, Raster]:
+def read_pan_ms_pair(
+    pan_path: str | os.PathLike, ms_path: str | os.PathLike, ratio: int = 4
+) -> tuple[Raster, Raster]:
     """Read and validate a PAN/MS GeoTIFF pair; returns ``(pan (1, H, W), ms (C, H/ratio, W/ratio))``.
 
     See :func:`check_pair` for the checks and the crop rule (e.g. PAN 2003 rows with MS 501 rows: the MS is
