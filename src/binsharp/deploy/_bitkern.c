@@ -1,0 +1,649 @@
+/*
+ * Bit-packed binary convolution kernels for the binsharp inference engine.
+ *
+ * Conventions
+ *   sign(x) = +1 if x >= 0 else -1; a packed bit is 1 <=> the value is -1 (x < 0, or NaN).
+ *   Packed activations: uint64 array (N, G*nwg, H + 2*halo, W + 2*halo); channel c of group gi is bit
+ *   (c % 64) of word plane gi*nwg + c / 64 (c counted inside the group); the halo (border) words are 0.
+ *   Unused bits (channels beyond the group size) are 0 in activations and weights, so they never count.
+ *   Dense/grouped weights: uint64 (Co, k, k, nwg). Depthwise weights: uint64 (k*k, nw) (channel c = bit c%64 of
+ *   word c/64), with the activations packed with one group.
+ *
+ * Integer accumulator of output (o, oy, ox): y = sum over valid taps and input channels of sign(a)*sign(w),
+ * where a tap is valid when it falls inside the unpadded input (zero padding after binarization contributes 0).
+ * The kernels XOR over every tap, reading 0-bits (+1) in the halo, and correct exactly with a per-border-class
+ * table: y = Kvalid*Cg + 2*sum_{invalid taps} popcount(w_tap) - 2*sum_{all taps} popcount(a XOR w).
+ *
+ * Dispatch: the dense inner loop exists for AVX-512 VPOPCNTDQ, AVX2 (nibble look-up popcount with byte
+ * accumulation), scalar POPCNT and generic C; the packing, depthwise and epilogue code is compiled for each
+ * target and auto-vectorised. Threads: OpenMP over output rows.
+ *
+ * Floating point: compiled with -ffp-contract=off so that every path rounds identically.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define BS_API __attribute__((visibility("default")))
+
+enum { BS_PATH_GENERIC = 0, BS_PATH_POPCNT = 1, BS_PATH_AVX2 = 2, BS_PATH_AVX512 = 3, BS_NPATHS = 4 };
+enum { BS_OK = 0, BS_EINVAL = 1, BS_ENOMEM = 2, BS_EPATH = 3 };
+enum { BS_ACT_NONE = 0, BS_ACT_PRELU = 1 };
+
+#define TX 64 /* output pixels per tile */
+
+#define T512 "avx512f,avx512vpopcntdq,avx512dq,avx512bw,avx512vl,popcnt"
+#define T256 "avx2,popcnt"
+#define TPOP "popcnt"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* CPU features                                                                                     */
+
+BS_API int bs_cpu_flags(void) {
+    __builtin_cpu_init();
+    int f = 0;
+    if (__builtin_cpu_supports("popcnt")) f |= 1;
+    if (__builtin_cpu_supports("avx2")) f |= 2;
+    if (__builtin_cpu_supports("avx512f")) f |= 4;
+    if (__builtin_cpu_supports("avx512vpopcntdq")) f |= 8;
+    if (__builtin_cpu_supports("avx512dq")) f |= 16;
+    if (__builtin_cpu_supports("avx512bw")) f |= 32;
+    if (__builtin_cpu_supports("avx512vl")) f |= 64;
+    return f;
+}
+
+BS_API int bs_path_available(int path) {
+    int f = bs_cpu_flags();
+    switch (path) {
+        case BS_PATH_GENERIC: return 1;
+        case BS_PATH_POPCNT: return (f & 1) != 0;
+        case BS_PATH_AVX2: return (f & 3) == 3;
+        case BS_PATH_AVX512: return (f & 0x7d) == 0x7d;
+        default: return 0;
+    }
+}
+
+BS_API int bs_best_path(void) {
+    for (int p = BS_NPATHS - 1; p > 0; p--)
+        if (bs_path_available(p)) return p;
+    return BS_PATH_GENERIC;
+}
+
+BS_API int bs_openmp(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Parameters                                                                                       */
+
+/* Fused epilogue, applied per output channel o in this order (each stage optional, float32):
+ *   v = y * alpha[o] (+ bias[o])
+ *   v = v * aff_s[o] + aff_b[o]                     (folded batch norm or any per-channel affine)
+ *   if act_first: v = act(v); v = v + res            else: v = v + res; v = act(v)
+ *     act = PReLU-with-shifts: t = v - gamma[o]; t = t >= 0 ? t : slope[o] * t; v = t + zeta[o]
+ *   v = clamp(v, lo, hi) when clamp != 0              (hardtanh)
+ *   out = v (float32 NCHW);  packed bit = !((v * pscale[o] + pbias[o]) >= 0)
+ */
+typedef struct {
+    const float *alpha, *bias, *aff_s, *aff_b;
+    int act, act_first;
+    const float *gamma, *slope, *zeta;
+    const float *res; /* (N, Co, Ho, Wo) or NULL */
+    int clamp;
+    float lo, hi;
+    const float *pscale, *pbias;
+} bs_epi;
+
+typedef struct {
+    int64_t N;
+    int Ci, H, W, halo, Hp, Wp, groups, cg_in, nwg, nw_in;
+    int Co, cg_out, k, s, pad, Ho, Wo, depthwise;
+    int64_t plane, img;
+    /* packed output */
+    int halo_o, Hpo, Wpo, go, cgo, nwgo, nwo;
+    int64_t plane_o, img_o;
+} geom_t;
+
+typedef void (*mk_dense_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int, int, int,
+                            int32_t *);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Dense / grouped micro-kernels: acc[(o)*TX + i] = sum_{ky,kx,j} popcount(a XOR w), i < nx         */
+/* Arguments: geometry, image base, weights, group gi, first output channel o0, count no, oy, x0, nx */
+
+#define MK_SCALAR_BODY                                                                                 \
+    const int s = g->s, k = g->k, nwg = g->nwg, Wp = g->Wp;                                            \
+    const int64_t wstride = (int64_t)k * k * nwg;                                                      \
+    for (int o = o0; o < o0 + no; o++) {                                                               \
+        int32_t *ar = acc + (int64_t)o * TX;                                                           \
+        for (int i = 0; i < nx; i++) ar[i] = 0;                                                        \
+        for (int ky = 0; ky < k; ky++) {                                                               \
+            const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;                               \
+            for (int kx = 0; kx < k; kx++) {                                                           \
+                const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;                            \
+                for (int j = 0; j < nwg; j++) {                                                        \
+                    const uint64_t *ap = a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs;       \
+                    const uint64_t wv = w[o * wstride + ((int64_t)ky * k + kx) * nwg + j];             \
+                    for (int i = 0; i < nx; i++) ar[i] += __builtin_popcountll(ap[(int64_t)i * s] ^ wv); \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+static void mk_generic(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, int no, int oy,
+                       int x0, int nx, int32_t *acc) {
+    MK_SCALAR_BODY
+}
+
+__attribute__((target(TPOP))) static void mk_popcnt(const geom_t *g, const uint64_t *a, const uint64_t *w,
+                                                    int gi, int o0, int no, int oy, int x0, int nx,
+                                                    int32_t *acc) {
+    MK_SCALAR_BODY
+}
+
+/* AVX-512 VPOPCNTDQ: 4 vectors of 8 output pixels x OCB output channels of 64-bit accumulators. */
+static inline __attribute__((always_inline, target(T512))) void
+mk512_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+          int nx, int32_t *acc, int accoff) {
+    const int s = g->s, k = g->k, nwg = g->nwg, Wp = g->Wp;
+    const int64_t wstride = (int64_t)k * k * nwg;
+    __m512i A[4][4];
+    __mmask8 m[4], mlo[4], mhi[4];
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 4; p++) A[o][p] = _mm512_setzero_si512();
+    for (int p = 0; p < 4; p++) {
+        int nv = nx - 8 * p;
+        nv = nv < 0 ? 0 : (nv > 8 ? 8 : nv);
+        m[p] = (__mmask8)((1u << nv) - 1u);
+        int c = nv > 0 ? 2 * nv - 1 : 0;
+        mlo[p] = (__mmask8)(c >= 8 ? 0xFFu : ((1u << c) - 1u));
+        mhi[p] = (__mmask8)(c > 8 ? ((1u << (c - 8)) - 1u) : 0u);
+    }
+    const __m512i perm = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    for (int ky = 0; ky < k; ky++) {
+        const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
+        for (int kx = 0; kx < k; kx++) {
+            const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
+            const uint64_t *wp = w + (int64_t)o0 * wstride + ((int64_t)ky * k + kx) * nwg;
+            for (int j = 0; j < nwg; j++) {
+                const uint64_t *ap = a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs;
+                __m512i av[4];
+                if (s == 1) {
+                    for (int p = 0; p < 4; p++) av[p] = _mm512_maskz_loadu_epi64(m[p], ap + 8 * p);
+                } else {
+                    for (int p = 0; p < 4; p++) {
+                        __m512i lo = _mm512_maskz_loadu_epi64(mlo[p], ap + 16 * p);
+                        __m512i hi = _mm512_maskz_loadu_epi64(mhi[p], ap + 16 * p + 8);
+                        av[p] = _mm512_permutex2var_epi64(lo, perm, hi);
+                    }
+                }
+                for (int o = 0; o < OCB; o++) {
+                    const __m512i wv = _mm512_set1_epi64((long long)wp[o * wstride + j]);
+                    for (int p = 0; p < 4; p++)
+                        A[o][p] = _mm512_add_epi64(A[o][p], _mm512_popcnt_epi64(_mm512_xor_si512(av[p], wv)));
+                }
+            }
+        }
+    }
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 4; p++)
+            _mm256_storeu_si256((__m256i *)(acc + (int64_t)(o0 + o) * TX + accoff + 8 * p),
+                                _mm512_cvtepi64_epi32(A[o][p]));
+}
+
+__attribute__((target(T512))) static void mk_avx512(const geom_t *g, const uint64_t *a, const uint64_t *w,
+                                                    int gi, int o0, int no, int oy, int x0, int nx,
+                                                    int32_t *acc) {
+    for (int c0 = 0; c0 < nx; c0 += 32) {
+        int ncx = nx - c0 < 32 ? nx - c0 : 32;
+        int o = o0;
+        for (; o + 4 <= o0 + no; o += 4) mk512_blk(g, a, w, gi, o, 4, oy, x0 + c0, ncx, acc, c0);
+        for (; o < o0 + no; o++) mk512_blk(g, a, w, gi, o, 1, oy, x0 + c0, ncx, acc, c0);
+    }
+}
+
+/* AVX2: 2 vectors of 4 output pixels x OCB channels; popcount by nibble look-up into byte counters that are
+ * widened (vpsadbw) every 31 words, before a byte can overflow. */
+static inline __attribute__((always_inline, target(T256))) __m256i pc_bytes(__m256i v, __m256i lut,
+                                                                            __m256i low) {
+    __m256i lo = _mm256_and_si256(v, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+static inline __attribute__((always_inline, target(T256))) void
+mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+          int nx, int32_t *acc, int accoff) {
+    const int s = g->s, k = g->k, nwg = g->nwg, Wp = g->Wp;
+    const int64_t wstride = (int64_t)k * k * nwg;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i B[4][2], Q[4][2];
+    __m256i m[2], mlo[2], mhi[2];
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
+    for (int p = 0; p < 2; p++) {
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        int c = nv > 0 ? 2 * nv - 1 : 0;
+        long long e[4], el[4], eh[4];
+        for (int i = 0; i < 4; i++) {
+            e[i] = i < nv ? -1 : 0;
+            el[i] = i < c ? -1 : 0;
+            eh[i] = i + 4 < c ? -1 : 0;
+        }
+        m[p] = _mm256_setr_epi64x(e[0], e[1], e[2], e[3]);
+        mlo[p] = _mm256_setr_epi64x(el[0], el[1], el[2], el[3]);
+        mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
+    }
+    int cnt = 0;
+    for (int ky = 0; ky < k; ky++) {
+        const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
+        for (int kx = 0; kx < k; kx++) {
+            const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
+            const uint64_t *wp = w + (int64_t)o0 * wstride + ((int64_t)ky * k + kx) * nwg;
+            for (int j = 0; j < nwg; j++) {
+                const long long *ap =
+                    (const long long *)(a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs);
+                __m256i av[2];
+                if (s == 1) {
+                    for (int p = 0; p < 2; p++) av[p] = _mm256_maskload_epi64(ap + 4 * p, m[p]);
+                } else {
+                    for (int p = 0; p < 2; p++) {
+                        __m256i lo = _mm256_maskload_epi64(ap + 8 * p, mlo[p]);
+                        __m256i hi = _mm256_maskload_epi64(ap + 8 * p + 4, mhi[p]);
+                        av[p] = _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(lo, hi), 0xD8);
+                    }
+                }
+                for (int o = 0; o < OCB; o++) {
+                    const __m256i wv = _mm256_set1_epi64x((long long)wp[o * wstride + j]);
+                    for (int p = 0; p < 2; p++)
+                        B[o][p] = _mm256_add_epi8(B[o][p], pc_bytes(_mm256_xor_si256(av[p], wv), lut, low));
+                }
+                if (++cnt == 31) {
+                    cnt = 0;
+                    for (int o = 0; o < OCB; o++)
+                        for (int p = 0; p < 2; p++) {
+                            Q[o][p] = _mm256_add_epi64(Q[o][p], _mm256_sad_epu8(B[o][p], zero));
+                            B[o][p] = zero;
+                        }
+                }
+            }
+        }
+    }
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 2; p++) {
+            __m256i q = _mm256_add_epi64(Q[o][p], _mm256_sad_epu8(B[o][p], zero));
+            /* 64-bit lanes -> 4 int32 */
+            __m256i t = _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+            _mm_storeu_si128((__m128i *)(acc + (int64_t)(o0 + o) * TX + accoff + 4 * p),
+                             _mm256_castsi256_si128(t));
+        }
+}
+
+__attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_t *a, const uint64_t *w,
+                                                  int gi, int o0, int no, int oy, int x0, int nx,
+                                                  int32_t *acc) {
+    for (int c0 = 0; c0 < nx; c0 += 8) {
+        int ncx = nx - c0 < 8 ? nx - c0 : 8;
+        int o = o0;
+        for (; o + 4 <= o0 + no; o += 4) mk256_blk(g, a, w, gi, o, 4, oy, x0 + c0, ncx, acc, c0);
+        for (; o < o0 + no; o++) mk256_blk(g, a, w, gi, o, 1, oy, x0 + c0, ncx, acc, c0);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Per-target generic code (auto-vectorised): depthwise micro-kernel, epilogue, packing             */
+
+#define GEN_BODIES(SUF)                                                                                \
+    /* depthwise: acc[c*TX + i] = number of valid-or-halo taps where sign(a) != sign(w), bit-sliced */ \
+    static void mkdw_##SUF(const geom_t *g, const uint64_t *a, const uint64_t *w, int oy, int x0, int nx, \
+                           int32_t *acc) {                                                             \
+        const int s = g->s, k = g->k, Wp = g->Wp;                                                      \
+        uint64_t c0[TX], c1[TX], c2[TX], c3[TX], c4[TX];                                               \
+        for (int j = 0; j < g->nw_in; j++) {                                                           \
+            for (int i = 0; i < nx; i++) c0[i] = c1[i] = c2[i] = c3[i] = c4[i] = 0;                    \
+            for (int ky = 0; ky < k; ky++) {                                                           \
+                const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;                           \
+                for (int kx = 0; kx < k; kx++) {                                                       \
+                    const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;                        \
+                    const uint64_t *ap = a + (int64_t)j * g->plane + row * Wp + xs;                    \
+                    const uint64_t wv = w[((int64_t)ky * k + kx) * g->nw_in + j];                      \
+                    for (int i = 0; i < nx; i++) {                                                     \
+                        uint64_t d = ap[(int64_t)i * s] ^ wv, t;                                       \
+                        t = c0[i] & d; c0[i] ^= d; d = t;                                              \
+                        t = c1[i] & d; c1[i] ^= d; d = t;                                              \
+                        t = c2[i] & d; c2[i] ^= d; d = t;                                              \
+                        t = c3[i] & d; c3[i] ^= d; c4[i] |= t;                                         \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+            int nb = g->Ci - 64 * j < 64 ? g->Ci - 64 * j : 64;                                        \
+            for (int b = 0; b < nb; b++) {                                                             \
+                int32_t *ar = acc + (int64_t)(64 * j + b) * TX;                                        \
+                for (int i = 0; i < nx; i++)                                                           \
+                    ar[i] = (int32_t)(((c0[i] >> b) & 1) + 2 * ((c1[i] >> b) & 1) + 4 * ((c2[i] >> b) & 1) + \
+                                      8 * ((c3[i] >> b) & 1) + 16 * ((c4[i] >> b) & 1));               \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+                                                                                                       \
+    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx,         \
+                          const int32_t *acc, const int32_t *base_r, int ncc, const int *bx, int nbx,  \
+                          const int *ccls, float *out, uint64_t *pout, int32_t *yout, uint64_t *pk) {  \
+        float v[TX];                                                                                   \
+        int32_t yi[TX];                                                                                \
+        if (pout)                                                                                      \
+            for (int q = 0; q < g->nwo * TX; q++) pk[q] = 0;                                           \
+        for (int o = 0; o < g->Co; o++) {                                                              \
+            const int32_t *ar = acc + (int64_t)o * TX;                                                 \
+            const int32_t *bo = base_r + (int64_t)o * ncc;                                             \
+            const int32_t b0 = bo[0];                                                                  \
+            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                       \
+            for (int q = 0; q < nbx; q++) {                                                            \
+                int i = bx[q] - x0;                                                                    \
+                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                   \
+            }                                                                                          \
+            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                 \
+            if (yout)                                                                                  \
+                for (int i = 0; i < nx; i++) yout[orow + i] = yi[i];                                   \
+            if (!out && !pout) continue;                                                               \
+            const float al = e->alpha ? e->alpha[o] : 1.0f;                                            \
+            for (int i = 0; i < nx; i++) v[i] = (float)yi[i] * al;                                     \
+            if (e->bias) {                                                                             \
+                const float bb = e->bias[o];                                                           \
+                for (int i = 0; i < nx; i++) v[i] = v[i] + bb;                                         \
+            }                                                                                          \
+            if (e->aff_s) {                                                                            \
+                const float as = e->aff_s[o], ab = e->aff_b[o];                                        \
+                for (int i = 0; i < nx; i++) v[i] = v[i] * as + ab;                                    \
+            }                                                                                          \
+            const float ga = e->act ? e->gamma[o] : 0.f, sl = e->act ? e->slope[o] : 0.f,              \
+                        ze = e->act ? e->zeta[o] : 0.f;                                                \
+            if (e->act && e->act_first)                                                                \
+                for (int i = 0; i < nx; i++) {                                                         \
+                    const float t = v[i] - ga;                                                         \
+                    const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;                        \
+                    v[i] = (tp + sl * tn) + ze;                                                        \
+                }                                                                                      \
+            if (e->res) {                                                                              \
+                const float *rr = e->res + orow;                                                       \
+                for (int i = 0; i < nx; i++) v[i] = v[i] + rr[i];                                      \
+            }                                                                                          \
+            if (e->act && !e->act_first)                                                               \
+                for (int i = 0; i < nx; i++) {                                                         \
+                    const float t = v[i] - ga;                                                         \
+                    const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;                        \
+                    v[i] = (tp + sl * tn) + ze;                                                        \
+                }                                                                                      \
+            if (e->clamp) {                                                                            \
+                const float lo = e->lo, hi = e->hi;                                                    \
+                for (int i = 0; i < nx; i++) v[i] = v[i] < lo ? lo : (v[i] > hi ? hi : v[i]);          \
+            }                                                                                          \
+            if (out)                                                                                   \
+                for (int i = 0; i < nx; i++) out[orow + i] = v[i];                                     \
+            if (pout) {                                                                                \
+                const int gg = o / g->cgo, cc = o % g->cgo;                                            \
+                uint64_t *pr = pk + (int64_t)(gg * g->nwgo + cc / 64) * TX;                            \
+                const int sh = cc % 64;                                                                \
+                const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;    \
+                if (e->pscale)                                                                         \
+                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)(!((v[i] * ps + pb) >= 0.f)) << sh; \
+                else                                                                                   \
+                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)(!((v[i] + pb) >= 0.f)) << sh;     \
+            }                                                                                          \
+        }                                                                                              \
+        if (pout)                                                                                      \
+            for (int q = 0; q < g->nwo; q++) {                                                         \
+                uint64_t *dst = pout + n * g->img_o + q * g->plane_o +                                 \
+                                (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0;                   \
+                for (int i = 0; i < nx; i++) dst[i] = pk[(int64_t)q * TX + i];                         \
+            }                                                                                          \
+    }                                                                                                  \
+                                                                                                       \
+    static void pack_row_##SUF(const float *x, int64_t n, int C, int H, int W, int nhwc, const float *sc, \
+                               const float *bi, int cg, int nwg, int y, uint64_t *dst0, int64_t plane,  \
+                               int G) {                                                                \
+        for (int gi = 0; gi < G; gi++)                                                                 \
+            for (int j = 0; j < nwg; j++) {                                                            \
+                uint64_t *dst = dst0 + ((int64_t)gi * nwg + j) * plane;                                \
+                for (int i = 0; i < W; i++) dst[i] = 0;                                                \
+                int nb = cg - 64 * j < 64 ? cg - 64 * j : 64;                                          \
+                for (int b = 0; b < nb; b++) {                                                         \
+                    const int c = gi * cg + 64 * j + b;                                                \
+                    const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                          \
+                    if (!nhwc) {                                                                       \
+                        const float *r = x + (((int64_t)n * C + c) * H + y) * W;                       \
+                        if (sc)                                                                        \
+                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)(!((r[i] * s_ + b_) >= 0.f)) << b; \
+                        else                                                                           \
+                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)(!((r[i] + b_) >= 0.f)) << b; \
+                    } else {                                                                           \
+                        const float *r = x + (((int64_t)n * H + y) * W) * C + c;                       \
+                        if (sc)                                                                        \
+                            for (int i = 0; i < W; i++)                                                \
+                                dst[i] |= (uint64_t)(!((r[(int64_t)i * C] * s_ + b_) >= 0.f)) << b;    \
+                        else                                                                           \
+                            for (int i = 0; i < W; i++)                                                \
+                                dst[i] |= (uint64_t)(!((r[(int64_t)i * C] + b_) >= 0.f)) << b;         \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+    }
+
+GEN_BODIES(generic)
+#pragma GCC push_options
+#pragma GCC target("popcnt")
+GEN_BODIES(popcnt)
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx2,popcnt")
+GEN_BODIES(avx2)
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vpopcntdq,avx512dq,avx512bw,avx512vl,popcnt")
+GEN_BODIES(avx512)
+#pragma GCC pop_options
+
+typedef void (*mkdw_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int32_t *);
+typedef void (*epi_fn)(const geom_t *, const bs_epi *, int64_t, int, int, int, const int32_t *, const int32_t *,
+                       int, const int *, int, const int *, float *, uint64_t *, int32_t *, uint64_t *);
+typedef void (*pack_fn)(const float *, int64_t, int, int, int, int, const float *, const float *, int, int, int,
+                        uint64_t *, int64_t, int);
+
+static const mk_dense_fn MK[BS_NPATHS] = {mk_generic, mk_popcnt, mk_avx2, mk_avx512};
+static const mkdw_fn MKDW[BS_NPATHS] = {mkdw_generic, mkdw_popcnt, mkdw_avx2, mkdw_avx512};
+static const epi_fn EPI[BS_NPATHS] = {epi_generic, epi_popcnt, epi_avx2, epi_avx512};
+static const pack_fn PACK[BS_NPATHS] = {pack_row_generic, pack_row_popcnt, pack_row_avx2, pack_row_avx512};
+
+static int resolve_path(int path) {
+    if (path < 0) return bs_best_path();
+    if (path >= BS_NPATHS || !bs_path_available(path)) return -1;
+    return path;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Packing: x float32 (N, C, H, W) or (N, H, W, C) -> packed (N, G*nwg, H+2h, W+2h); halo not touched */
+
+BS_API int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale,
+                   const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads) {
+    path = resolve_path(path);
+    if (path < 0) return BS_EPATH;
+    if (N < 1 || C < 1 || H < 1 || W < 1 || groups < 1 || C % groups || halo < 0) return BS_EINVAL;
+    const int cg = C / groups, nwg = (cg + 63) / 64;
+    const int Hp = H + 2 * halo, Wp = W + 2 * halo;
+    const int64_t plane = (int64_t)Hp * Wp, img = plane * groups * nwg;
+    const pack_fn f = PACK[path];
+    if (nthreads < 1) nthreads = 1;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int y = 0; y < H; y++)
+            f(x, n, C, H, W, nhwc, scale, bias, cg, nwg, y, out + n * img + (int64_t)(y + halo) * Wp + halo, plane,
+              groups);
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Convolution driver                                                                               */
+
+/* Border classes along one axis: cls[o] in [0, ncls); masks[cls] = bitmask of invalid kernel offsets. */
+static int axis_classes(int n_out, int n_in, int k, int s, int pad, int *cls, int *masks) {
+    int ncls = 1;
+    masks[0] = 0;
+    for (int o = 0; o < n_out; o++) {
+        int m = 0;
+        for (int t = 0; t < k; t++) {
+            int p = o * s + t - pad;
+            if (p < 0 || p >= n_in) m |= 1 << t;
+        }
+        int c = 0;
+        while (c < ncls && masks[c] != m) c++;
+        if (c == ncls) masks[ncls++] = m;
+        cls[o] = c;
+    }
+    return ncls;
+}
+
+BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, const uint64_t *w,
+                   int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout,
+                   int halo_o, int groups_o, int32_t *yout, int path, int nthreads) {
+    path = resolve_path(path);
+    if (path < 0) return BS_EPATH;
+    if (N < 1 || Ci < 1 || H < 1 || W < 1 || Co < 1 || groups < 1 || k < 1 || k > 15 || pad < 0 || pad > halo)
+        return BS_EINVAL;
+    if (stride != 1 && stride != 2) return BS_EINVAL;
+    if (Ci % groups || Co % groups) return BS_EINVAL;
+    if (groups == Ci && groups == Co && groups > 1 && k > 5) return BS_EINVAL; /* 5-bit tap counters */
+    if (!out && !pout && !yout) return BS_EINVAL;
+    geom_t g;
+    memset(&g, 0, sizeof g);
+    g.N = N; g.Ci = Ci; g.H = H; g.W = W; g.halo = halo; g.groups = groups;
+    g.Co = Co; g.k = k; g.s = stride; g.pad = pad;
+    g.Hp = H + 2 * halo; g.Wp = W + 2 * halo; g.plane = (int64_t)g.Hp * g.Wp;
+    g.depthwise = (groups == Ci && groups == Co && groups > 1);
+    if (g.depthwise) {
+        g.cg_in = 1; g.nw_in = (Ci + 63) / 64; g.nwg = g.nw_in; g.cg_out = 1;
+    } else {
+        g.cg_in = Ci / groups; g.nwg = (g.cg_in + 63) / 64; g.nw_in = g.nwg * groups; g.cg_out = Co / groups;
+    }
+    g.img = g.plane * g.nw_in;
+    g.Ho = (H + 2 * pad - k) / stride + 1;
+    g.Wo = (W + 2 * pad - k) / stride + 1;
+    if (g.Ho < 1 || g.Wo < 1) return BS_EINVAL;
+    if (pout) {
+        if (groups_o < 1 || Co % groups_o || halo_o < 0) return BS_EINVAL;
+        g.halo_o = halo_o; g.go = groups_o; g.cgo = Co / groups_o; g.nwgo = (g.cgo + 63) / 64;
+        g.nwo = g.nwgo * groups_o; g.Hpo = g.Ho + 2 * halo_o; g.Wpo = g.Wo + 2 * halo_o;
+        g.plane_o = (int64_t)g.Hpo * g.Wpo; g.img_o = g.plane_o * g.nwo;
+    }
+    if (epi && epi->aff_s && !epi->aff_b) return BS_EINVAL;
+    if (epi && epi->act && (!epi->gamma || !epi->slope || !epi->zeta)) return BS_EINVAL;
+    bs_epi e0;
+    memset(&e0, 0, sizeof e0);
+    const bs_epi *e = epi ? epi : &e0;
+
+    /* border classes and the exact correction table base[rc][o][cc] */
+    int *rcls = malloc(sizeof(int) * (size_t)g.Ho), *ccls = malloc(sizeof(int) * (size_t)g.Wo);
+    int rmask[64], cmask[64];
+    int *bx = malloc(sizeof(int) * (size_t)g.Wo);
+    int32_t *pcw = malloc(sizeof(int32_t) * (size_t)Co * k * k);
+    if (!rcls || !ccls || !bx || !pcw) {
+        free(rcls); free(ccls); free(bx); free(pcw);
+        return BS_ENOMEM;
+    }
+    /* at most 2*k distinct classes per axis (k<=15 -> fits 64) */
+    int nrc = axis_classes(g.Ho, H, k, stride, pad, rcls, rmask);
+    int ncc = axis_classes(g.Wo, W, k, stride, pad, ccls, cmask);
+    int nbx = 0;
+    for (int x = 0; x < g.Wo; x++)
+        if (ccls[x] != 0) bx[nbx++] = x;
+    const int cgi = g.depthwise ? 1 : g.cg_in;
+    for (int o = 0; o < Co; o++)
+        for (int t = 0; t < k * k; t++) {
+            int32_t pc = 0;
+            if (g.depthwise) {
+                pc = (int32_t)((w[(int64_t)t * g.nw_in + o / 64] >> (o % 64)) & 1u);
+            } else {
+                for (int j = 0; j < g.nwg; j++) pc += __builtin_popcountll(w[((int64_t)o * k * k + t) * g.nwg + j]);
+            }
+            pcw[(int64_t)o * k * k + t] = pc;
+        }
+    int32_t *base = malloc(sizeof(int32_t) * (size_t)nrc * Co * ncc);
+    if (!base) {
+        free(rcls); free(ccls); free(bx); free(pcw);
+        return BS_ENOMEM;
+    }
+    for (int r = 0; r < nrc; r++)
+        for (int o = 0; o < Co; o++)
+            for (int c = 0; c < ncc; c++) {
+                int32_t kv = 0, inv = 0;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int bad = ((rmask[r] >> ky) & 1) || ((cmask[c] >> kx) & 1);
+                        if (bad) inv += pcw[(int64_t)o * k * k + ky * k + kx];
+                        else kv++;
+                    }
+                base[((int64_t)r * Co + o) * ncc + c] = kv * cgi + 2 * inv;
+            }
+
+    const mk_dense_fn mk = MK[path];
+    const mkdw_fn mkdw = MKDW[path];
+    const epi_fn ep = EPI[path];
+    const int ntx = (g.Wo + TX - 1) / TX;
+    int err = 0;
+    if (nthreads < 1) nthreads = 1;
+#pragma omp parallel num_threads(nthreads)
+    {
+        int32_t *acc = aligned_alloc(64, sizeof(int32_t) * (size_t)Co * TX + 64);
+        uint64_t *pk = pout ? aligned_alloc(64, sizeof(uint64_t) * (size_t)g.nwo * TX + 64) : NULL;
+        if (!acc || (pout && !pk)) {
+#pragma omp atomic write
+            err = 1;
+        }
+#pragma omp barrier
+        if (!err) {
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                for (int oy = 0; oy < g.Ho; oy++) {
+                    const uint64_t *an = a + n * g.img;
+                    const int32_t *base_r = base + (int64_t)rcls[oy] * Co * ncc;
+                    for (int t = 0; t < ntx; t++) {
+                        const int x0 = t * TX, nx = g.Wo - x0 < TX ? g.Wo - x0 : TX;
+                        if (g.depthwise) {
+                            mkdw(&g, an, w, oy, x0, nx, acc);
+                        } else {
+                            for (int gi = 0; gi < groups; gi++)
+                                mk(&g, an, w, gi, gi * g.cg_out, g.cg_out, oy, x0, nx, acc);
+                        }
+                        ep(&g, e, n, oy, x0, nx, acc, base_r, ncc, bx, nbx, ccls, out, pout, yout, pk);
+                    }
+                }
+        }
+        free(acc);
+        free(pk);
+    }
+    free(rcls); free(ccls); free(bx); free(pcw); free(base);
+    return err ? BS_ENOMEM : BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* A minimal module object so that the shared library is an importable extension (entry points are    */
+/* called through ctypes, which releases the GIL).                                                  */
+
+static struct PyModuleDef bitkern_module = {PyModuleDef_HEAD_INIT, "_bitkern",
+                                            "Bit-packed binary convolution kernels (ctypes entry points).", -1,
+                                            NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__bitkern(void) { return PyModule_Create(&bitkern_module); }

@@ -1,0 +1,186 @@
+"""Exactness of the bit-packed kernels against the float emulation, on every dispatch path of this CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from binsharp.deploy import kernels as K
+from binsharp.errors import BinsharpError
+
+pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
+
+PATHS = K.available_paths() if K.have_kernels() else []
+
+# (Ci, Co, k, stride, padding, groups, H, W): borders, odd channel counts, strides, groups, depthwise
+CASES = [
+    (64, 64, 3, 1, 1, 1, 9, 13),
+    (70, 33, 3, 2, 1, 1, 10, 11),
+    (130, 64, 1, 1, 0, 1, 5, 7),
+    (129, 40, 1, 2, 0, 1, 6, 9),
+    (8, 16, 3, 1, 1, 2, 7, 70),
+    (96, 96, 3, 1, 1, 96, 9, 75),
+    (100, 100, 3, 2, 1, 100, 12, 13),
+    (64, 64, 3, 2, 1, 1, 17, 71),
+    (3, 5, 3, 1, 0, 1, 6, 6),
+    (64, 32, 5, 1, 2, 1, 8, 9),
+    (200, 200, 3, 1, 1, 4, 4, 4),
+    (1, 7, 3, 1, 1, 1, 1, 1),
+]
+
+
+def _sign(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t >= 0, 1.0, -1.0)
+
+
+def _emulate(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
+    xt, wt = _sign(torch.from_numpy(x)), _sign(torch.from_numpy(w))
+    return F.conv2d(xt.double(), wt.double(), stride=stride, padding=padding, groups=groups).numpy()
+
+
+def _inputs(ci, co, k, g, h, w, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, ci, h, w)).astype(np.float32)
+    x[0, 0, 0, : min(3, w)] = 0.0  # +1 at zero
+    x[1, -1, -1, -1] = -0.0
+    wt = rng.standard_normal((co, ci // g, k, k)).astype(np.float32)
+    return x, wt
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_integer_accumulator_equals_float_emulation(case, path):
+    ci, co, k, s, p, g, h, w = case
+    x, wt = _inputs(ci, co, k, g, h, w, seed=hash(case) % 2**32)
+    ref = _emulate(x, wt, s, p, g)
+    depthwise = g > 1 and g == ci == co
+    pk = K.pack_activations(x, groups=1 if depthwise else g, halo=max(p, 1), path=path)
+    r = K.binary_conv2d(
+        pk,
+        K.pack_weights(wt, g),
+        out_channels=co,
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        groups=g,
+        int_out=True,
+        float_out=False,
+        path=path,
+    )
+    assert r["y"].shape == ref.shape
+    np.testing.assert_array_equal(r["y"], ref.astype(np.int32))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_pack_roundtrip_and_threshold(path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 70, 5, 9)).astype(np.float32)
+    scale = rng.uniform(0.5, 2, 70).astype(np.float32)
+    bias = rng.standard_normal(70).astype(np.float32)
+    x[0, 3, 2, 2] = -bias[3] / scale[3]
+    pk = K.pack_activations(x, scale=scale, bias=bias, halo=2, path=path)
+    expect = np.where((x * scale[:, None, None] + bias[:, None, None]) >= 0, 1, -1)
+    np.testing.assert_array_equal(pk.signs(), expect)
+    assert not pk.data[:, :, :2].any() and not pk.data[:, :, :, -2:].any()  # halo stays zero
+    nhwc = K.pack_activations(
+        np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+        scale=scale,
+        bias=bias,
+        halo=2,
+        layout="NHWC",
+        path=path,
+    )
+    np.testing.assert_array_equal(nhwc.data, pk.data)
+    nan = x.copy()
+    nan[0, 0, 0, 0] = np.nan
+    assert K.pack_activations(nan, path=path).signs()[0, 0, 0, 0] == -1  # NaN is not >= 0
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("act_first", [True, False])
+def test_fused_epilogue_and_packed_output(path, act_first):
+    rng = np.random.default_rng(2)
+    ci, co, h, w = 40, 72, 11, 19
+    x = rng.standard_normal((2, ci, h, w)).astype(np.float32)
+    wt = rng.standard_normal((co, ci, 3, 3)).astype(np.float32)
+    alpha = np.abs(wt).mean(axis=(1, 2, 3)).astype(np.float32)
+    gamma, zeta = (rng.standard_normal(co).astype(np.float32) * 0.1 for _ in range(2))
+    slope = rng.uniform(0.05, 0.3, co).astype(np.float32)
+    res = rng.standard_normal((2, co, h, w)).astype(np.float32)
+    nb = rng.standard_normal(co).astype(np.float32) * 0.5
+    pk = K.pack_activations(x, halo=1, path=path)
+    r = K.binary_conv2d(
+        pk,
+        K.pack_weights(wt),
+        out_channels=co,
+        kernel_size=3,
+        padding=1,
+        alpha=alpha,
+        act=(gamma, slope, zeta),
+        act_first=act_first,
+        residual=res,
+        pack_out={"halo": 1, "bias": nb},
+        int_out=True,
+        path=path,
+    )
+    c = lambda a: torch.from_numpy(a).view(1, -1, 1, 1)  # noqa: E731
+    v = torch.from_numpy(r["y"].astype(np.float32)) * c(alpha)
+
+    def act(t):
+        return F.prelu(t - c(gamma), torch.from_numpy(slope)) + c(zeta)
+
+    v = act(v) + torch.from_numpy(res) if act_first else act(v + torch.from_numpy(res))
+    np.testing.assert_allclose(r["out"], v.numpy(), rtol=1e-6, atol=1e-6)
+    expect_bits = np.where(r["out"] + nb[:, None, None] >= 0, 1, -1)
+    np.testing.assert_array_equal(r["packed"].signs(), expect_bits)
+
+
+def test_paths_agree_bitwise_on_float_output():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 64, 16, 40)).astype(np.float32)
+    wt = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    alpha = np.abs(wt).mean(axis=(1, 2, 3))
+    outs = []
+    for path in PATHS:
+        pk = K.pack_activations(x, halo=1, path=path)
+        outs.append(
+            K.binary_conv2d(
+                pk,
+                K.pack_weights(wt),
+                out_channels=64,
+                kernel_size=3,
+                stride=2,
+                padding=1,
+                alpha=alpha,
+                act=(alpha, alpha, alpha),
+                path=path,
+                threads=2,
+            )["out"]
+        )
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+
+
+def test_cpu_features_and_path_override(monkeypatch):
+    feats = K.cpu_features()
+    assert feats["compiled"] and feats["path"] in feats["paths"]
+    assert "generic" in feats["paths"]
+    monkeypatch.setenv(K.ENV_PATH, "generic")
+    assert K.resolve_path() == "generic"
+    assert K.cpu_features()["path"] == "generic"
+    monkeypatch.setenv(K.ENV_PATH, "nonsense")
+    with pytest.raises(BinsharpError, match="unknown kernel path"):
+        K.resolve_path()
+
+
+def test_bad_arguments_raise():
+    x = np.zeros((1, 8, 4, 4), np.float32)
+    pk = K.pack_activations(x, halo=0)
+    with pytest.raises(BinsharpError, match="halo"):
+        K.binary_conv2d(pk, K.pack_weights(np.ones((8, 8, 3, 3))), out_channels=8, kernel_size=3, padding=1)
+    with pytest.raises(BinsharpError, match="packed weights"):
+        K.binary_conv2d(pk, np.zeros((8, 3, 3, 2), np.uint64), out_channels=8, kernel_size=3)
+    with pytest.raises(BinsharpError, match="4-D"):
+        K.pack_activations(np.zeros((8, 4, 4), np.float32))
