@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import rasterio
@@ -202,3 +203,119 @@ def test_subprocess_exit_status_and_stderr(tmp_path):
     assert "binsharp fuse: error:" in proc.stderr and "ratio 4" in proc.stderr
     assert proc.stdout == ""
     assert _snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------------------------------------
+# binsharp evaluate
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _h5(
+    path: Path, *, n: int = 2, bands: int = 8, drop: str | None = None, attrs: dict | None = None, **override
+):
+    """A small full-resolution PanCollection h5 (pan 64 x 64) written with h5py, optionally broken."""
+    ms, pan = _arrays(bands=bands)
+    arrays = {
+        "ms": np.stack([ms] * n),
+        "lms": np.stack([np.repeat(np.repeat(ms, 4, axis=1), 4, axis=2)] * n),
+        "pan": np.stack([pan] * n),
+    }
+    arrays.update(override)
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            if k != drop:
+                f[k] = v
+        for k, v in ({"sensor": "WV3", "bits": 11, "ratio": 4} if attrs is None else attrs).items():
+            f.attrs[k] = v
+    return path
+
+
+def _evaluate(data: Path, *extra: str) -> list[str]:
+    return ["evaluate", "--method", "exp", "--data", str(data), *extra]
+
+
+def test_h5_missing_key(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5", drop="pan")
+    _expect_error(_evaluate(path), tmp_path, capsys, "lacks key", "pan")
+
+
+def test_h5_reduced_split_without_gt(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5")
+    _expect_error(_evaluate(path, "--split", "rr"), tmp_path, capsys, "no 'gt'", "--split fr")
+
+
+def test_h5_truncated_or_not_hdf5(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 3])
+    _expect_error(_evaluate(cut), tmp_path, capsys, "cut.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    _expect_error(_evaluate(junk), tmp_path, capsys, "cannot read h5 file", "junk.h5")
+
+
+def test_h5_nan_values(tmp_path, capsys):
+    ms, pan = _arrays()
+    pan = pan.copy()
+    pan[0, 5, 5] = np.nan
+    path = _h5(tmp_path / "t.h5", pan=np.stack([pan] * 2))
+    _expect_error(_evaluate(path), tmp_path, capsys, "'pan'", "NaN")
+
+
+def test_h5_wrong_dtype(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5", pan=np.full((2, 1, 64, 64), b"x", dtype="S1"))
+    _expect_error(_evaluate(path), tmp_path, capsys, "'pan'", "t.h5")
+
+
+def test_h5_size_not_an_integer_ratio(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5", ms=np.ones((2, 8, 15, 16)) * 500)
+    _expect_error(_evaluate(path), tmp_path, capsys, "ratio")
+
+
+def test_h5_band_count_not_matching_sensor(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5", bands=4)
+    _expect_error(_evaluate(path), tmp_path, capsys, "band count 4", "WV3")
+
+
+def test_evaluate_unknown_dataset_and_missing_file(tmp_path, capsys):
+    _expect_error(_evaluate(Path("no-such-dataset")), tmp_path, capsys, "no-such-dataset")
+    _expect_error(_evaluate(tmp_path / "absent.h5"), tmp_path, capsys, "not found", "absent.h5")
+
+
+def test_evaluate_json_output_exists(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5")
+    (tmp_path / "r.json").write_text("{}")
+    _expect_error(_evaluate(path, "--json", str(tmp_path / "r.json")), tmp_path, capsys, "output path exists")
+    assert (tmp_path / "r.json").read_text() == "{}"
+
+
+def test_evaluate_fused_outputs_that_do_not_fit(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5", n=2)
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    np.save(fused / "a.npy", np.zeros((8, 64, 64)))
+    _expect_error(
+        ["evaluate", "--fused", str(fused), "--data", str(path)], tmp_path, capsys, "holds 1 images", "2"
+    )
+    np.save(fused / "b.npy", np.zeros((8, 32, 32)))
+    _expect_error(
+        ["evaluate", "--fused", str(fused), "--data", str(path)], tmp_path, capsys, "shape (8, 32, 32)"
+    )
+    bad = tmp_path / "fused.h5"
+    with h5py.File(bad, "w") as f:
+        f["other"] = np.zeros((2, 8, 64, 64))
+    _expect_error(
+        ["evaluate", "--fused", str(bad), "--data", str(path)], tmp_path, capsys, "lacks dataset 'sr'"
+    )
+
+
+def test_evaluate_failure_midway_leaves_no_json(tmp_path, capsys):
+    """A bad second fused image aborts after the first was evaluated: no --json/--csv written."""
+    path = _h5(tmp_path / "t.h5", n=2)
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    np.save(fused / "a.npy", np.full((8, 64, 64), 700.0))
+    np.save(fused / "b.npy", np.full((8, 64, 64), np.nan))
+    argv = ["evaluate", "--fused", str(fused), "--data", str(path), "--json", str(tmp_path / "r.json")]
+    _expect_error([*argv, "--csv", str(tmp_path / "r.csv")], tmp_path, capsys, "image 1", "NaN")
