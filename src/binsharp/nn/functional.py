@@ -17,6 +17,7 @@ function                  backward ``d out / d x``
 :func:`ede_sign`          ``k t (1 - tanh^2(t x))`` (IR-Net error decay estimator)
 :func:`scalable_tanh_sign` ``beta (1 - tanh^2(beta x))``, ``beta`` learnable (BiSRNet)
 :func:`identity_ste`      ``1`` (identity straight-through)
+:func:`scaled_sign_ste`   weights: forward ``alpha_o sign(W)``, backward ``1[|W| <= 1]``
 ========================  =====================================================================
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "ede_schedule",
     "scalable_tanh_sign",
     "identity_ste",
+    "scaled_sign_ste",
 ]
 
 
@@ -120,6 +122,20 @@ class _ScalableTanhSign(torch.autograd.Function):
         return grad_x, grad_beta
 
 
+class _ScaledSignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w: Tensor, scale_grad: bool) -> Tensor:  # type: ignore[override]
+        alpha = w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+        ctx.save_for_backward(w, alpha if scale_grad else None)
+        return sign(w).mul_(alpha)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        w, alpha = ctx.saved_tensors
+        g = grad.masked_fill(w.abs() > 1, 0.0)
+        return (g if alpha is None else g * alpha), None
+
+
 class _IdentitySTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
@@ -189,6 +205,17 @@ def scalable_tanh_sign(x: Tensor, beta: Tensor) -> Tensor:
         beta: tensor broadcastable to ``x`` (a scalar, or (1, C, 1, 1) for per-channel beta).
     """
     return _ScalableTanhSign.apply(x, beta)
+
+
+def scaled_sign_ste(w: Tensor, scale_grad: bool = False) -> Tensor:
+    """Scaled weight sign: forward ``alpha_o * sign(W)`` with ``alpha_o = mean |W_o|`` over all dimensions but
+    the first (detached); backward ``1[|W| <= 1]`` (clip STE as in the Bi-Real / ReActNet reference code), or
+    ``alpha_o * 1[|W| <= 1]`` with ``scale_grad=True``.
+
+    Args:
+        w: weight (O, ...), e.g. (O, I/groups, kh, kw) or (O, I).
+    """
+    return _ScaledSignSTE.apply(w, bool(scale_grad))
 
 
 def identity_ste(x: Tensor) -> Tensor:

@@ -164,17 +164,24 @@ class ScaledSignWeight(WeightQuantizer):
     """XNOR / Bi-Real / ReActNet / BBCU / BiSR weight binarizer: ``Wb = alpha_o * sign(W)``.
 
     ``alpha_o = mean |W_o|`` over the input-channel and kernel dimensions of output channel ``o``, detached.
-    Backward (as in the reference Bi-Real/ReActNet code): ``dWb/dW = 1[|W| <= 1]`` (clip STE, not multiplied
-    by alpha).
+    Backward, as in the reference Bi-Real/ReActNet/BBCU/BiSRNet code
+    (``(alpha*sign(W)).detach() - clip(W).detach() + clip(W)``): ``dWb/dW = 1[|W| <= 1]``, not multiplied by
+    alpha; ``scale_grad=True`` multiplies it by ``alpha_o`` (the plain autograd of ``alpha * ste(W)``).
 
     Shapes: W (O, I/groups, kh, kw) or (O, I) -> same shape.
     """
 
     scaled = True
 
+    def __init__(self, scale_grad: bool = False) -> None:
+        super().__init__()
+        self.scale_grad = bool(scale_grad)
+
     def forward(self, w: Tensor) -> Tensor:
-        alpha = _channel_mean_abs(w.detach())
-        return BF.sign_ste(w) * alpha
+        return BF.scaled_sign_ste(w, self.scale_grad)
+
+    def extra_repr(self) -> str:
+        return "scale_grad=True" if self.scale_grad else ""
 
 
 class IRNetWeight(_EDEState, WeightQuantizer):
