@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from binsharp.deploy import kernels as K
+from binsharp.nn import functional as BF
 from binsharp.errors import BinsharpError
 
 pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
@@ -32,7 +33,7 @@ CASES = [
 
 
 def _sign(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t >= 0, 1.0, -1.0)
+    return BF.sign(t)
 
 
 def _emulate(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
@@ -81,7 +82,7 @@ def test_pack_roundtrip_and_threshold(path):
     bias = rng.standard_normal(70).astype(np.float32)
     x[0, 3, 2, 2] = -bias[3] / scale[3]
     pk = K.pack_activations(x, scale=scale, bias=bias, halo=2, path=path)
-    expect = np.where((x * scale[:, None, None] + bias[:, None, None]) >= 0, 1, -1)
+    expect = np.where((x * scale[:, None, None] + bias[:, None, None]) < 0, -1, 1)
     np.testing.assert_array_equal(pk.signs(), expect)
     assert not pk.data[:, :, :2].any() and not pk.data[:, :, :, -2:].any()  # halo stays zero
     nhwc = K.pack_activations(
@@ -95,7 +96,7 @@ def test_pack_roundtrip_and_threshold(path):
     np.testing.assert_array_equal(nhwc.data, pk.data)
     nan = x.copy()
     nan[0, 0, 0, 0] = np.nan
-    assert K.pack_activations(nan, path=path).signs()[0, 0, 0, 0] == -1  # NaN is not >= 0
+    assert K.pack_activations(nan, path=path).signs()[0, 0, 0, 0] == 1  # NaN < 0 is false, as nn.sign
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -133,7 +134,7 @@ def test_fused_epilogue_and_packed_output(path, act_first):
 
     v = act(v) + torch.from_numpy(res) if act_first else act(v + torch.from_numpy(res))
     np.testing.assert_allclose(r["out"], v.numpy(), rtol=1e-6, atol=1e-6)
-    expect_bits = np.where(r["out"] + nb[:, None, None] >= 0, 1, -1)
+    expect_bits = np.where(r["out"] + nb[:, None, None] < 0, -1, 1)
     np.testing.assert_array_equal(r["packed"].signs(), expect_bits)
 
 

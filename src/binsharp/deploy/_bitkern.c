@@ -2,7 +2,7 @@
  * Bit-packed binary convolution kernels for the binsharp inference engine.
  *
  * Conventions
- *   sign(x) = +1 if x >= 0 else -1; a packed bit is 1 <=> the value is -1 (x < 0, or NaN).
+ *   sign(x) = +1 if x >= 0 else -1; a packed bit is 1 <=> the value is -1 (x < 0; NaN and -0 give +1).
  *   Packed activations: uint64 array (N, G*nwg, H + 2*halo, W + 2*halo); channel c of group gi is bit
  *   (c % 64) of word plane gi*nwg + c / 64 (c counted inside the group); the halo (border) words are 0.
  *   Unused bits (channels beyond the group size) are 0 in activations and weights, so they never count.
@@ -92,7 +92,7 @@ BS_API int bs_openmp(void) {
  *   if act_first: v = act(v); v = v + res            else: v = v + res; v = act(v)
  *     act = PReLU-with-shifts: t = v - gamma[o]; t = t >= 0 ? t : slope[o] * t; v = t + zeta[o]
  *   v = clamp(v, lo, hi) when clamp != 0              (hardtanh)
- *   out = v (float32 NCHW);  packed bit = !((v * pscale[o] + pbias[o]) >= 0)
+ *   out = v (float32 NCHW);  packed bit = (v * pscale[o] + pbias[o]) < 0
  */
 typedef struct {
     const float *alpha, *bias, *aff_s, *aff_b;
@@ -400,9 +400,9 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
                 const int sh = cc % 64;                                                                \
                 const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;    \
                 if (e->pscale)                                                                         \
-                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)(!((v[i] * ps + pb) >= 0.f)) << sh; \
+                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)((v[i] * ps + pb) < 0.f) << sh; \
                 else                                                                                   \
-                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)(!((v[i] + pb) >= 0.f)) << sh;     \
+                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)((v[i] + pb) < 0.f) << sh;     \
             }                                                                                          \
         }                                                                                              \
         if (pout)                                                                                      \
@@ -427,17 +427,17 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
                     if (!nhwc) {                                                                       \
                         const float *r = x + (((int64_t)n * C + c) * H + y) * W;                       \
                         if (sc)                                                                        \
-                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)(!((r[i] * s_ + b_) >= 0.f)) << b; \
+                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[i] * s_ + b_) < 0.f) << b; \
                         else                                                                           \
-                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)(!((r[i] + b_) >= 0.f)) << b; \
+                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[i] + b_) < 0.f) << b; \
                     } else {                                                                           \
                         const float *r = x + (((int64_t)n * H + y) * W) * C + c;                       \
                         if (sc)                                                                        \
                             for (int i = 0; i < W; i++)                                                \
-                                dst[i] |= (uint64_t)(!((r[(int64_t)i * C] * s_ + b_) >= 0.f)) << b;    \
+                                dst[i] |= (uint64_t)((r[(int64_t)i * C] * s_ + b_) < 0.f) << b;    \
                         else                                                                           \
                             for (int i = 0; i < W; i++)                                                \
-                                dst[i] |= (uint64_t)(!((r[(int64_t)i * C] + b_) >= 0.f)) << b;         \
+                                dst[i] |= (uint64_t)((r[(int64_t)i * C] + b_) < 0.f) << b;         \
                     }                                                                                  \
                 }                                                                                      \
             }                                                                                          \

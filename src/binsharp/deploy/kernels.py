@@ -1,6 +1,7 @@
 """Python interface of the compiled bit-packed kernels (``binsharp.deploy._bitkern``), numpy in and out.
 
-Bit convention: ``sign(x) = +1 if x >= 0 else -1``; a packed bit is 1 <=> the value is -1 (``x < 0`` or NaN).
+Bit convention: ``sign(x) = +1 if x >= 0 else -1``; a packed bit is 1 <=> the value is -1 (``x < 0``; NaN gives +1, as
+:func:`binsharp.nn.sign`).
 
 Packed activations (:class:`Packed`): ``uint64`` array ``(N, G * nwg, H + 2*halo, W + 2*halo)`` where channel
 ``c`` of group ``gi`` (channels ``gi*Cg .. gi*Cg + Cg - 1``, ``Cg = C / G``) is bit ``c % 64`` of word plane
@@ -233,7 +234,7 @@ def pack_activations(
 ) -> Packed:
     """Binarize and pack ``x`` float32 ``(N, C, H, W)`` (or ``(N, H, W, C)`` with ``layout="NHWC"``).
 
-    Bit of channel c = ``not ((x * scale[c] + bias[c]) >= 0)`` computed in float32 (scale and bias optional,
+    Bit of channel c = ``(x * scale[c] + bias[c]) < 0`` computed in float32 (scale and bias optional,
     the multiplication skipped without ``scale``), i.e. the sign of an RSign / learnable-bias / ReDistribution
     input with +1 at 0.
     """
@@ -284,7 +285,7 @@ def _bits_last(signs_neg: np.ndarray) -> np.ndarray:
 
 
 def pack_weights(w: np.ndarray, groups: int = 1) -> np.ndarray:
-    """Pack binary weights ``(Co, Ci/groups, k, k)`` by their sign (bit 1 <=> w < 0 or NaN).
+    """Pack binary weights ``(Co, Ci/groups, k, k)`` by their sign (bit 1 <=> w < 0).
 
     Returns uint64 ``(Co, k, k, ceil(Ci/groups/64))``, or ``(k*k, ceil(C/64))`` for a depthwise layer
     (``groups == Ci == Co``, ``w`` of shape ``(C, 1, k, k)``).
@@ -292,7 +293,7 @@ def pack_weights(w: np.ndarray, groups: int = 1) -> np.ndarray:
     w = np.asarray(w, dtype=np.float32)
     if w.ndim != 4 or w.shape[2] != w.shape[3]:
         raise BinsharpError(f"binary weights must be (Co, Ci/groups, k, k), got {w.shape}")
-    neg = ~(w >= 0)
+    neg = w < 0
     co, cig, k, _ = w.shape
     if groups > 1 and cig == 1 and co == groups:
         return _bits_last(neg[:, 0].reshape(co, k * k).T)  # (k*k, nw)
