@@ -25,8 +25,10 @@ pixels):
 Outputs (``out_dir``): ``train.h5``, ``val.h5``, ``test_rr.h5``, ``test_fr.h5`` (those requested by
 ``splits``) with attributes ``sensor``, ``bits``, ``ratio``, ``gnyq_ms``, ``gnyq_pan``, ``split``, and
 ``manifest.json`` (sources with SHA-256, regions, margins, patch sizes, strides, counts, version, protocol
-settings, SHA-256 of every output). The directory is built under a temporary name and renamed into place,
-so an interrupted build leaves nothing half-made. Identical inputs give identical bytes.
+settings, SHA-256 of every output, and the top-left corner of every patch/tile in file order, in MS pixels
+of the source grid: ``positions_ms_px`` / ``tiles_ms_px``). The directory is built under a temporary name
+and renamed into place, so an interrupted build leaves nothing half-made. Identical inputs give identical
+bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -390,6 +393,7 @@ def build_dataset(
                 "patch": patch,
                 "stride": step,
                 "shuffled": split == "train",
+                "positions_ms_px": [[regions[split][0] + r, regions[split][1] + c] for r, c in pos],
             }
 
         if "test" in regions:
@@ -443,7 +447,7 @@ def build_dataset(
             }
         for info in manifest["splits"].values():
             info["sha256"] = sha256_file(tmp / info["file"])
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(_dump_manifest(manifest), encoding="utf-8")
         _default_permissions(tmp)
         bar.close()
         _move_into_place(tmp, out, overwrite=overwrite)
@@ -452,6 +456,12 @@ def build_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _dump_manifest(manifest: dict[str, Any]) -> str:
+    """JSON with short numeric lists (positions, shapes) kept on one line."""
+    text = json.dumps(manifest, indent=2)
+    return re.sub(r"\[\s+(-?[\d.]+),\s+(-?[\d.]+)\s+\]", r"[\1, \2]", text) + "\n"
 
 
 def _default_permissions(folder: Path) -> None:

@@ -317,7 +317,7 @@ class Raster:
         from rasterio.transform import Affine
 
         arr = self.array[:, row0 : row0 + rows, col0 : col0 + cols]
-        transform = self.transform * Affine.translation(col0, row0) if self.transform is not None else None
+        transform = self.transform @ Affine.translation(col0, row0) if self.transform is not None else None
         profile = {**self.profile, "height": arr.shape[1], "width": arr.shape[2], "transform": transform}
         return replace(self, array=arr, transform=transform, profile=profile)
 
@@ -388,7 +388,7 @@ def write_geotiff(
     C, H, W = a.shape
     transform = like.transform
     if transform is not None and (H, W) != (like.height, like.width):
-        transform = transform * Affine.scale(like.width / W, like.height / H)
+        transform = transform @ Affine.scale(like.width / W, like.height / H)
     nodata = like.nodata
     if nodata is not None and out_dtype.kind in "iu":
         info = np.iinfo(out_dtype)
