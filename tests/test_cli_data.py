@@ -1,0 +1,107 @@
+"""``binsharp data build|info|list`` end to end on generated GeoTIFFs, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from binsharp.cli import main
+from binsharp.data.io import read_h5_attrs
+
+SMALL = [
+    "--splits", "train=0.5,val=0.2,test=0.3", "--patch", "32", "--stride", "8", "--test-tile", "32",
+    "--min-test-tiles", "4", "--fr-tile", "128", "--margin", "20", "--no-progress",
+]  # fmt: skip
+
+
+def _tif(path, arr, px):
+    with rasterio.open(
+        path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1], width=arr.shape[2],
+        dtype=arr.dtype.name, crs="EPSG:32613", transform=from_origin(500000.0, 4400000.0, px, px),
+    ) as dst:  # fmt: skip
+        dst.write(arr)
+    return path
+
+
+def _scene(folder, h=128, w=256, pan_rows=None):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0 : 4 * h, 0 : 4 * w]
+    pan = (900 + 400 * np.sin(x / 31.0) * np.cos(y / 17.0) + rng.normal(0, 20, x.shape)).clip(1, 2047)
+    ms = pan.reshape(h, 4, w, 4).mean(axis=(1, 3))
+    ms = np.stack([ms * g for g in (0.8, 0.9, 1.0, 1.2)]).clip(1, 2047).astype(np.uint16)
+    pan = pan.astype(np.uint16)[None, : pan_rows or 4 * h]
+    folder.mkdir(parents=True, exist_ok=True)
+    return _tif(folder / "pan.tif", pan, 0.5), _tif(folder / "ms.tif", ms, 2.0)
+
+
+def test_build_custom_pair_and_info(tmp_path, capsys):
+    pan, ms = _scene(tmp_path / "src")
+    out = tmp_path / "ds"
+    argv = ["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out), *SMALL]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "train.h5" in text and "test_fr" in text
+    m = json.loads((out / "manifest.json").read_text())
+    assert set(m["splits"]) == {"train", "val", "test_rr", "test_fr"}
+    assert m["sensor"]["name"] == "QB" and m["splits"]["test_rr"]["count"] >= 4
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # an existing output is refused (exit 2) and left untouched
+    assert main(argv) == 2
+    assert "exists" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # info on the directory and on one h5 file
+    assert main(["data", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"train     train.h5     {m['splits']['train']['count']:>6}" in text
+    assert "QB" in text and "gt 32x32  ms 8x8" in text
+    assert main(["data", "info", str(out / "test_fr.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "pan       " in text and "x 1 x 128 x 128" in text
+    assert main(["data", "info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == m
+
+
+def test_build_custom_sensor(tmp_path, capsys):
+    pan, ms = _scene(tmp_path / "src")
+    out = tmp_path / "custom"
+    argv = ["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "custom", "--bands", "4"]
+    argv += ["--bits", "12", "--gnyq-ms", "0.3", "0.3", "0.29", "0.28", "--gnyq-pan", "0.15", "-o", str(out)]
+    assert main(argv + SMALL) == 0
+    attrs = read_h5_attrs(out / "test_rr.h5")
+    assert attrs["sensor"] == "custom" and attrs["bits"] == 12
+    assert attrs["gnyq_ms"] == [0.3, 0.3, 0.29, 0.28]
+
+
+def test_build_bad_inputs_exit_2_without_output(tmp_path, capsys):
+    pan, ms = _scene(tmp_path / "bad", pan_rows=500)  # 500 PAN rows for 128 MS rows: not ratio 4
+    out = tmp_path / "ds"
+    assert main(["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out)]) == 2
+    assert "not the integer 4" in capsys.readouterr().err
+    pan, ms = _scene(tmp_path / "good")
+    assert main(["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "WV3", "-o", str(out)]) == 2
+    assert "band count 4 does not match sensor WV3" in capsys.readouterr().err
+    assert main(["data", "build", "--pan", str(pan), "--ms", str(ms), "-o", str(out)]) == 2
+    assert "--sensor" in capsys.readouterr().err
+    assert main(["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out),
+                 "--splits", "train=x"]) == 2  # fmt: skip
+    assert "NAME=FRACTION" in capsys.readouterr().err
+    # default settings ask for 9 test tiles of at least 128 px: this scene is too small
+    assert main(["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out),
+                 "--no-progress"]) == 2  # fmt: skip
+    assert "fewer than 9" in capsys.readouterr().err
+    assert main(["data", "build", "no-such-set"]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert main(["data", "info", str(tmp_path / "nothing")]) == 2
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "good"]
+
+
+def test_list(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BINSHARP_CACHE", str(tmp_path))
+    assert main(["data", "list"]) == 0
+    text = capsys.readouterr().out
+    assert "wv3-longmont" in text and "wv2-longmont" in text and "not built" in text
+    assert str(tmp_path) in text
