@@ -274,7 +274,8 @@ def fuse_geotiff(
         tile: core tile size in PAN pixels (multiple of the ratio; 0 fuses the scene in one piece).
         halo: context per side in PAN pixels (default: ``fuser.halo`` or :data:`DEFAULT_HALO`).
         dtype: output data type, one of :data:`OUTPUT_DTYPES`.
-        max_value: upper clip for integer outputs (default: ``2**bits - 1`` of the fuser's sensor, or 2047).
+        max_value: upper clip for integer outputs (default: ``2**bits - 1`` of the fuser's ``sensor`` or
+            ``bits`` attribute, else 2047).
         overwrite: replace an existing ``out_path``.
         nodata: no-data value of the inputs (default: the value declared in each file).
         allow_nodata: mask no-data/NaN input pixels in the output instead of refusing the input.
@@ -293,8 +294,8 @@ def fuse_geotiff(
         )
     ratio = int(fuser.ratio)
     if max_value is None:
-        sensor = getattr(fuser, "sensor", None)
-        max_value = float(sensor.max_value) if sensor is not None else 2047.0
+        sensor, bits = getattr(fuser, "sensor", None), getattr(fuser, "bits", None)
+        max_value = float(sensor.max_value) if sensor is not None else float(2 ** int(bits or 11) - 1)
     halo = getattr(fuser, "halo", DEFAULT_HALO) if halo is None else int(halo)
 
     with open_raster(pan_path, "PAN") as pan_ds, open_raster(ms_path, "MS") as ms_ds:

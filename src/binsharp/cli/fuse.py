@@ -5,7 +5,8 @@ Example::
     binsharp fuse --method mtf-glp-hpm --sensor WV3 --pan PAN.tif --ms MS.tif -o OUT.tif
 
 The output has the PAN grid (size, CRS, transform) and the MS bands, in DN (float32 unless ``--dtype``).
-Large scenes are processed in tiles of ``--tile`` PAN pixels with a halo of context, so memory stays bounded.
+Large scenes are processed in tiles of ``--tile`` PAN pixels with a halo of context, so memory stays bounded;
+methods with global statistics estimate them per tile (``--tile 0``: one piece, the toolbox result).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "fuse",
         help="pan-sharpen a PAN/MS GeoTIFF pair (tiled, georeferenced)",
-        description="Pan-sharpen a PAN GeoTIFF and an MS GeoTIFF into a GeoTIFF on the PAN grid, in DN.",
+        description="Pan-sharpen a PAN GeoTIFF and an MS GeoTIFF into a GeoTIFF on the PAN grid, in DN. "
+        "The scene is processed in tiles of --tile PAN pixels, each fused with --halo pixels of context; "
+        "methods with global statistics (GS, GSA, BT-H, BDSD-PC, MTF-GLP-HPM/FS, AWLP) estimate them "
+        "per tile, and --tile 0 fuses the scene in one piece (the toolbox result, at the cost of memory).",
     )
     add_fuser_arguments(p)
     p.add_argument("--pan", required=True, metavar="PAN.tif", help="single-band PAN GeoTIFF (H x W)")
