@@ -319,3 +319,10 @@ def test_evaluate_failure_midway_leaves_no_json(tmp_path, capsys):
     np.save(fused / "b.npy", np.full((8, 64, 64), np.nan))
     argv = ["evaluate", "--fused", str(fused), "--data", str(path), "--json", str(tmp_path / "r.json")]
     _expect_error([*argv, "--csv", str(tmp_path / "r.csv")], tmp_path, capsys, "image 1", "NaN")
+
+
+def test_fuse_takes_one_method(tmp_path, capsys, good):
+    pan_path, ms_path = good
+    argv = _fuse(tmp_path, pan_path, ms_path)
+    argv[2] = "all"
+    _expect_error(argv, tmp_path, capsys, "one method at a time")

@@ -201,6 +201,8 @@ def fuser_sources() -> dict[str, FuserSource]:
 
 
 def _method_factory(value: str, args: Any, *, sensor: Sensor | None, ratio: int | None) -> Fuser:
+    if value.strip().lower() == "all" or "," in value:
+        raise BinsharpError(f"--method {value}: this command runs one method at a time")
     if sensor is None:
         raise BinsharpError("--method needs a sensor: pass --sensor (e.g. --sensor WV3)")
     return method_fuser(value, sensor, ratio or sensor.ratio)
@@ -210,7 +212,8 @@ register_fuser_source(
     "method",
     _method_factory,
     metavar="NAME",
-    help="classical method: exp, bt-h, gs, gsa, bdsd-pc, mtf-glp-hpm, mtf-glp-fs, awlp",
+    help="classical method: exp, bt-h, gs, gsa, bdsd-pc, mtf-glp-hpm, mtf-glp-fs, awlp "
+    "(evaluate also takes 'all' or a comma-separated list)",
     needs_sensor=True,
 )
 
