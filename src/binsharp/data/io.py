@@ -188,7 +188,7 @@ def write_h5(
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
             for k in sorted((attrs or {}).keys()):
                 v = attrs[k]
-                f.attrs[k] = v if not isinstance(v, str) else np.bytes_(v.encode("utf-8"))
+                f.attrs[k] = v
             for k in order:
                 f.create_dataset(k, data=np.ascontiguousarray(arrays[k], dtype=np.float64), track_times=False)
     return Path(path)
