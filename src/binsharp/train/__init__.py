@@ -1,0 +1,53 @@
+"""Training engine (PyTorch Lightning), run configurations and safe checkpoints.
+
+* :func:`train` (:mod:`binsharp.train.engine`): run a model's (multi-stage) recipe on a dataset, with
+  resumable stages, CSV/TensorBoard logs, validation indexes and a final safetensors checkpoint.
+* :class:`PanSharpeningTask` (:mod:`binsharp.train.task`): the LightningModule of one stage, and the
+  optional model hook protocol (``training_loss``, ``after_optimizer_step``, ...).
+* :class:`PanDataModule`, :func:`resolve_data` (:mod:`binsharp.train.data`): loaders over dataset splits.
+* :mod:`binsharp.train.recipe`: recipe/config format, :class:`Stage`, merging rules.
+* :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`check_compatible`
+  (:mod:`binsharp.train.checkpoint`): safetensors weights + JSON metadata, never pickle.
+* :func:`checkpoint_fuser` (:mod:`binsharp.train.fuser`): a trained checkpoint as a
+  :class:`binsharp.fusers.Fuser`.
+
+Attributes are imported lazily so that ``import binsharp.train.fuser`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "train": "binsharp.train.engine",
+    "TrainResult": "binsharp.train.engine",
+    "WeightSyncCheck": "binsharp.train.engine",
+    "PanSharpeningTask": "binsharp.train.task",
+    "PanDataModule": "binsharp.train.data",
+    "DataInfo": "binsharp.train.data",
+    "resolve_data": "binsharp.train.data",
+    "Stage": "binsharp.train.recipe",
+    "RunConfig": "binsharp.train.recipe",
+    "build_run_config": "binsharp.train.recipe",
+    "resolve_stages": "binsharp.train.recipe",
+    "save_checkpoint": "binsharp.train.checkpoint",
+    "load_checkpoint": "binsharp.train.checkpoint",
+    "read_meta": "binsharp.train.checkpoint",
+    "check_compatible": "binsharp.train.checkpoint",
+    "checkpoint_fuser": "binsharp.train.fuser",
+    "CheckpointFuser": "binsharp.train.fuser",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'binsharp.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -1,0 +1,194 @@
+"""Lightning data module over the splits of a binsharp dataset (or a single PanCollection h5 file)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from binsharp.errors import BinsharpError
+
+log = logging.getLogger(__name__)
+
+_H5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass
+class DataInfo:
+    """What the engine knows about the training data.
+
+    Attributes:
+        train: path of the training h5 file.
+        val: path of the validation h5 file (None: no validation).
+        bands: number of MS bands.
+        bits: radiometric depth (inputs are DN / (2**bits - 1)).
+        ratio: PAN/MS resolution ratio.
+        sensor: sensor name (None when the files do not say).
+        manifest: the dataset's ``manifest.json`` as a mapping (``{}`` when there is none), plus ``source``.
+    """
+
+    train: Path
+    val: Path | None
+    bands: int
+    bits: int
+    ratio: int
+    sensor: str | None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_path(data: str | Path, split: str) -> Path:
+    from binsharp.data.catalog import dataset_path
+
+    return Path(dataset_path(str(data), split))
+
+
+def _read_manifest(data: str | Path, train: Path) -> dict[str, Any]:
+    """The dataset manifest: of the named dataset / directory ``data``, else a ``manifest.json`` beside
+    the training file; ``{}`` when there is none."""
+    from binsharp.data.builder import read_manifest
+
+    p = Path(str(data))
+    if p.suffix.lower() in _H5_SUFFIXES or p.is_file():
+        candidate = train.parent / "manifest.json"
+        return dict(read_manifest(candidate)) if candidate.is_file() else {}
+    from binsharp.data.catalog import dataset_info
+
+    manifest = dataset_info(str(data))
+    return dict(manifest) if isinstance(manifest, dict) else {"manifest": manifest}
+
+
+def _make_dataset(path: Path, bits: int | None, augment: bool = False) -> Dataset:
+    from binsharp.data import PanDataset
+
+    return PanDataset(path, bits=bits, augment=augment)
+
+
+def resolve_data(
+    data: str | Path,
+    *,
+    val: str | Path | None = None,
+    bits: int | None = None,
+    sensor: str | None = None,
+    train_split: str = "train",
+    val_split: str = "val",
+) -> DataInfo:
+    """Find the training/validation files and the data's bands, bits, ratio, sensor and manifest.
+
+    ``data`` is a dataset name or directory known to :func:`binsharp.data.catalog.dataset_path` (built on
+    first use), or a single PanCollection h5 file (then validation uses ``val`` if given, else none).
+    ``bits``/``sensor`` override those of the h5 attributes (:class:`binsharp.data.PanDataset` assumes
+    11 bits for files that do not state it).
+    """
+    p = Path(str(data))
+    if p.suffix.lower() in _H5_SUFFIXES or p.is_file():
+        if not p.is_file():
+            raise BinsharpError(f"training file not found: {p}")
+        train = p
+        val_path = Path(val) if val is not None else None
+    else:
+        train = _split_path(data, train_split)
+        if val is not None:
+            val_path = Path(val)
+        else:
+            try:
+                val_path = _split_path(data, val_split)
+            except BinsharpError as exc:
+                log.warning("no validation split (%s): training without validation", exc)
+                val_path = None
+    if val_path is not None and not val_path.is_file():
+        raise BinsharpError(f"validation file not found: {val_path}")
+    ds: Any = _make_dataset(train, bits)
+    if len(ds) == 0:
+        raise BinsharpError(f"training file {train} holds no images")
+    if not getattr(ds, "has_gt", True):
+        raise BinsharpError(f"training file {train} has no 'gt': train on a reduced-resolution split")
+    if val_path is not None:
+        vds: Any = _make_dataset(val_path, ds.bits)
+        if vds.bands != ds.bands or vds.ratio != ds.ratio:
+            raise BinsharpError(
+                f"validation file {val_path} ({vds.bands} bands, ratio {vds.ratio}) does not match the "
+                f"training data ({ds.bands} bands, ratio {ds.ratio})"
+            )
+        if not getattr(vds, "has_gt", True):
+            raise BinsharpError(f"validation file {val_path} has no 'gt' (use a reduced-resolution split)")
+    manifest = _read_manifest(data, train)
+    manifest.setdefault("source", str(data))
+    return DataInfo(
+        train, val_path, int(ds.bands), int(ds.bits), int(ds.ratio), sensor or ds.sensor, manifest
+    )
+
+
+class PanDataModule(L.LightningDataModule):
+    """Training and validation loaders over :class:`binsharp.data.PanDataset` files.
+
+    Args:
+        info: the resolved data (see :func:`resolve_data`).
+        batch_size: training batch size (the last incomplete batch is dropped when the set is larger).
+        val_batch_size: validation batch size (default: ``batch_size``).
+        num_workers: DataLoader worker processes (0: load in the main process).
+        seed: seed of the shuffling generator (the order is reproducible for a given seed).
+        val_max_batches: validate on at most this many batches (None: the whole split).
+        augment: random flips/rotations of the training patches (:class:`binsharp.data.PanDataset`).
+
+    Batches are dicts of float32 tensors ``ms`` (B,C,h,w), ``lms`` (B,C,H,W), ``pan`` (B,1,H,W), ``gt``
+    (B,C,H,W), normalised to [0, 1]. Under DDP Lightning shards the training set across ranks.
+    """
+
+    def __init__(
+        self,
+        info: DataInfo,
+        *,
+        batch_size: int = 16,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        val_max_batches: int | None = None,
+        augment: bool = False,
+    ) -> None:
+        super().__init__()
+        self.info = info
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.val_max_batches = val_max_batches
+        self.augment = bool(augment)
+        self._train: Dataset | None = None
+        self._val: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is None:
+            self._train = _make_dataset(self.info.train, self.info.bits, self.augment)
+        if self._val is None and self.info.val is not None:
+            self._val = _make_dataset(self.info.val, self.info.bits)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        assert self._train is not None
+        n = len(self._train)  # type: ignore[arg-type]
+        return DataLoader(
+            self._train,
+            batch_size=min(self.batch_size, n),
+            shuffle=True,
+            drop_last=n > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        self.setup()
+        if self._val is None:
+            return []
+        return DataLoader(
+            self._val,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
