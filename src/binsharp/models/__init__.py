@@ -26,10 +26,18 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from binsharp.models.base import PanModel, example_inputs
+from binsharp.models.base import PanModel, example_inputs, strip_quantizers
 from binsharp.models.registry import create, list_models, model_info, register_model
 
-__all__ = ["PanModel", "create", "list_models", "model_info", "register_model", "example_inputs"]
+__all__ = [
+    "PanModel",
+    "create",
+    "list_models",
+    "model_info",
+    "register_model",
+    "example_inputs",
+    "strip_quantizers",
+]
 
 _CORE = ("fp_baselines", "binary_baselines")
 _SKIP = {"base", "registry", "recipes", "units", "bodies", *_CORE}

@@ -20,6 +20,7 @@ needs. Missing or inconsistent inputs raise :class:`binsharp.errors.BinsharpErro
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import torch
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
 
-__all__ = ["PanModel", "check_bands", "example_inputs"]
+__all__ = ["PanModel", "check_bands", "example_inputs", "strip_quantizers"]
 
 _INPUT_NAMES = ("ms", "lms", "pan")
 
@@ -62,6 +63,24 @@ def example_inputs(
     lms = torch.nn.functional.interpolate(ms, scale_factor=ratio, mode="nearest")
     pan = torch.rand(batch, 1, size, size, generator=gen)
     return {"ms": ms, "lms": lms, "pan": pan}
+
+
+def strip_quantizers(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every quantizer removed: the same network in float.
+
+    Sets ``input_quantizer`` and ``kernel_quantizer`` of every :class:`binsharp.nn.BinaryConv2d` /
+    :class:`binsharp.nn.BinaryLinear` to ``None`` (the layer then runs as an ordinary convolution / linear
+    layer on the latent weights); everything else (BN, RPReLU, redistribution, shortcuts) is kept. Used to
+    measure the cost of binary emulation. ``model`` itself is not modified.
+    """
+    from binsharp.nn import BinaryConv2d, BinaryLinear
+
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if isinstance(m, (BinaryConv2d, BinaryLinear)):
+            m.input_quantizer = None
+            m.kernel_quantizer = None
+    return twin
 
 
 class PanModel(nn.Module):

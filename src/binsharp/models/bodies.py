@@ -43,6 +43,7 @@ from binsharp.errors import BinsharpError
 from binsharp.models.units import UnitFactory
 from binsharp.models.units import unit_factory as resolve_unit
 from binsharp.nn import HaarDWT, HaarIDWT, RPReLU, merge_bands, split_bands
+from binsharp.nn.complexity import OpCount, register_counter
 
 __all__ = [
     "PlainBody",
@@ -55,6 +56,7 @@ __all__ = [
     "Block",
     "FeedForward",
     "ChannelLayerNorm",
+    "WeightedSum",
 ]
 
 
@@ -241,6 +243,35 @@ class BinaryUNetBody(nn.Module):
         return self.mapping(fea)[..., :h, :w]
 
 
+class WeightedSum(nn.Module):
+    """Learnable weighted sum of ``n`` tensors of equal shape: ``sum_i w_i x_i`` (w initialised to 1/n).
+
+    ``forward(x_0, ..., x_{n-1})`` -> tensor of the same shape. Counted as ``2n - 1`` float elementwise
+    operations per output element.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        if n < 1:
+            raise BinsharpError(f"WeightedSum needs n >= 1, got {n}")
+        self.weight = nn.Parameter(torch.full((n,), 1.0 / n))
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        if len(xs) != self.weight.numel():
+            raise BinsharpError(f"WeightedSum expects {self.weight.numel()} tensors, got {len(xs)}")
+        out = xs[0] * self.weight[0]
+        for i in range(1, len(xs)):
+            out = out + xs[i] * self.weight[i]
+        return out
+
+
+def _count_weighted_sum(m: nn.Module, inputs: tuple, y: Tensor) -> OpCount:
+    return OpCount(elementwise=(2 * len(inputs) - 1) * y.numel())
+
+
+register_counter(WeightedSum, _count_weighted_sum)
+
+
 class WaveletBody(nn.Module):
     """FABNet body: Haar DWT, separate binary branches for LL and for the high bands, inverse DWT.
 
@@ -269,17 +300,16 @@ class WaveletBody(nn.Module):
         self.dwt = HaarDWT()
         self.idwt = HaarIDWT()
         self.low = nn.ModuleList([make_low(dim, 3, 1) for _ in range(n_low)])
-        self.low_weights = nn.Parameter(torch.full((n_low + 1,), 1.0 / (n_low + 1)))
+        self.low_sum = WeightedSum(n_low + 1)
         self.high = nn.Sequential(*[make_high(3 * dim, 3, 1) for _ in range(n_high)])
 
     def forward(self, x: Tensor) -> Tensor:
         x, h, w = _pad_to_multiple(x, 2)
         ll, lh, hl, hh = split_bands(self.dwt(x))
-        acc = ll * self.low_weights[0]
-        s = ll
-        for i, blk in enumerate(self.low):
-            s = blk(s)
-            acc = acc + s * self.low_weights[i + 1]
+        stages = [ll]
+        for blk in self.low:
+            stages.append(blk(stages[-1]))
+        acc = self.low_sum(*stages)
         high = torch.cat([lh, hl, hh], dim=1)
         high = self.high(high) + high
         lh2, hl2, hh2 = torch.chunk(high, 3, dim=1)
