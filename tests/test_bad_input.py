@@ -176,8 +176,8 @@ def test_method_needs_sensor_and_known_name(tmp_path, capsys, good):
     _expect_error(argv, tmp_path, capsys, "unknown method 'nosuch'")
 
 
-def test_failure_while_writing_leaves_nothing(tmp_path, capsys):
-    """A no-data pixel found only in the last tile aborts the run after tiles were written: no output left."""
+def test_nodata_in_the_last_tile_only(tmp_path, capsys):
+    """A no-data pixel in the last of 16 tiles is found and reported; no output is left."""
     ms, pan = _arrays()
     ms[:, 15, 15] = 0
     pan_path = _write_tif(tmp_path / "pan.tif", pan, PX)

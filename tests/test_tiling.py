@@ -163,3 +163,32 @@ def test_allow_nodata_masks_output(tmp_path):
         assert np.isnan(d.nodata)
     assert np.isnan(a[:, :4, :4]).all()
     assert not np.isnan(a[:, 4:, :]).any() and not np.isnan(a[:, :, 4:]).any()
+
+
+class _FailingFuser(LocalFuser):
+    """Fails on its third tile, after two tiles were written."""
+
+    def __call__(self, ms_lr, pan, lms=None):
+        if len(self.windows) == 2:
+            raise BinsharpError("model failed on tile 3")
+        return super().__call__(ms_lr, pan, lms)
+
+
+def test_failure_after_some_tiles_leaves_no_output(tmp_path):
+    ms, pan = _scene(2, 8, 8, seed=4)
+    pan_path, ms_path = _write_pair(tmp_path, ms, pan)
+    fuser = _FailingFuser(bands=2, k=2)
+    with pytest.raises(BinsharpError, match="tile 3"):
+        fuse_geotiff(fuser, pan_path, ms_path, tmp_path / "o.tif", tile=8, halo=4)
+    assert len(fuser.windows) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "pan.tif"]
+
+
+def test_nodata_is_found_before_any_tile_is_fused(tmp_path):
+    ms, pan = _scene(2, 8, 8, seed=5)
+    ms[:, 7, 7] = 0
+    pan_path, ms_path = _write_pair(tmp_path, ms, pan)
+    fuser = LocalFuser(bands=2, k=2)
+    with pytest.raises(BinsharpError, match="no-data"):
+        fuse_geotiff(fuser, pan_path, ms_path, tmp_path / "o.tif", tile=8, halo=4, nodata=0)
+    assert fuser.windows == []

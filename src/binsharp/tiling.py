@@ -318,6 +318,10 @@ def fuse_geotiff(
         tiles = list(iter_tiles(H, W, tile=tile, halo=halo, ratio=ratio))
         pan_reader = _WindowReader(pan_ds, "PAN", nodata, allow_nodata)
         ms_reader = _WindowReader(ms_ds, "MS", nodata, allow_nodata)
+        if not allow_nodata:  # fail fast (before any fusing) on NaN/no-data, one core window at a time
+            for t in tiles:
+                ms_reader.read(t.row // ratio, t.col // ratio, t.height // ratio, t.width // ratio)
+                pan_reader.read(t.row, t.col, t.height, t.width)
 
         out_nodata = _nodata_value(dtype) if allow_nodata else None
         block = 256
