@@ -47,7 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from binsharp import __version__
-from binsharp.data.io import Raster, check_pair, sha256_file, write_h5
+from binsharp.data.io import Raster, check_pair, sha256_file, write_h5, write_h5_stream
 from binsharp.errors import BinsharpError
 from binsharp.sensors import Sensor, get_sensor
 
@@ -63,6 +63,8 @@ MTF_TAPS = 41
 MTF_RADIUS = MTF_TAPS // 2
 INTERP_HALF_TAPS = 11
 MANIFEST = "manifest.json"
+#: Training/validation patches assembled and written per block of this many (bounds memory).
+PATCH_BLOCK = 256
 MANIFEST_FORMAT = "binsharp-dataset/1"
 
 
@@ -372,17 +374,27 @@ def build_dataset(
                 order = np.random.default_rng(seed).permutation(len(pos))
                 pos = [pos[i] for i in order]
             q = patch // ratio
-            arrays = {
-                "gt": np.stack([trip["gt"][:, r : r + patch, c : c + patch] for r, c in pos]),
-                "ms": np.stack(
-                    [trip["ms"][:, r // ratio : r // ratio + q, c // ratio : c // ratio + q] for r, c in pos]
-                ),
-                "lms": np.stack([trip["lms"][:, r : r + patch, c : c + patch] for r, c in pos]),
-                "pan": np.stack([trip["pan"][:, r : r + patch, c : c + patch] for r, c in pos]),
-            }
+            shapes = {"gt": (ms.count, patch, patch), "ms": (ms.count, q, q), "lms": (ms.count, patch, patch)}
+            shapes["pan"] = (1, patch, patch)
+
+            def blocks(pos=pos, trip=trip, q=q):
+                for i in range(0, len(pos), PATCH_BLOCK):
+                    chunk = pos[i : i + PATCH_BLOCK]
+                    yield {
+                        "gt": np.stack([trip["gt"][:, r : r + patch, c : c + patch] for r, c in chunk]),
+                        "ms": np.stack(
+                            [
+                                trip["ms"][:, r // ratio : r // ratio + q, c // ratio : c // ratio + q]
+                                for r, c in chunk
+                            ]
+                        ),
+                        "lms": np.stack([trip["lms"][:, r : r + patch, c : c + patch] for r, c in chunk]),
+                        "pan": np.stack([trip["pan"][:, r : r + patch, c : c + patch] for r, c in chunk]),
+                    }
+
             fname = SPLIT_FILES[split]
-            write_h5(tmp / fname, arrays, {**attrs_base, "split": split})
-            del arrays
+            write_h5_stream(tmp / fname, len(pos), shapes, blocks(), {**attrs_base, "split": split})
+            del trip
             bar.update(1)
             manifest["splits"][split] = {
                 "file": fname,

@@ -194,6 +194,59 @@ def write_h5(
     return Path(path)
 
 
+def write_h5_stream(
+    path: str | os.PathLike,
+    n: int,
+    shapes: Mapping[str, tuple[int, ...]],
+    blocks: Iterable[Mapping[str, np.ndarray]],
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """:func:`write_h5` for batches too large to hold in memory at once (same layout, same guarantees).
+
+    Args:
+        path: output file; must not exist unless ``overwrite``.
+        n: total number of images N.
+        shapes: per-image shape of each key, e.g. ``{"gt": (C, H, W), "ms": (C, h, w), ...}``.
+        blocks: consecutive batches, each a dict key -> (b, *shape) array (DN); together exactly ``n`` images.
+        attrs: file attributes (see :func:`write_h5`).
+    """
+    missing = [k for k in H5_REQUIRED if k not in shapes]
+    if missing:
+        raise BinsharpError(f"write_h5: missing array(s) {', '.join(missing)}")
+    ratio = (attrs or {}).get("ratio")
+    name = f"write_h5({Path(path).name})"
+    check_arrays(
+        {k: np.empty((0, *s)) for k, s in shapes.items()},
+        source=name,
+        ratio=int(ratio) if ratio is not None else None,
+    )
+    order = [k for k in H5_KEYS if k in shapes] + sorted(k for k in shapes if k not in H5_KEYS)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
+            for k in sorted((attrs or {}).keys()):
+                f.attrs[k] = attrs[k]
+            dsets = {
+                k: f.create_dataset(k, shape=(n, *shapes[k]), dtype=np.float64, track_times=False)
+                for k in order
+            }
+            pos = 0
+            for block in blocks:
+                if set(block) != set(shapes):
+                    raise BinsharpError(f"{name}: block keys {sorted(block)} differ from {sorted(shapes)}")
+                b = next(iter(block.values())).shape[0]
+                check_arrays({k: np.asarray(v) for k, v in block.items()}, source=name)
+                if pos + b > n or any(tuple(v.shape[1:]) != tuple(shapes[k]) for k, v in block.items()):
+                    raise BinsharpError(f"{name}: block of {b} images does not fit the declared shapes/count")
+                for k in order:
+                    dsets[k][pos : pos + b] = np.asarray(block[k], dtype=np.float64)
+                pos += b
+            if pos != n:
+                raise BinsharpError(f"{name}: {pos} images written, {n} declared")
+    return Path(path)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Toolbox .mat
 # ----------------------------------------------------------------------------------------------------------
