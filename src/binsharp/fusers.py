@@ -13,7 +13,16 @@ An optional attribute ``halo`` (int, PAN pixels) tells :mod:`binsharp.tiling` ho
 Fusers come from *sources*, one per command-line option (``--method NAME`` here; ``--checkpoint CKPT``,
 ``--engine MODEL.bsp`` and ``--model NAME --pretrained DATASET`` from the training and deployment packages).
 A source is registered with :func:`register_fuser_source`; a package providing one ships a module listed in
-:data:`FUSER_PLUGIN_MODULES` that calls it at import time. Only registered sources appear on the command line.
+:data:`FUSER_PLUGIN_MODULES` that calls it at import time, e.g. in ``binsharp/deploy/fuser.py``::
+
+    from binsharp.fusers import register_fuser_source
+
+    def _engine_factory(value, args, *, sensor, ratio):
+        return engine_fuser(value)          # a Fuser: name, bands, ratio, __call__
+
+    register_fuser_source("engine", _engine_factory, metavar="MODEL.bsp", help="packed binary model")
+
+Only registered sources appear on the command line (``binsharp evaluate`` and ``binsharp fuse``).
 """
 
 from __future__ import annotations
@@ -156,7 +165,11 @@ FUSER_SOURCES: dict[str, FuserSource] = {}
 
 #: Modules imported (when they exist) before the command line is built, so that their packages can call
 #: :func:`register_fuser_source`. Keep them light: import heavy dependencies inside the factory.
-FUSER_PLUGIN_MODULES: tuple[str, ...] = ("binsharp.train.fuser", "binsharp.deploy.fuser")
+FUSER_PLUGIN_MODULES: tuple[str, ...] = (
+    "binsharp.train.fuser",  # --checkpoint CKPT
+    "binsharp.deploy.fuser",  # --engine MODEL.bsp
+    "binsharp.models.fuser",  # --model NAME --pretrained DATASET
+)
 
 _plugins_loaded = False
 
