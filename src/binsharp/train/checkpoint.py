@@ -287,7 +287,7 @@ def load_resume_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO that always loads with ``weights_only=True`` (:func:`load_resume_checkpoint`)."""
+    """Lightning checkpoint IO that always loads with ``weights_only=True`` (``load_resume_checkpoint``)."""
 
     def load_checkpoint(
         self, path: Any, map_location: Any = None, weights_only: bool | None = None

@@ -92,6 +92,10 @@ def checkpoint_fuser(
     from binsharp.train.checkpoint import check_compatible
 
     fuser = CheckpointFuser(path, device=device)
+    if isinstance(sensor, str):
+        from binsharp.sensors import get_sensor
+
+        sensor = get_sensor(sensor)
     s_name = getattr(sensor, "name", sensor)
     s_bits = getattr(sensor, "bits", None)
     s_bands = getattr(sensor, "n_bands", None)

@@ -118,7 +118,7 @@ class PanSharpeningTask(L.LightningModule):
 
     # ------------------------------------------------------------------ stage set-up
     def apply_trainable(self) -> list[str]:
-        """Set ``requires_grad`` from the stage's ``trainable``/``frozen`` patterns; return the trained names."""
+        """Set ``requires_grad`` from the ``trainable``/``frozen`` patterns; return the trained names."""
         names = []
         for name, p in self.model.named_parameters():
             on = self._initially_trainable.get(name, True) and self.stage.is_trainable(name)
