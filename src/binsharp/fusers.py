@@ -31,6 +31,7 @@ import argparse
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -199,7 +200,14 @@ def load_fuser_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    root = Path(__file__).resolve().parent
     for module in FUSER_PLUGIN_MODULES:
+        # look for the file first: importing a missing submodule would still import its (heavy) package
+        rel = Path(*module.split(".")[1:])
+        if module.startswith("binsharp.") and not any(
+            (root / rel).with_suffix(sfx).is_file() for sfx in (".py", ".pyc")
+        ):
+            continue
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
