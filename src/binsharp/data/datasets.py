@@ -48,10 +48,9 @@ class PanDataset(Dataset):
         self.max_value = float(2**self.bits - 1)
         arrays = read_h5(path, dtype=np.float32)
         self.ratio = arrays["pan"].shape[-1] // arrays["ms"].shape[-1]
-        self.data: dict[str, torch.Tensor] = {
-            k: torch.from_numpy(np.ascontiguousarray(v / np.float32(self.max_value)))
-            for k, v in arrays.items()
-        }
+        for v in arrays.values():
+            v /= np.float32(self.max_value)  # in place: the file is held once, as float32
+        self.data: dict[str, torch.Tensor] = {k: torch.from_numpy(v) for k, v in arrays.items()}
         self.keys = tuple(self.data)
         self.has_gt = "gt" in self.data
         self.bands = int(self.data["ms"].shape[1])

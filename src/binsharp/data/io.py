@@ -147,7 +147,9 @@ def read_h5(
             if not isinstance(node, h5py.Dataset):
                 raise BinsharpError(f"h5 file {p}: '{k}' is not a dataset")
             try:
-                out[k] = np.asarray(node[()], dtype=dtype)
+                # HDF5 converts while reading: no float64 copy of a large file when float32 is asked for
+                arr = node[()] if np.dtype(dtype) == node.dtype else node.astype(np.dtype(dtype))[()]
+                out[k] = np.asarray(arr, dtype=dtype)
             except (OSError, ValueError, TypeError) as exc:
                 raise BinsharpError(
                     f"cannot read '{k}' from h5 file {p} (truncated or corrupt): {exc}"
