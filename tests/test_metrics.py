@@ -24,7 +24,7 @@ from binsharp.metrics import (
     ssim,
     uqi_blocks,
 )
-from binsharp.metrics.q2n import matlab_uint16, onion_mult, onion_table
+from binsharp.metrics.hypercomplex import matlab_uint16, onion_mult, onion_table
 from binsharp.protocol import interp23tap
 
 RNG = np.random.default_rng(7)

@@ -9,7 +9,7 @@ Inputs are (C, H, W) numpy arrays or torch tensors in DN; they are converted to 
 
 from binsharp.metrics.batch import BatchEvaluator, evaluate_batch, format_mean_std
 from binsharp.metrics.full import d_lambda, d_lambda_k, d_s, full_resolution, uqi_blocks
-from binsharp.metrics.q2n import q2n, q2n_map
+from binsharp.metrics.hypercomplex import q2n, q2n_map
 from binsharp.metrics.reduced import ergas, psnr, q_avg, reduced_resolution, sam, scc, ssim
 
 #: Index names returned by :func:`reduced_resolution`, in table order.

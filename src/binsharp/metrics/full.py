@@ -13,7 +13,7 @@ import numpy as np
 
 from binsharp.errors import BinsharpError
 from binsharp.metrics._inputs import as_image, same_shape
-from binsharp.metrics.q2n import q2n
+from binsharp.metrics.hypercomplex import q2n
 from binsharp.protocol import imresize, interp23tap, mtf_filter
 from binsharp.protocol._arrays import check_ratio
 from binsharp.sensors import Sensor, get_sensor

@@ -8,21 +8,26 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import correlate1d
+from scipy.ndimage import correlate1d, uniform_filter1d
 
 from binsharp.errors import BinsharpError
 from binsharp.metrics._inputs import as_image, same_shape
-from binsharp.metrics.q2n import q2n
+from binsharp.metrics.hypercomplex import q2n
 
 _EPS = np.finfo(np.float64).eps
 
 
 def _box_sums(a: np.ndarray, n: int) -> np.ndarray:
-    """Sums over every n x n window ("valid"), (..., H-n+1, W-n+1), via summed-area tables."""
-    s = np.zeros((*a.shape[:-2], a.shape[-2] + 1, a.shape[-1] + 1))
-    np.cumsum(a, axis=-2, out=s[..., 1:, 1:])
-    np.cumsum(s[..., 1:, 1:], axis=-1, out=s[..., 1:, 1:])
-    return s[..., n:, n:] - s[..., :-n, n:] - s[..., n:, :-n] + s[..., :-n, :-n]
+    """Sums over every n x n window ("valid"), (..., H-n+1, W-n+1), by separable running sums.
+
+    Exact for integer-valued input (running sums of integers; the 1/n scaling of the mean filter is undone
+    exactly when n is a power of two).
+    """
+    lo, hi = n // 2, n - 1 - n // 2  # window of output i: i - n//2 .. i + (n-1) - n//2
+    r = uniform_filter1d(a, n, axis=-1)[..., lo : a.shape[-1] - hi]
+    r = uniform_filter1d(r, n, axis=-2)[..., lo : a.shape[-2] - hi, :]
+    r *= n * n
+    return r
 
 
 def q_avg(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
@@ -37,11 +42,7 @@ def q_avg(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
     c2 = np.round(fused.mean(axis=(-2, -1), keepdims=True))
     x = gt - c1
     y = fused - c2
-    sx = _box_sums(x, block)
-    sy = _box_sums(y, block)
-    sxx = _box_sums(x * x, block)
-    syy = _box_sums(y * y, block)
-    sxy = _box_sums(x * y, block)
+    sx, sy, sxx, syy, sxy = _box_sums(np.stack([x, y, x * x, y * y, x * y]), block)
     s1 = sx + n * c1  # window sums of the original data
     s2 = sy + n * c2
     sum_mul = s1 * s2
@@ -77,11 +78,11 @@ def ergas(gt: np.ndarray, fused: np.ndarray, ratio: int = 4) -> float:
 
 def _sobel_magnitude(x: np.ndarray) -> np.ndarray:
     """Toolbox ``SCC`` gradient: Sobel (and transpose) on ``x[:, 1:-1, 1:-1]``, zero padding."""
-    x = x[:, 1:-1, 1:-1]
-    smooth_w = correlate1d(x, [1.0, 2.0, 1.0], axis=-1, mode="constant")
-    gy = correlate1d(smooth_w, [1.0, 0.0, -1.0], axis=-2, mode="constant")
-    smooth_h = correlate1d(x, [1.0, 2.0, 1.0], axis=-2, mode="constant")
-    gx = correlate1d(smooth_h, [1.0, 0.0, -1.0], axis=-1, mode="constant")
+    p = np.pad(x[:, 1:-1, 1:-1], ((0, 0), (1, 1), (1, 1)))
+    smooth_w = p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]  # [1 2 1] along W
+    gy = smooth_w[:, :-2] - smooth_w[:, 2:]  # [1 0 -1] along H
+    smooth_h = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]
+    gx = smooth_h[:, :, :-2] - smooth_h[:, :, 2:]
     return np.sqrt(gy * gy + gx * gx)
 
 

@@ -10,6 +10,7 @@ only the inserted positions are computed (12 taps on the LR grid, a polyphase fo
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import correlate1d
 
 from binsharp.errors import BinsharpError
 from binsharp.protocol._arrays import as_float_image, check_ratio
@@ -38,26 +39,27 @@ def kernel23() -> np.ndarray:
     return np.concatenate([CDF23_HALF[:0:-1], CDF23_HALF])
 
 
-# odd offsets m = +-1, +-3, ..., +-11 and their coefficients
-_ODD = np.arange(-11, 12, 2)
-_ODD_COEF = CDF23_HALF[np.abs(_ODD)]
+# The inserted sample at HR index 2k + phase + 1 sees the LR samples k + (m + 1)/2 for the odd offsets
+# m = -11, -9, ..., 11, i.e. LR offsets -5..6 with the coefficients below (correlation, origin -1).
+_POLY = CDF23_HALF[np.abs(np.arange(-11, 12, 2))]
 
 
 def _double_axis(x: np.ndarray, axis: int, phase: int) -> np.ndarray:
     """Zero-insert along ``axis`` (samples at ``phase::2``) and filter with the 23-tap kernel, circularly."""
-    x = np.moveaxis(x, axis, -1)
-    n = x.shape[-1]
-    # the inserted sample at 0-based HR index 2k + phase + 1 sees LR samples k + (m + 1)/2, m odd
-    mid = np.zeros_like(x)
-    for m, c in zip(_ODD, _ODD_COEF, strict=True):
-        mid += c * np.roll(x, -((m + 1) // 2), axis=-1)
-    out = np.empty((*x.shape[:-1], 2 * n), dtype=np.float64)
-    out[..., phase::2] = x
+    n = x.shape[axis]
+    mid = correlate1d(x, _POLY, axis=axis, mode="wrap", origin=-1)
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    out = np.empty(shape, dtype=np.float64)
+    ov = np.moveaxis(out, axis, -1)
+    ov[..., phase::2] = np.moveaxis(x, axis, -1)
+    mv = np.moveaxis(mid, axis, -1)
     if phase == 0:
-        out[..., 1::2] = mid
-    else:  # inserted positions 2k + 2 -> index 0 wraps around from k = n - 1
-        out[..., 0::2] = np.roll(mid, 1, axis=-1)
-    return np.moveaxis(out, -1, axis)
+        ov[..., 1::2] = mv
+    else:  # inserted positions 2k + 2: index 0 wraps around from k = n - 1
+        ov[..., 2::2] = mv[..., :-1]
+        ov[..., 0] = mv[..., -1]
+    return out
 
 
 def interp23tap(img: np.ndarray, ratio: int = 4) -> np.ndarray:

@@ -102,7 +102,15 @@ def gen_mtf(gnyq: float | Sequence[float], ratio: int = 4, n: int = 41) -> np.nd
     return kernels[0] if scalar else np.stack(kernels)
 
 
-def correlate_replicate(img: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+@lru_cache(maxsize=32)
+def _kernel_spectrum(gains: tuple[float, ...], ratio: int, fh: int, fw: int) -> np.ndarray:
+    """rfft2 of the 180-degree-rotated MTF kernels (correlation as convolution), zero-padded to (fh, fw)."""
+    spec = sfft.rfft2(gen_mtf(gains, ratio)[..., ::-1, ::-1], s=(fh, fw))
+    spec.setflags(write=False)
+    return spec
+
+
+def correlate_replicate(img: np.ndarray, kernels: np.ndarray, *, _spectrum=None) -> np.ndarray:
     """``imfilter(img[..., c, :, :], kernels[c], 'replicate')`` for every band c, via FFT.
 
     Args:
@@ -127,7 +135,7 @@ def correlate_replicate(img: np.ndarray, kernels: np.ndarray) -> np.ndarray:
     hp, wp = padded.shape[-2:]
     fh, fw = sfft.next_fast_len(hp, real=True), sfft.next_fast_len(wp, real=True)
     # correlation = convolution with the kernel rotated by 180 degrees
-    kf = sfft.rfft2(kernels[..., ::-1, ::-1], s=(fh, fw))
+    kf = _spectrum(fh, fw) if _spectrum is not None else sfft.rfft2(kernels[..., ::-1, ::-1], s=(fh, fw))
     full = sfft.irfft2(sfft.rfft2(padded, s=(fh, fw)) * kf, s=(fh, fw))
     out = full[..., k - 1 : hp, k - 1 : wp]
     out = np.ascontiguousarray(out)
@@ -152,4 +160,7 @@ def mtf_filter(img: np.ndarray, gnyq: float | Sequence[float], ratio: int = 4) -
         gains = gains * c
     if len(gains) != c:
         raise BinsharpError(f"mtf_filter: {len(gains)} Nyquist gains for an image with {c} bands")
-    return correlate_replicate(x, gen_mtf(gains, ratio))
+    ratio = check_ratio(ratio)
+    return correlate_replicate(
+        x, gen_mtf(gains, ratio), _spectrum=lambda fh, fw: _kernel_spectrum(gains, ratio, fh, fw)
+    )
