@@ -119,12 +119,12 @@ def _resolve_sensor(attrs: dict[str, Any], args: argparse.Namespace, n_bands: in
 
 def load_test_set(path: Path, split: str, args: argparse.Namespace) -> TestSet:
     """Read one h5 test file as split ``split`` (``"rr"`` needs ``gt``); ``args.limit`` keeps the first N."""
+    import h5py
+
     from binsharp.data import read_h5, read_h5_attrs
 
     attrs = read_h5_attrs(path)
     keys = ["gt", "ms", "lms", "pan"] if split == "rr" else ["ms", "lms", "pan"]
-    import h5py
-
     with h5py.File(path, "r") as f:
         present = set(f.keys())
     if split == "rr" and "gt" not in present:
@@ -152,14 +152,14 @@ def load_test_sets(args: argparse.Namespace) -> list[TestSet]:
     data = str(args.data)
     requested = args.split
     if _looks_like_path(data) and not Path(data).is_dir():
+        import h5py
+
+        from binsharp.data import read_h5_attrs
+
         path = Path(data)
         if not path.is_file():
             raise BinsharpError(f"data file not found: {path}")
-        from binsharp.data import read_h5_attrs
-
-        read_h5_attrs(path)  # readable at all?
-        import h5py
-
+        read_h5_attrs(path)  # raises a clear error for unreadable files
         with h5py.File(path, "r") as f:
             has_gt = "gt" in f
         if requested is None:
