@@ -1,0 +1,588 @@
+"""Export of binsharp networks to the ``.bsp`` engine format (see :mod:`binsharp.deploy.bsp`).
+
+The network is lowered module by module: known leaf modules (binary and float convolutions, the per-channel
+units, norms, activations, pooling, upsampling, Haar transforms) map to engine ops; containers and blocks
+are traced with :mod:`torch.fx` and their functions (``+``, ``*``, ``cat``, ``chunk``, ...) map to ops;
+modules with shape-dependent control flow (the backbone, the U body, the wavelet body) have explicit
+lowerings. Then a fusion pass folds, into each binary convolution, the per-channel affine (batch norm),
+RPReLU/PReLU/LeakyReLU, the residual add and Hardtanh that follow it (the kernel's fused epilogue), and
+lets it write the packed input of the next binary convolution.
+
+Binary convolutions: the activation quantizer must be a sign (+1 at 0) of ``x``, ``x + b`` (RSign), or a
+per-channel ``k x + b`` (a preceding :class:`~binsharp.nn.ReDistribution`); the quantized weights must be
+``alpha_o * sign`` per output channel (checked): stored as packed sign bits + float32 ``alpha``.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from binsharp.deploy import bsp
+from binsharp.deploy.kernels import pack_weights
+from binsharp.errors import BinsharpError
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().to(torch.float32).numpy())
+
+
+class Builder:
+    """Accumulates ops and tensors while lowering."""
+
+    def __init__(self) -> None:
+        self.ops: list[dict] = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self._n = 0
+
+    def name(self, hint: str = "t") -> str:
+        self._n += 1
+        return f"{hint}{self._n}"
+
+    def tensor(self, arr: np.ndarray, hint: str = "p") -> str:
+        n = self.name(hint + ".")
+        self.tensors[n] = arr
+        return n
+
+    def op(self, kind: str, ins: list[str], nout: int = 1, attrs: dict | None = None,
+           params: dict[str, np.ndarray] | None = None) -> list[str]:  # fmt: skip
+        outs = [self.name("v") for _ in range(nout)]
+        entry = {"op": kind, "in": list(ins), "out": outs, "attrs": attrs or {}, "params": {}}
+        for role, arr in (params or {}).items():
+            if arr is not None:
+                entry["params"][role] = self.tensor(np.ascontiguousarray(arr), f"{kind}.{role}")
+        self.ops.append(entry)
+        return outs
+
+
+# ------------------------------------------------------------------------------------- quantizer analysis
+_SIGN_QUANTIZERS = ("SignSTE", "ApproxSign", "IdentitySTE", "EDESign", "ScalableTanhSign")
+
+
+def _input_transform(q: nn.Module | None, channels: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(scale, bias) of the binarization ``sign(x * scale + bias)`` done by the activation quantizer ``q``."""
+    if q is None:
+        raise BinsharpError("cannot export a convolution with float activations and binary weights as binary")
+    name = type(q).__name__
+    if name in _SIGN_QUANTIZERS:
+        return None, None
+    if name == "RSign":
+        s, b = _input_transform(q.quantizer, channels)
+        if s is not None or b is not None:
+            raise BinsharpError("RSign with a non-sign inner quantizer cannot be exported")
+        return None, _np(q.bias).reshape(-1)
+    if name == "ProgressiveApproxSign":  # sign(x * v/2)
+        return np.full(channels, 0.5 * float(q._v), np.float32), None
+    raise BinsharpError(f"activation quantizer {name} cannot be exported to the packed engine")
+
+
+def _binary_weights(conv: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(sign weights float32 (Co, Ci/g, k, k) in {+1,-1}, alpha (Co,)) from the layer's quantized kernel."""
+    with torch.no_grad():
+        qw = conv.quantized_weight().detach().to(torch.float32)
+    a = qw.abs().flatten(1)
+    alpha = a.amax(dim=1)
+    if not torch.allclose(a, alpha[:, None].expand_as(a), rtol=1e-5, atol=0):
+        raise BinsharpError(f"{type(conv).__name__}: quantized kernel is not alpha * sign(W) per output channel")
+    signs = torch.where(qw < 0, -1.0, 1.0)
+    return _np(signs), _np(alpha)
+
+
+# ---------------------------------------------------------------------------------------------- lowering
+class Lowerer:
+    """Lowers torch modules to engine ops (see the module docstring)."""
+
+    def __init__(self, builder: Builder) -> None:
+        self.b = builder
+        self.converters: dict[type, Callable] = {}
+        self._register_defaults()
+
+    # -- dispatch
+    def emit(self, module: nn.Module, ins: list[str], name: str = "") -> list[str]:
+        for cls in type(module).__mro__:
+            fn = self.converters.get(cls)
+            if fn is not None:
+                return fn(module, ins)
+        by_name = self.converters.get(type(module).__name__)  # type: ignore[call-overload]
+        if by_name is not None:
+            return by_name(module, ins)
+        return self.trace(module, ins, name)
+
+    def is_leaf(self, m: nn.Module) -> bool:
+        return any(c in self.converters for c in type(m).__mro__) or type(m).__name__ in self.converters
+
+    def trace(self, module: nn.Module, ins: list[str], name: str = "") -> list[str]:
+        lowerer = self
+
+        class _Tracer(fx.Tracer):
+            def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: D102
+                return lowerer.is_leaf(m)
+
+        try:
+            graph = _Tracer().trace(module)
+        except Exception as exc:  # noqa: BLE001
+            raise BinsharpError(f"cannot export module {name or type(module).__name__}: {exc}") from None
+        gm = fx.GraphModule(module, graph)
+        env: dict[fx.Node, object] = {}
+        placeholders = iter(ins)
+        result = None
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                env[node] = next(placeholders)
+            elif node.op == "get_attr":
+                env[node] = _fetch_attr(gm, node.target)
+            elif node.op == "call_module":
+                sub = gm.get_submodule(node.target)
+                args = [env[a] for a in node.args]
+                outs = self.emit(sub, [self._as_name(a) for a in args], f"{name}.{node.target}")
+                env[node] = outs[0] if len(outs) == 1 else tuple(outs)
+            elif node.op in ("call_function", "call_method"):
+                env[node] = self.function(node, env)
+            elif node.op == "output":
+                result = fx.node.map_arg(node.args[0], lambda n: env[n])
+        if isinstance(result, (tuple, list)):
+            return [self._as_name(r) for r in result]
+        return [self._as_name(result)]
+
+    def _as_name(self, v) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, torch.Tensor):
+            return self.b.op("const", [], params={"value": _np(v)})[0]
+        raise BinsharpError(f"cannot export a value of type {type(v).__name__}")
+
+    # -- functions
+    def function(self, node: fx.Node, env: dict):
+        t = node.target
+        args = fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+        if node.op == "call_method":
+            t = getattr(torch.Tensor, t)
+        if t is operator.getitem:
+            obj, idx = args
+            if isinstance(obj, (tuple, list)):
+                return obj[idx]
+            if isinstance(obj, torch.Tensor):
+                return obj[idx]
+            raise BinsharpError(f"cannot export indexing of a feature map ({node.format_node()})")
+        if not _has_name((args, kwargs)):  # constant folding (parameters, scalars)
+            return t(*args, **kwargs)
+        if t in (operator.add, torch.add, torch.Tensor.add, operator.mul, torch.mul, torch.Tensor.mul,
+                 operator.truediv, torch.div, torch.Tensor.div, operator.sub, torch.sub):  # fmt: skip
+            return self._binary(t, args[0], args[1])
+        if t in (torch.cat, torch.concat):
+            seq = args[0]
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if dim not in (1, -3):
+                raise BinsharpError("only channel concatenation can be exported")
+            return self.b.op("cat", [self._as_name(s) for s in seq])[0]
+        if t in (torch.chunk, torch.Tensor.chunk):
+            chunks = kwargs.get("chunks", args[1])
+            dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
+            if dim not in (1, -3):
+                raise BinsharpError("only channel chunking can be exported")
+            return tuple(self.b.op("chunk", [args[0]], nout=int(chunks), attrs={"chunks": int(chunks)}))
+        fname = getattr(t, "__name__", str(t))
+        if fname == "split_bands":
+            return tuple(self.b.op("split_bands", [args[0]], nout=4))
+        if fname == "merge_bands":
+            return self.b.op("merge_bands", [self._as_name(a) for a in args])[0]
+        raise BinsharpError(f"cannot export function {fname} ({node.format_node()})")
+
+    def _binary(self, t, a, b) -> str:
+        name = getattr(t, "__name__", "")
+        if isinstance(a, str) and isinstance(b, str):
+            if "add" in name:
+                return self.b.op("add", [a, b])[0]
+            if "mul" in name:
+                return self.b.op("mul", [a, b])[0]
+            if "sub" in name:
+                nb = self.b.op("mul_scalar", [b], attrs={"value": -1.0})[0]
+                return self.b.op("add", [a, nb])[0]
+            raise BinsharpError(f"cannot export elementwise {name} of two feature maps")
+        x, c = (a, b) if isinstance(a, str) else (b, a)
+        cval = c.detach().cpu() if isinstance(c, torch.Tensor) else torch.tensor(float(c))
+        scalar = cval.numel() == 1
+        if "truediv" in name or name == "div":
+            if not isinstance(a, str) or not scalar:
+                raise BinsharpError("only division of a feature map by a scalar can be exported")
+            return self.b.op("div_scalar", [x], attrs={"value": float(cval)})[0]
+        if "sub" in name:
+            if not isinstance(a, str):
+                raise BinsharpError("cannot export constant - feature map")
+            cval = -cval
+            name = "add"
+        if scalar:
+            kind = "add_scalar" if "add" in name else "mul_scalar"
+            return self.b.op(kind, [x], attrs={"value": float(cval)})[0]
+        vec = cval.to(torch.float32).reshape(-1).numpy()
+        role = "bias" if "add" in name else "scale"
+        return self.b.op("affine", [x], params={role: vec})[0]
+
+    # -- leaf converters
+    def _register_defaults(self) -> None:
+        from binsharp.nn import BinaryConv2d, HaarDWT, HaarIDWT, LearnableBias, ReDistribution, RPReLU
+
+        c = self.converters
+        c[BinaryConv2d] = self._binary_conv
+        c[nn.Conv2d] = self._conv
+        c[RPReLU] = lambda m, i: self.b.op("rprelu", i, params={
+            "gamma": _np(m.gamma).reshape(-1), "slope": _np(m.slope).reshape(-1), "zeta": _np(m.zeta).reshape(-1)})  # fmt: skip
+        c[nn.PReLU] = lambda m, i: self.b.op("prelu", i, params={"slope": _np(m.weight).reshape(-1)})
+        c[nn.LeakyReLU] = lambda m, i: self.b.op("leaky_relu", i, attrs={"slope": float(m.negative_slope)})
+        c[nn.ReLU] = lambda m, i: self.b.op("relu", i)
+        c[nn.Hardtanh] = lambda m, i: self.b.op("hardtanh", i, attrs={"lo": float(m.min_val), "hi": float(m.max_val)})
+        c[nn.Identity] = lambda m, i: list(i)
+        c[LearnableBias] = lambda m, i: self.b.op("affine", i, params={"bias": _np(m.bias).reshape(-1)})
+        c[ReDistribution] = lambda m, i: self.b.op("affine", i, params={
+            "scale": _np(m.scale).reshape(-1), "bias": _np(m.bias).reshape(-1)}, attrs={"redistribution": True})  # fmt: skip
+        c[nn.BatchNorm2d] = self._bn
+        c[nn.AvgPool2d] = self._avgpool
+        c[nn.Upsample] = self._upsample
+        c[HaarDWT] = lambda m, i: self.b.op("haar_dwt", i)
+        c[HaarIDWT] = lambda m, i: self.b.op("haar_idwt", i)
+        c["ChannelLayerNorm"] = lambda m, i: self.b.op("layernorm_c", i, attrs={"eps": float(m.norm.eps)},
+            params={"weight": _np(m.norm.weight), "bias": _np(m.norm.bias)})  # fmt: skip
+        c["BinaryPanBackbone"] = self._backbone
+        c["BinaryUNetBody"] = self._unet
+        c["WaveletBody"] = self._wavelet
+        c["WeightedSum"] = lambda m, i: self._weighted_sum(m.weight, i)
+
+    def _conv(self, m: nn.Conv2d, ins):
+        _check_conv(m)
+        return self.b.op("conv2d", ins, attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
+                         params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)})  # fmt: skip
+
+    def _binary_conv(self, m, ins):
+        _check_conv(m)
+        if m.input_quantizer is None and m.kernel_quantizer is None:
+            return self._conv(m, ins)
+        if not m.is_binary:
+            # weights-only binarization (BinaryConnect): a float convolution with the quantized kernel
+            with torch.no_grad():
+                w = _np(m.quantized_weight())
+            return self.b.op("conv2d", ins, attrs={"stride": m.stride[0], "padding": m.padding[0],
+                             "groups": m.groups}, params={"weight": w, "bias": None if m.bias is None else _np(m.bias)})  # fmt: skip
+        if float(getattr(m, "padding_value", 0.0)) != 0.0:
+            raise BinsharpError("binary convolutions with one-padding are not supported by the engine yet")
+        signs, alpha = _binary_weights(m)
+        scale, bias = _input_transform(m.input_quantizer, m.in_channels)
+        k = m.kernel_size[0]
+        if m.stride[0] not in (1, 2) or m.padding[0] > 1 and k <= 3 or m.padding[0] > k // 2:
+            raise BinsharpError(f"binary convolution stride {m.stride} padding {m.padding} not supported")
+        attrs = {"cin": m.in_channels, "cout": m.out_channels, "k": k, "stride": m.stride[0],
+                 "padding": m.padding[0], "groups": m.groups, "act_first": 1, "clamp": None,
+                 "outputs": [True, False], "packed_input": False, "pack_groups": 1}  # fmt: skip
+        params = {"wbits": pack_weights(signs, m.groups), "alpha": alpha, "in_scale": scale, "in_bias": bias,
+                  "bias": None if m.bias is None else _np(m.bias)}  # fmt: skip
+        out = self.b.op("bconv", ins, nout=2, attrs=attrs, params=params)
+        self.b.ops[-1]["out"][1] = ""
+        return [out[0]]
+
+    def _bn(self, m: nn.BatchNorm2d, ins):
+        if m.running_mean is None:
+            raise BinsharpError("BatchNorm without running statistics cannot be exported")
+        inv = torch.rsqrt(m.running_var.double() + m.eps)
+        w = m.weight.double() if m.weight is not None else torch.ones_like(inv)
+        b = m.bias.double() if m.bias is not None else torch.zeros_like(inv)
+        s = w * inv
+        return self.b.op("affine", ins, params={"scale": _np(s), "bias": _np(b - m.running_mean.double() * s)})
+
+    def _avgpool(self, m: nn.AvgPool2d, ins):
+        k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+        s = m.stride if isinstance(m.stride, int) else m.stride[0]
+        if s != k or m.padding not in (0, (0, 0)):
+            raise BinsharpError("only non-overlapping average pooling can be exported")
+        return self.b.op("avgpool", ins, attrs={"k": int(k)})
+
+    def _upsample(self, m: nn.Upsample, ins):
+        sf = m.scale_factor
+        sf = sf[0] if isinstance(sf, tuple) else sf
+        if m.mode != "bilinear" or float(sf or 0) != 2.0 or m.align_corners:
+            raise BinsharpError("only x2 bilinear upsampling (align_corners=False) can be exported")
+        return self.b.op("upsample_bilinear", ins)
+
+    # -- structured modules
+    def _backbone(self, m, ins):
+        lms, pan = ins
+        x = self.b.op("cat", [lms, pan])[0]
+        if m.input_scale != 1.0:
+            x = self.b.op("mul_scalar", [x], attrs={"value": float(m.input_scale)})[0]
+        f0 = self.emit(m.head, [x], "head")[0]
+        body = self.emit(m.body, [f0], "body")[0]
+        f = self.b.op("add", [body, f0])[0]
+        out = self.emit(m.tail, [f], "tail")[0]
+        if m.input_scale != 1.0:
+            out = self.b.op("div_scalar", [out], attrs={"value": float(m.input_scale)})[0]
+        return self.b.op("add", [lms, out])
+
+    def _unet(self, m, ins):
+        x0 = ins[0]
+        x = self.b.op("pad_to_multiple", [x0], attrs={"m": 2**m.stages})[0]
+        fea = self.emit(m.embedding, [x], "embedding")[0]
+        skips = []
+        for i, (block, down) in enumerate(m.encoder):
+            fea = self.emit(block, [fea], f"encoder{i}.block")[0]
+            skips.append(fea)
+            fea = self.emit(down, [fea], f"encoder{i}.down")[0]
+        fea = self.emit(m.bottleneck, [fea], "bottleneck")[0]
+        for i, (up, fuse, block) in enumerate(m.decoder):
+            fea = self.emit(up, [fea], f"decoder{i}.up")[0]
+            fea = self.b.op("cat", [fea, skips[m.stages - 1 - i]])[0]
+            fea = self.emit(fuse, [fea], f"decoder{i}.fuse")[0]
+            fea = self.emit(block, [fea], f"decoder{i}.block")[0]
+        out = self.emit(m.mapping, [fea], "mapping")[0]
+        return self.b.op("crop_like", [out, x0])
+
+    def _weighted_sum(self, weight: torch.Tensor, ins: list[str]) -> list[str]:
+        w = weight.detach().to(torch.float32).reshape(-1)
+        if w.numel() != len(ins):
+            raise BinsharpError("weighted sum: weight count does not match the inputs")
+        acc = self.b.op("mul_scalar", [ins[0]], attrs={"value": float(w[0])})[0]
+        for i in range(1, len(ins)):
+            t = self.b.op("mul_scalar", [ins[i]], attrs={"value": float(w[i])})[0]
+            acc = self.b.op("add", [acc, t])[0]
+        return [acc]
+
+    def _wavelet(self, m, ins):
+        x0 = ins[0]
+        x = self.b.op("pad_to_multiple", [x0], attrs={"m": 2})[0]
+        ll, lh, hl, hh = self.b.op("split_bands", [self.b.op("haar_dwt", [x])[0]], nout=4)
+        stages = [ll]
+        for i, blk in enumerate(m.low):
+            stages.append(self.emit(blk, [stages[-1]], f"low{i}")[0])
+        if hasattr(m, "low_sum"):
+            acc = self.emit(m.low_sum, stages, "low_sum")[0]
+        else:
+            acc = self._weighted_sum(m.low_weights, stages)[0]
+        high = self.b.op("cat", [lh, hl, hh])[0]
+        h2 = self.emit(m.high, [high], "high")[0]
+        high = self.b.op("add", [h2, high])[0]
+        lh2, hl2, hh2 = self.b.op("chunk", [high], nout=3, attrs={"chunks": 3})
+        merged = self.b.op("merge_bands", [acc, lh2, hl2, hh2])[0]
+        out = self.b.op("haar_idwt", [merged])[0]
+        return self.b.op("crop_like", [out, x0])
+
+
+def _has_name(obj) -> bool:
+    """True when ``obj`` (nested tuples/lists/dicts) holds a feature-map name."""
+    if isinstance(obj, str):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return any(_has_name(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(_has_name(o) for o in obj.values())
+    return False
+
+
+def _fetch_attr(gm: nn.Module, target: str):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj.detach() if isinstance(obj, torch.Tensor) else obj
+
+
+def _check_conv(m: nn.Conv2d) -> None:
+    if m.dilation not in ((1, 1), 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise BinsharpError("only zero-padded, undilated convolutions with integer padding can be exported")
+    if m.kernel_size[0] != m.kernel_size[1] or m.stride[0] != m.stride[1] or m.padding[0] != m.padding[1]:
+        raise BinsharpError("only square kernels, strides and paddings can be exported")
+
+
+# ------------------------------------------------------------------------------------------------- fusion
+def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) -> list[dict]:
+    """Fold per-channel epilogues into binary convolutions and hand packed activations between them."""
+
+    def consumers() -> dict[str, list[int]]:
+        c: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            for n in op["in"]:
+                c.setdefault(n, []).append(i)
+        for o in outputs:
+            c.setdefault(o, []).append(-1)
+        return c
+
+    cons = consumers()
+    dead: set[int] = set()
+    # 1. a ReDistribution affine feeding only binary convs (with plain sign) becomes their input transform
+    for i, op in enumerate(ops):
+        if op["op"] != "affine" or not op["attrs"].get("redistribution"):
+            continue
+        users = cons.get(op["out"][0], [])
+        if users and all(u >= 0 and ops[u]["op"] == "bconv" and ops[u]["in"][0] == op["out"][0]
+                         and not ops[u]["params"].get("in_scale") and not ops[u]["params"].get("in_bias")
+                         for u in users):  # fmt: skip
+            for u in users:
+                ops[u]["in"][0] = op["in"][0]
+                ops[u]["params"]["in_scale"] = op["params"]["scale"]
+                ops[u]["params"]["in_bias"] = op["params"]["bias"]
+            dead.add(i)
+    ops = [op for i, op in enumerate(ops) if i not in dead]
+    # 2. epilogue folding
+    changed = True
+    while changed:
+        changed = False
+        cons = consumers()
+        for i, op in enumerate(ops):
+            if op["op"] != "bconv" or op.get("_sealed"):
+                continue
+            out = op["out"][0]
+            users = cons.get(out, [])
+            if len(users) != 1 or users[0] < 0:
+                op["_sealed"] = True
+                continue
+            j = users[0]
+            nxt = ops[j]
+            st = op.setdefault("_stage", 0)  # 0 conv, 1 affine, 2 act, 3 res, 4 clamp
+            has_act, has_res = "gamma" in op["params"], len(op["in"]) > 1
+            ok = False
+            if nxt["op"] == "affine" and st < 1 and not nxt["attrs"].get("redistribution"):
+                s = nxt["params"].get("scale")
+                b = nxt["params"].get("bias")
+                co = op["attrs"]["cout"]
+                if s is None:
+                    s = tensor_of(tensors, np.ones(co, np.float32), "ones")
+                if b is None:
+                    b = tensor_of(tensors, np.zeros(co, np.float32), "zeros")
+                op["params"]["aff_s"], op["params"]["aff_b"] = s, b
+                op["_stage"], ok = 1, True
+            elif nxt["op"] in ("rprelu", "prelu", "leaky_relu") and not has_act and st < 4:
+                co = op["attrs"]["cout"]
+                p = nxt["params"]
+                if nxt["op"] == "rprelu":
+                    g, sl, z = p["gamma"], p["slope"], p["zeta"]
+                else:
+                    g = tensor_of(tensors, np.zeros(co, np.float32), "zeros")
+                    z = g
+                    if nxt["op"] == "prelu":
+                        sv = tensors[p["slope"]]
+                        sl = p["slope"] if sv.size == co else tensor_of(tensors, np.full(co, sv.reshape(-1)[0], np.float32), "slope")
+                    else:
+                        sl = tensor_of(tensors, np.full(co, nxt["attrs"]["slope"], np.float32), "slope")
+                op["params"].update(gamma=g, slope=sl, zeta=z)
+                op["attrs"]["act_first"] = int(not has_res)
+                op["_stage"], ok = 2, True
+            elif nxt["op"] == "add" and not has_res and st < 4 and out in nxt["in"]:
+                other = nxt["in"][1] if nxt["in"][0] == out else nxt["in"][0]
+                if other != out and _defined_before(ops, other, i):
+                    op["in"] = [op["in"][0], other]
+                    op["_stage"], ok = 3, True
+            elif nxt["op"] == "hardtanh" and st < 4:
+                op["attrs"]["clamp"] = [nxt["attrs"]["lo"], nxt["attrs"]["hi"]]
+                op["_stage"], ok = 4, True
+            if ok:
+                op["out"][0] = nxt["out"][0]
+                ops.pop(j)
+                changed = True
+                break
+            op["_sealed"] = True
+    # 3. packed hand-over: a bconv whose float output feeds binary convs packs it for the first of them
+    cons = consumers()
+    for op in ops:
+        if op["op"] != "bconv":
+            continue
+        out = op["out"][0]
+        users = [u for u in cons.get(out, []) if u >= 0]
+        bus = [u for u in users if ops[u]["op"] == "bconv" and ops[u]["in"][0] == out
+               and ops[u]["attrs"]["padding"] <= 1]  # fmt: skip
+        if not bus:
+            continue
+        tgt = ops[bus[0]]
+        ta = tgt["attrs"]
+        dw = ta["groups"] > 1 and ta["groups"] == ta["cin"] == ta["cout"]
+        pname = out + ".packed"
+        op["out"][1] = pname
+        op["attrs"]["outputs"][1] = True
+        op["attrs"]["pack_groups"] = 1 if dw else ta["groups"]
+        for role, prole in (("in_scale", "pack_scale"), ("in_bias", "pack_bias")):
+            if tgt["params"].get(role):
+                op["params"][prole] = tgt["params"].pop(role)
+        tgt["in"][0] = pname
+        ta["packed_input"] = True
+        others = [u for u in cons.get(out, []) if u != bus[0]]
+        if not others and out not in tgt["in"][1:]:
+            op["attrs"]["outputs"][0] = False
+            op["out"][0] = ""
+    for op in ops:
+        op.pop("_sealed", None)
+        op.pop("_stage", None)
+        for k in [k for k, v in op["params"].items() if v is None]:
+            del op["params"][k]
+    return ops
+
+
+def _defined_before(ops: list[dict], name: str, i: int) -> bool:
+    """True when ``name`` is a graph input or produced by an op before index ``i``."""
+    for k, op in enumerate(ops):
+        if name in op["out"]:
+            return k < i
+    return True
+
+
+def tensor_of(tensors: dict[str, np.ndarray], arr: np.ndarray, hint: str) -> str:
+    name = f"{hint}.{len(tensors)}"
+    while name in tensors:
+        name += "_"
+    tensors[name] = arr
+    return name
+
+
+def _prune(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) -> tuple[list[dict], dict]:
+    """Drop ops whose outputs are unused and tensors no op references."""
+    needed = set(outputs)
+    kept: list[dict] = []
+    for op in reversed(ops):
+        if any(o and o in needed for o in op["out"]):
+            kept.append(op)
+            needed.update(op["in"])
+    kept.reverse()
+    used = {t for op in kept for t in op["params"].values()}
+    return kept, {k: v for k, v in tensors.items() if k in used}
+
+
+# -------------------------------------------------------------------------------------------------- API
+def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
+    """Lower a binsharp model (in eval mode) to a :class:`~binsharp.deploy.bsp.BspModel`."""
+    model = model.eval()
+    b = Builder()
+    inputs = list(getattr(model, "inputs", ("lms", "pan")))
+    with torch.no_grad():
+        lw = Lowerer(b)
+        if type(model).__name__ not in lw.converters and not lw.is_leaf(model):
+            raise BinsharpError(f"model {getattr(model, 'model_name', type(model).__name__)!r} cannot be exported "
+                                "to the engine yet")  # fmt: skip
+        outs = lw.emit(model, inputs, "model")
+    outputs = [outs[0]]
+    ops, tensors = b.ops, b.tensors
+    for op in ops:
+        op["params"] = {k: v for k, v in op["params"].items() if v is not None}
+    if fuse_ops:
+        ops = fuse(ops, tensors, outputs)
+    ops, tensors = _prune(ops, tensors, outputs)
+    bands = int(getattr(model, "bands"))
+    meta = {
+        "name": str(getattr(model, "model_name", type(model).__name__)),
+        "bands": bands,
+        "inputs": inputs,
+        "config": dict(getattr(model, "config", {}) or {}),
+        "kind": str(getattr(model, "kind", "binary")),
+    }
+    return bsp.BspModel(meta, ops, outputs, tensors)
+
+
+def export_model(model: nn.Module, path: str | os.PathLike, *, meta: dict | None = None,
+                 overwrite: bool = False) -> bsp.BspModel:  # fmt: skip
+    """Export ``model`` to the ``.bsp`` file ``path``; ``meta`` (e.g. checkpoint metadata: ``bits``,
+    ``ratio``, ``sensor``) is merged into the file's model metadata."""
+    m = lower_model(model)
+    for key in ("bits", "ratio", "sensor", "dataset"):
+        if meta and meta.get(key) is not None:
+            m.model[key] = meta[key]
+    bsp.save(m, path, overwrite=overwrite)
+    return m

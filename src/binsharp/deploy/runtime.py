@@ -1,0 +1,369 @@
+"""Runtime of exported ``.bsp`` networks: numpy for float layers, compiled bit-packed kernels for binary ones.
+
+No PyTorch is imported here. A graph is a list of ops executed in order on named float32 tensors
+(N, C, H, W); the inputs are named ``ms``, ``lms``, ``pan`` (normalised to [0, 1]) and the first of the
+model's ``outputs`` is the fused image. Every op is a JSON object
+``{"op": KIND, "in": [names], "out": [names], "attrs": {...}, "params": {role: tensor name}}``:
+
+=====================  ==========================================================================================
+op                     semantics (float32)
+=====================  ==========================================================================================
+``conv2d``             float convolution, params ``weight`` (Co, Ci/g, k, k), optional ``bias``; attrs ``stride``,
+                       ``padding``, ``groups`` (im2col + GEMM)
+``bconv``              binary convolution + fused epilogue (see :func:`binsharp.deploy.kernels.binary_conv2d`);
+                       ``in`` = [x, residual?] where x is float (binarized here with params ``in_scale``/
+                       ``in_bias``: bit = (x*in_scale + in_bias) < 0) or packed (attr ``packed_input``);
+                       params ``wbits``, ``alpha``, optional ``bias``, ``aff_s``/``aff_b``, ``gamma``/``slope``/
+                       ``zeta``, ``pack_scale``/``pack_bias``; attrs ``cin``, ``cout``, ``k``, ``stride``,
+                       ``padding``, ``groups``, ``act_first``, ``clamp``, ``pack_groups``; ``out`` =
+                       [float name or "", packed name or ""]
+``affine``             ``x * scale[c] + bias[c]`` (either optional)
+``mul_scalar``         ``x * value``;  ``div_scalar``: ``x / value``;  ``add_scalar``: ``x + value``
+``add`` / ``mul``      elementwise (broadcasting) ``a + b`` / ``a * b``
+``prelu``              ``x if x >= 0 else slope[c] * x``;  ``rprelu``: ``prelu(x - gamma[c]) + zeta[c]``
+``leaky_relu``         attr ``slope``;  ``hardtanh``: attrs ``lo``, ``hi``;  ``relu``
+``cat`` / ``chunk``    along channels (attr ``chunks``)
+``avgpool``            non-overlapping ``k`` x ``k`` mean
+``upsample_bilinear``  x2, ``align_corners=False`` (PyTorch semantics)
+``layernorm_c``        LayerNorm over channels per pixel, params ``weight``, ``bias``, attr ``eps``
+``haar_dwt``           orthonormal Haar, (N, C, H, W) -> (N, 4C, H/2, W/2) interleaved [LL, LH, HL, HH]
+``haar_idwt``          its inverse
+``split_bands``        (N, 4C, h, w) -> four (N, C, h, w);  ``merge_bands``: the inverse
+``pad``                attrs ``mode`` (reflect | replicate | constant), ``pad`` [left, right, top, bottom]
+``crop_like``          ``x[..., :ref.H, :ref.W]`` with ``in`` = [x, ref]
+``const``              the tensor ``params["value"]``
+=====================  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from binsharp.deploy import bsp
+from binsharp.deploy import kernels as K
+from binsharp.errors import BinsharpError
+
+F32 = np.float32
+
+
+# --------------------------------------------------------------------------------------------- float ops
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padding: int, groups: int) -> np.ndarray:
+    """Float convolution (cross-correlation, zero padding) ``x`` (N, Ci, H, W), ``w`` (Co, Ci/g, k, k)."""
+    n, ci, h, wd = x.shape
+    co, cig, k, _ = w.shape
+    if ci != cig * groups:
+        raise BinsharpError(f"conv2d: input has {ci} channels, weights expect {cig * groups}")
+    ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
+    out = np.empty((n, co, ho, wo), F32)
+    cog = co // groups
+    rows = max(1, min(ho, (8 << 20) // max(1, cig * k * k * wo * 4)))
+    for g in range(groups):
+        wm = w[g * cog : (g + 1) * cog].reshape(cog, -1)
+        xg = xp[:, g * cig : (g + 1) * cig]
+        for i in range(n):
+            for r0 in range(0, ho, rows):
+                r1 = min(ho, r0 + rows)
+                cols = np.empty((cig, k, k, r1 - r0, wo), F32)
+                for ky in range(k):
+                    for kx in range(k):
+                        y0 = r0 * stride + ky
+                        cols[:, ky, kx] = xg[i, :, y0 : y0 + (r1 - r0 - 1) * stride + 1 : stride,
+                                             kx : kx + (wo - 1) * stride + 1 : stride]  # fmt: skip
+                res = wm @ cols.reshape(cig * k * k, -1)
+                out[i, g * cog : (g + 1) * cog, r0:r1] = res.reshape(cog, r1 - r0, wo)
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    return out
+
+
+def _ch(v: np.ndarray) -> np.ndarray:
+    return v.reshape(1, -1, 1, 1)
+
+
+def prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    s = slope.reshape(1, -1, 1, 1) if slope.size > 1 else slope.reshape(())
+    return np.where(x >= 0, x, x * s).astype(F32, copy=False)
+
+
+def upsample_bilinear2(x: np.ndarray) -> np.ndarray:
+    """x2 bilinear upsampling with PyTorch's ``align_corners=False`` semantics."""
+
+    def axis_weights(n: int):
+        dst = np.arange(2 * n, dtype=np.float64)
+        src = np.maximum((dst + 0.5) / 2.0 - 0.5, 0.0)
+        i0 = np.floor(src).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n - 1)
+        lam = (src - i0).astype(F32)
+        return i0, i1, lam
+
+    n, c, h, w = x.shape
+    y0, y1, ly = axis_weights(h)
+    x0, x1, lx = axis_weights(w)
+    lx = lx.reshape(1, 1, 1, -1)
+    ly = ly.reshape(1, 1, -1, 1)
+    one = F32(1)
+    rows = x[:, :, y0] * (one - ly) + x[:, :, y1] * ly
+    return (rows[..., x0] * (one - lx) + rows[..., x1] * lx).astype(F32, copy=False)
+
+
+def haar_dwt(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    if h % 2 or w % 2:
+        raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
+    a, b = x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]
+    cc, d = x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]
+    half = F32(0.5)
+    bands = (
+        (a + b + cc + d) * half,
+        (a + b - cc - d) * half,
+        (a - b + cc - d) * half,
+        (a - b - cc + d) * half,
+    )
+    return np.stack(bands, axis=2).reshape(n, 4 * c, h // 2, w // 2)
+
+
+def haar_idwt(y: np.ndarray) -> np.ndarray:
+    n, c4, h, w = y.shape
+    if c4 % 4:
+        raise BinsharpError(f"haar_idwt needs a channel count divisible by 4, got {c4}")
+    ll, lh, hl, hh = (y.reshape(n, c4 // 4, 4, h, w)[:, :, i] for i in range(4))
+    half = F32(0.5)
+    out = np.empty((n, c4 // 4, 2 * h, 2 * w), F32)
+    out[:, :, 0::2, 0::2] = (ll + lh + hl + hh) * half
+    out[:, :, 0::2, 1::2] = (ll + lh - hl - hh) * half
+    out[:, :, 1::2, 0::2] = (ll - lh + hl - hh) * half
+    out[:, :, 1::2, 1::2] = (ll - lh - hl + hh) * half
+    return out
+
+
+def layernorm_c(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=1, keepdims=True, dtype=np.float64)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    return (y * _ch(weight) + _ch(bias)).astype(F32)
+
+
+# ------------------------------------------------------------------------------------------------ engine
+class Engine:
+    """Executes a :class:`binsharp.deploy.bsp.BspModel` (or a ``.bsp`` path) on numpy arrays.
+
+    Args:
+        model: the model or the path of its ``.bsp`` file.
+        threads: kernel threads (default ``$BINSHARP_NUM_THREADS`` or the CPU count).
+        path: kernel dispatch path (default ``$BINSHARP_KERNEL_PATH`` or the best one).
+
+    Call: ``engine(ms=None, lms=None, pan=None)`` with float32 (N, C, h, w) / (N, C, H, W) / (N, 1, H, W)
+    normalised arrays -> fused (N, C, H, W) float32.
+    """
+
+    def __init__(self, model: bsp.BspModel | str | os.PathLike, *, threads: int | None = None,
+                 path: str | None = None) -> None:  # fmt: skip
+        self.model = model if isinstance(model, bsp.BspModel) else bsp.load(model)
+        meta = self.model.model
+        self.meta = meta
+        try:
+            self.bands = int(meta["bands"])
+            self.inputs = tuple(meta.get("inputs", ("lms", "pan")))
+        except (KeyError, TypeError, ValueError):
+            raise BinsharpError("model file: metadata lacks a valid band count") from None
+        self.threads = threads
+        self.path = path
+        self._validate()
+
+    def _validate(self) -> None:
+        known = set(self.inputs)
+        for i, op in enumerate(self.model.graph):
+            if not isinstance(op, dict) or op.get("op") not in _OPS:
+                kind = op.get("op") if isinstance(op, dict) else op
+                raise BinsharpError(f"model file: op {i} has unknown kind {kind!r}")
+            ins, outs = op.get("in", []), op.get("out", [])
+            if not isinstance(ins, list) or not isinstance(outs, list):
+                raise BinsharpError(f"model file: op {i} ({op['op']}) has malformed inputs/outputs")
+            for name in ins:
+                if name not in known:
+                    raise BinsharpError(f"model file: op {i} ({op['op']}) reads undefined tensor {name!r}")
+            for role, tname in op.get("params", {}).items():
+                if tname not in self.model.tensors:
+                    raise BinsharpError(f"model file: op {i} ({op['op']}) lacks tensor {tname!r} ({role})")
+            known.update(o for o in outs if o)
+        for o in self.model.outputs:
+            if o not in known:
+                raise BinsharpError(f"model file: output {o!r} is never computed")
+
+    def _check_inputs(self, given: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+        env: dict[str, np.ndarray] = {}
+        for name in self.inputs:
+            a = given.get(name)
+            if a is None:
+                raise BinsharpError(f"engine model needs input {name!r}")
+            a = np.ascontiguousarray(a, dtype=F32)
+            if a.ndim != 4:
+                raise BinsharpError(f"input {name!r} must be (N, C, H, W), got shape {a.shape}")
+            want = 1 if name == "pan" else self.bands
+            if a.shape[1] != want:
+                raise BinsharpError(
+                    f"input {name!r} has {a.shape[1]} channels but the engine model expects {want}"
+                    + ("" if name == "pan" else f" bands ({self.meta.get('name', 'model')})")
+                )
+            env[name] = a
+        if "lms" in env and "pan" in env and env["lms"].shape[2:] != env["pan"].shape[2:]:
+            raise BinsharpError(f"lms {env['lms'].shape[2:]} and pan {env['pan'].shape[2:]} differ in size")
+        return env
+
+    def __call__(self, *, ms=None, lms=None, pan=None) -> np.ndarray:
+        env: dict = self._check_inputs({"ms": ms, "lms": lms, "pan": pan})
+        graph = self.model.graph
+        last: dict[str, int] = {}
+        for i, op in enumerate(graph):
+            for name in op.get("in", []):
+                last[name] = i
+        for o in self.model.outputs:
+            last[o] = len(graph)
+        T = self.model.tensors
+        for i, op in enumerate(graph):
+            fn = _OPS[op["op"]]
+            p = {role: T[name] for role, name in op.get("params", {}).items()}
+            args = [env[n] for n in op.get("in", [])]
+            res = fn(self, args, p, op.get("attrs", {}))
+            outs = op.get("out", [])
+            if not isinstance(res, tuple):
+                res = (res,)
+            for name, val in zip(outs, res, strict=False):
+                if name:
+                    env[name] = val
+            for name in op.get("in", []):
+                if last.get(name) == i and name not in self.inputs:
+                    env.pop(name, None)
+        return env[self.model.outputs[0]]
+
+
+# ------------------------------------------------------------------------------------------ op table
+def _op_conv2d(e: Engine, a, p, at):
+    return conv2d(a[0], p["weight"], p.get("bias"), int(at.get("stride", 1)), int(at.get("padding", 0)),
+                  int(at.get("groups", 1)))  # fmt: skip
+
+
+def _op_bconv(e: Engine, a, p, at):
+    x = a[0]
+    cin, cout, k = int(at["cin"]), int(at["cout"]), int(at["k"])
+    groups, pad, stride = int(at.get("groups", 1)), int(at.get("padding", 0)), int(at.get("stride", 1))
+    depthwise = groups > 1 and groups == cin == cout
+    if at.get("packed_input"):
+        if not isinstance(x, K.Packed):
+            raise BinsharpError("bconv: expected packed input")
+        packed = x
+    else:
+        if isinstance(x, K.Packed) or x.shape[1] != cin:
+            raise BinsharpError(f"bconv: expected float input with {cin} channels")
+        packed = K.pack_activations(x, scale=p.get("in_scale"), bias=p.get("in_bias"),
+                                    groups=1 if depthwise else groups, halo=max(1, pad), path=e.path,
+                                    threads=e.threads)  # fmt: skip
+    act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
+    affine = (p["aff_s"], p["aff_b"]) if "aff_s" in p else None
+    clamp = at.get("clamp")
+    outs = at.get("outputs", [True, False])
+    pack_out = None
+    if outs[1]:
+        pack_out = {"halo": 1, "groups": int(at.get("pack_groups", 1)), "scale": p.get("pack_scale"),
+                    "bias": p.get("pack_bias")}  # fmt: skip
+    r = K.binary_conv2d(
+        packed, p["wbits"], out_channels=cout, kernel_size=k, stride=stride, padding=pad, groups=groups,
+        alpha=p.get("alpha"), bias=p.get("bias"), affine=affine, act=act, act_first=bool(at.get("act_first", 1)),
+        residual=a[1] if len(a) > 1 else None, clamp=tuple(clamp) if clamp else None, float_out=bool(outs[0]),
+        pack_out=pack_out, path=e.path, threads=e.threads,
+    )  # fmt: skip
+    return r.get("out"), r.get("packed")
+
+
+def _op_affine(e, a, p, at):
+    x = a[0]
+    if "scale" in p:
+        x = x * _ch(p["scale"])
+    if "bias" in p:
+        x = x + _ch(p["bias"])
+    return x.astype(F32, copy=False)
+
+
+def _op_rprelu(e, a, p, at):
+    return prelu(a[0] - _ch(p["gamma"]), p["slope"]) + _ch(p["zeta"])
+
+
+def _op_chunk(e, a, p, at):
+    return tuple(np.split(a[0], int(at["chunks"]), axis=1))
+
+
+def _op_avgpool(e, a, p, at):
+    k = int(at.get("k", 2))
+    n, c, h, w = a[0].shape
+    x = a[0][:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k)
+    return (x.sum(axis=(3, 5), dtype=F32) / F32(k * k)).astype(F32)
+
+
+def _op_split_bands(e, a, p, at):
+    n, c4, h, w = a[0].shape
+    v = a[0].reshape(n, c4 // 4, 4, h, w)
+    return tuple(np.ascontiguousarray(v[:, :, i]) for i in range(4))
+
+
+def _op_merge_bands(e, a, p, at):
+    s = np.stack(a, axis=2)
+    n, c, _, h, w = s.shape
+    return s.reshape(n, 4 * c, h, w)
+
+
+def _op_pad(e, a, p, at):
+    left, right, top, bottom = (int(v) for v in at["pad"])
+    mode = {"reflect": "reflect", "replicate": "edge", "constant": "constant"}[at.get("mode", "constant")]
+    return np.pad(a[0], ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode)
+
+
+def _op_pad_to_multiple(e, a, p, at):
+    """Pad bottom/right to a multiple of ``m`` (reflect when possible, else replicate), as the U body."""
+    m = int(at["m"])
+    h, w = a[0].shape[2:]
+    ph, pw = (-h) % m, (-w) % m
+    if not (ph or pw):
+        return a[0]
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(a[0], ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+
+
+_OPS: dict[str, Callable] = {
+    "conv2d": _op_conv2d,
+    "bconv": _op_bconv,
+    "affine": _op_affine,
+    "mul_scalar": lambda e, a, p, at: (a[0] * F32(at["value"])).astype(F32, copy=False),
+    "div_scalar": lambda e, a, p, at: (a[0] / F32(at["value"])).astype(F32, copy=False),
+    "add_scalar": lambda e, a, p, at: (a[0] + F32(at["value"])).astype(F32, copy=False),
+    "add": lambda e, a, p, at: np.add(a[0], a[1], dtype=F32),
+    "mul": lambda e, a, p, at: np.multiply(a[0], a[1], dtype=F32),
+    "prelu": lambda e, a, p, at: prelu(a[0], p["slope"]),
+    "rprelu": _op_rprelu,
+    "leaky_relu": lambda e, a, p, at: prelu(a[0], np.array([at["slope"]], F32)),
+    "hardtanh": lambda e, a, p, at: np.clip(a[0], F32(at["lo"]), F32(at["hi"])),
+    "relu": lambda e, a, p, at: np.maximum(a[0], F32(0)),
+    "cat": lambda e, a, p, at: np.concatenate(a, axis=1),
+    "chunk": _op_chunk,
+    "avgpool": _op_avgpool,
+    "upsample_bilinear": lambda e, a, p, at: upsample_bilinear2(a[0]),
+    "layernorm_c": lambda e, a, p, at: layernorm_c(a[0], p["weight"], p["bias"], float(at.get("eps", 1e-5))),
+    "haar_dwt": lambda e, a, p, at: haar_dwt(a[0]),
+    "haar_idwt": lambda e, a, p, at: haar_idwt(a[0]),
+    "split_bands": _op_split_bands,
+    "merge_bands": _op_merge_bands,
+    "pad": _op_pad,
+    "pad_to_multiple": _op_pad_to_multiple,
+    "crop_like": lambda e, a, p, at: np.ascontiguousarray(a[0][..., : a[1].shape[2], : a[1].shape[3]]),
+    "const": lambda e, a, p, at: p["value"],
+}
+
+OP_KINDS = tuple(_OPS)
+
+
+def load_engine(path: str | os.PathLike, **kw) -> Engine:
+    """Load the ``.bsp`` file at ``path`` as an :class:`Engine`."""
+    return Engine(path, **kw)
