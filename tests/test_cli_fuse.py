@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 
 from binsharp import fusers
@@ -150,3 +152,21 @@ def test_unregistered_sources_are_not_exposed(capsys):
     assert "--method" in text
     for option in ("checkpoint", "engine", "model"):
         assert (f"--{option}" in text) == (option in FUSER_SOURCES)
+
+
+def test_fuse_without_georeferencing(tmp_path):
+    ms, pan = _scene(bands=8, h=16, w=16)
+    for name, a in (("p.tif", pan), ("m.tif", ms)):
+        with rasterio.open(
+            tmp_path / name, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
+            dtype="uint16",
+        ) as d:  # fmt: skip
+            d.write(a.astype("uint16"))
+    argv = ["fuse", "--method", "gsa", "--sensor", "WV3", "--pan", str(tmp_path / "p.tif")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*argv, "--ms", str(tmp_path / "m.tif"), "-o", str(tmp_path / "o.tif")]) == 0
+    assert [w for w in caught if w.category is NotGeoreferencedWarning] == []
+    with rasterio.open(tmp_path / "o.tif") as d:
+        assert d.crs is None and (d.count, d.height, d.width) == (8, 64, 64)
+        np.testing.assert_array_equal(d.read(), method_fuser("gsa", "WV3")(ms, pan).astype(np.float32))

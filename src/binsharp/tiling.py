@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,41 @@ def fuse_geotiff(
     Returns:
         The output path. Raises :class:`BinsharpError` for bad input; nothing is left at ``out_path`` then.
     """
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():  # inputs without georeferencing are fine: the output has none either
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return _fuse_geotiff(
+            fuser,
+            pan_path,
+            ms_path,
+            out_path,
+            tile=tile,
+            halo=halo,
+            dtype=dtype,
+            max_value=max_value,
+            overwrite=overwrite,
+            nodata=nodata,
+            allow_nodata=allow_nodata,
+            progress=progress,
+        )
+
+
+def _fuse_geotiff(
+    fuser: Fuser,
+    pan_path: str | os.PathLike,
+    ms_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    tile: int,
+    halo: int | None,
+    dtype: str,
+    max_value: float | None,
+    overwrite: bool,
+    nodata: float | None,
+    allow_nodata: bool,
+    progress: bool,
+) -> Path:
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
