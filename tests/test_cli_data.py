@@ -6,10 +6,16 @@ import json
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
 from binsharp.cli import main
 from binsharp.data.io import read_h5_attrs
+
+
+def from_origin(west, north, xsize, ysize):
+    """North-up transform of the top-left corner (west, north) with pixel size xsize x ysize."""
+    return Affine(xsize, 0.0, west, 0.0, -ysize, north)
+
 
 SMALL = [
     "--splits", "train=0.5,val=0.2,test=0.3", "--patch", "32", "--stride", "8", "--test-tile", "32",

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
 from binsharp.data.builder import build_dataset, guard_radius, read_manifest, trim_box
 from binsharp.data.datasets import PanDataset
 from binsharp.data.io import read_h5, read_h5_attrs, read_pan_ms_pair
 from binsharp.errors import BinsharpError
 from binsharp.protocol import interp23tap, reduced_resolution_triplet
+
+
+def from_origin(west, north, xsize, ysize):
+    """North-up transform of the top-left corner (west, north) with pixel size xsize x ysize."""
+    return Affine(xsize, 0.0, west, 0.0, -ysize, north)
+
 
 RATIO = 4
 H, W = 200, 320  # MS pixels

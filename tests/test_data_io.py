@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import rasterio
 import scipy.io
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
 from binsharp.data.io import (
     Raster,
@@ -23,6 +23,12 @@ from binsharp.data.io import (
     write_mat,
 )
 from binsharp.errors import BinsharpError
+
+
+def from_origin(west, north, xsize, ysize):
+    """North-up transform of the top-left corner (west, north) with pixel size xsize x ysize."""
+    return Affine(xsize, 0.0, west, 0.0, -ysize, north)
+
 
 CRS = "EPSG:32613"
 
