@@ -102,12 +102,22 @@ def gen_mtf(gnyq: float | Sequence[float], ratio: int = 4, n: int = 41) -> np.nd
     return kernels[0] if scalar else np.stack(kernels)
 
 
-@lru_cache(maxsize=32)
-def _kernel_spectrum(gains: tuple[float, ...], ratio: int, fh: int, fw: int) -> np.ndarray:
-    """rfft2 of the 180-degree-rotated MTF kernels (correlation as convolution), zero-padded to (fh, fw)."""
-    spec = sfft.rfft2(gen_mtf(gains, ratio)[..., ::-1, ::-1], s=(fh, fw))
+_CHUNK_PIXELS = 8 * 640 * 640  # FFT work arrays of at most ~50 MB per chunk of bands
+_SPECTRUM_CACHE_MAX_PIXELS = 640 * 640  # cache kernel spectra of small transforms only (<= 3.3 MB each)
+
+
+@lru_cache(maxsize=16)
+def _kernel_spectrum_cached(gnyq: float, ratio: int, fh: int, fw: int) -> np.ndarray:
+    spec = sfft.rfft2(_gen_mtf_single(gnyq, ratio, 41)[::-1, ::-1], s=(fh, fw))
     spec.setflags(write=False)
     return spec
+
+
+def _kernel_spectra(gains: tuple[float, ...], ratio: int, fh: int, fw: int) -> np.ndarray:
+    """rfft2 of the 180-degree-rotated MTF kernels (correlation as convolution), zero-padded to (fh, fw)."""
+    if fh * fw <= _SPECTRUM_CACHE_MAX_PIXELS:
+        return np.stack([_kernel_spectrum_cached(g, ratio, fh, fw) for g in gains])
+    return sfft.rfft2(gen_mtf(gains, ratio)[..., ::-1, ::-1], s=(fh, fw))
 
 
 def correlate_replicate(img: np.ndarray, kernels: np.ndarray, *, _spectrum=None) -> np.ndarray:
@@ -130,15 +140,22 @@ def correlate_replicate(img: np.ndarray, kernels: np.ndarray, *, _spectrum=None)
         img = img[None]
     if kernels.shape[0] != img.shape[-3]:
         raise BinsharpError(f"{kernels.shape[0]} filters for an image with {img.shape[-3]} bands")
-    pad = [(0, 0)] * (img.ndim - 2) + [(r, r), (r, r)]
-    padded = np.pad(img, pad, mode="edge")
-    hp, wp = padded.shape[-2:]
+    c, h, w = img.shape[-3:]
+    lead = img.shape[:-3]
+    flat = img.reshape(-1, c, h, w)
+    hp, wp = h + 2 * r, w + 2 * r
     fh, fw = sfft.next_fast_len(hp, real=True), sfft.next_fast_len(wp, real=True)
     # correlation = convolution with the kernel rotated by 180 degrees
     kf = _spectrum(fh, fw) if _spectrum is not None else sfft.rfft2(kernels[..., ::-1, ::-1], s=(fh, fw))
-    full = sfft.irfft2(sfft.rfft2(padded, s=(fh, fw)) * kf, s=(fh, fw))
-    out = full[..., k - 1 : hp, k - 1 : wp]
-    out = np.ascontiguousarray(out)
+    out = np.empty(flat.shape)
+    chunk = max(1, _CHUNK_PIXELS // (fh * fw))  # bands transformed together (bounded memory)
+    for i in range(flat.shape[0]):
+        for b0 in range(0, c, chunk):
+            sl = slice(b0, min(c, b0 + chunk))
+            padded = np.pad(flat[i, sl], ((0, 0), (r, r), (r, r)), mode="edge")
+            full = sfft.irfft2(sfft.rfft2(padded, s=(fh, fw)) * kf[sl], s=(fh, fw))
+            out[i, sl] = full[:, k - 1 : hp, k - 1 : wp]
+    out = out.reshape(*lead, c, h, w)
     return out[0] if squeeze else out
 
 
@@ -162,5 +179,5 @@ def mtf_filter(img: np.ndarray, gnyq: float | Sequence[float], ratio: int = 4) -
         raise BinsharpError(f"mtf_filter: {len(gains)} Nyquist gains for an image with {c} bands")
     ratio = check_ratio(ratio)
     return correlate_replicate(
-        x, gen_mtf(gains, ratio), _spectrum=lambda fh, fw: _kernel_spectrum(gains, ratio, fh, fw)
+        x, gen_mtf(gains, ratio), _spectrum=lambda fh, fw: _kernel_spectra(gains, ratio, fh, fw)
     )
