@@ -143,6 +143,17 @@ def test_imresize_weights_normalised_and_symmetric_border():
     np.testing.assert_allclose(out[4:-4], centre[4:-4], atol=1e-9)
 
 
+def test_imresize_large_path_equals_dense(monkeypatch):
+    from binsharp.protocol import resize
+
+    img = RNG.uniform(0, 2047, size=(2, 40, 36))
+    dense = imresize(img, 0.25)
+    up = imresize(img, 2.0)
+    monkeypatch.setattr(resize, "_DENSE_MAX", 0)  # force the tap-by-tap path used for large scenes
+    np.testing.assert_allclose(imresize(img, 0.25), dense, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(imresize(img, 2.0), up, rtol=0, atol=1e-10)
+
+
 def test_imresize_nearest_equals_decimate():
     img = RNG.uniform(0, 2047, size=(3, 32, 40))
     for r in (2, 3, 4, 8):

@@ -35,8 +35,14 @@ _KERNELS = {"bicubic": (_cubic, 4.0), "nearest": (_box, 1.0)}
 
 
 @lru_cache(maxsize=64)
-def resize_matrix(in_len: int, out_len: int, scale: float, method: str = "bicubic") -> np.ndarray:
-    """Dense (out_len, in_len) matrix of MATLAB ``imresize`` weights along one dimension."""
+def contributions(
+    in_len: int, out_len: int, scale: float, method: str = "bicubic"
+) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``contributions``: weights (out_len, P) and 0-based input indices (out_len, P) of one dimension.
+
+    Indices are already mirror-reflected into ``0 .. in_len-1``; columns whose weights are all zero are
+    dropped, as in MATLAB.
+    """
     kernel, width = _KERNELS[method]
     antialias = method != "nearest"
     if scale < 1 and antialias:
@@ -56,8 +62,41 @@ def resize_matrix(in_len: int, out_len: int, scale: float, method: str = "bicubi
     w = w / w.sum(axis=1, keepdims=True)
     aux = np.concatenate([np.arange(1, in_len + 1), np.arange(in_len, 0, -1)])
     idx = aux[np.mod(idx.astype(np.int64) - 1, len(aux))] - 1
+    keep = np.any(w != 0, axis=0)
+    w, idx = np.ascontiguousarray(w[:, keep]), np.ascontiguousarray(idx[:, keep])
+    w.setflags(write=False)
+    idx.setflags(write=False)
+    return w, idx
+
+
+def resize_matrix(in_len: int, out_len: int, scale: float, method: str = "bicubic") -> np.ndarray:
+    """Dense (out_len, in_len) matrix of MATLAB ``imresize`` weights along one dimension."""
+    w, idx = contributions(in_len, out_len, scale, method)
     m = np.zeros((out_len, in_len))
-    np.add.at(m, (np.repeat(np.arange(out_len), p), idx.ravel()), w.ravel())
+    np.add.at(m, (np.repeat(np.arange(out_len), w.shape[1]), idx.ravel()), w.ravel())
+    return m
+
+
+_DENSE_MAX = 2048 * 2048  # up to this matrix size the resize runs as a dense matrix product
+
+
+def _resize_axis(x: np.ndarray, axis: int, out_len: int, scale: float, method: str) -> np.ndarray:
+    """Resize ``x`` along ``axis`` (-2 or -1)."""
+    in_len = x.shape[axis]
+    if in_len * out_len <= _DENSE_MAX:
+        m = _dense_matrix(in_len, out_len, scale, method)
+        return np.matmul(m, x) if axis == -2 else np.matmul(x, m.T)
+    w, idx = contributions(in_len, out_len, scale, method)
+    xs = np.moveaxis(x, axis, -1)
+    out = np.zeros((*xs.shape[:-1], out_len))
+    for j in range(w.shape[1]):  # one tap at a time: bounded memory for large scenes
+        out += xs[..., idx[:, j]] * w[:, j]
+    return np.moveaxis(out, -1, axis)
+
+
+@lru_cache(maxsize=16)
+def _dense_matrix(in_len: int, out_len: int, scale: float, method: str) -> np.ndarray:
+    m = resize_matrix(in_len, out_len, scale, method)
     m.setflags(write=False)
     return m
 
@@ -84,12 +123,9 @@ def imresize(img: np.ndarray, scale: float, method: str = "bicubic") -> np.ndarr
     x = as_float_image(img, "imresize input")
     h, w = x.shape[-2:]
     oh, ow = math.ceil(h * scale), math.ceil(w * scale)
-    mr = resize_matrix(h, oh, scale, method)
-    mc = resize_matrix(w, ow, scale, method)
     # MATLAB resizes the most-reduced dimension first; both scales are equal here, so rows first.
-    out = np.matmul(mr, x)
-    out = np.matmul(out, mc.T)
-    return out
+    out = _resize_axis(x, -2, oh, scale, method)
+    return _resize_axis(out, -1, ow, scale, method)
 
 
 def decimate(img: np.ndarray, ratio: int = 4) -> np.ndarray:
