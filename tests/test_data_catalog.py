@@ -71,7 +71,7 @@ def test_named_datasets_build_into_cache(tmp_path, monkeypatch):
 def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("BINSHARP_CACHE", str(tmp_path))
     calls = []
-    real = builder.write_h5
+    real = builder.write_h5_stream
 
     def flaky(*args, **kwargs):
         calls.append(args[0])
@@ -79,7 +79,7 @@ def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(builder, "write_h5", flaky)
+    monkeypatch.setattr(builder, "write_h5_stream", flaky)
     with pytest.raises(KeyboardInterrupt):
         catalog.build("wv2-longmont", progress=False)
     assert len(calls) == 2

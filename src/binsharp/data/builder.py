@@ -47,7 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from binsharp import __version__
-from binsharp.data.io import Raster, check_pair, sha256_file, write_h5, write_h5_stream
+from binsharp.data.io import Raster, check_pair, sha256_file, write_h5_stream
 from binsharp.errors import BinsharpError
 from binsharp.sensors import Sensor, get_sensor
 
@@ -162,10 +162,6 @@ def _tile_grid(rows: int, cols: int, tile: int) -> list[tuple[int, int]]:
     return [(i * tile, j * tile) for i in range(rows // tile) for j in range(cols // tile)]
 
 
-def _stack(items: list[dict[str, np.ndarray]], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    return {k: np.stack([it[k] for it in items]).astype(np.float64, copy=False) for k in keys}
-
-
 def _source_info(r: Raster, role: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "shape": list(r.array.shape),
@@ -257,8 +253,6 @@ def build_dataset(
 
     pan, ms = check_pair(pan, ms, ratio)
     proto = _protocol()
-    pan_f = pan.array.astype(np.float64)
-    ms_f = ms.array.astype(np.float64)
     valid = valid_mask(pan, ms, ratio)
     box = trim_box(valid)
     regions = layout_regions(box, splits, margin, ratio)
@@ -274,8 +268,8 @@ def build_dataset(
     def cut(reg: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r0, c0, R, C = reg
         return (
-            ms_f[:, r0 : r0 + R, c0 : c0 + C],
-            pan_f[:, r0 * ratio : (r0 + R) * ratio, c0 * ratio : (c0 + C) * ratio],
+            ms.array[:, r0 : r0 + R, c0 : c0 + C].astype(np.float64),
+            pan.array[:, r0 * ratio : (r0 + R) * ratio, c0 * ratio : (c0 + C) * ratio].astype(np.float64),
             valid[r0 : r0 + R, c0 : c0 + C],
         )
 
@@ -411,19 +405,27 @@ def build_dataset(
         if "test" in regions:
             t0, c0t = regions["test"][:2]
             tms, tpan, _ = cut(regions["test"])
-            items = []
-            for r, c in rr_tiles:
-                gt = tms[:, r : r + rr_size, c : c + rr_size]
-                p = tpan[:, r * ratio : (r + rr_size) * ratio, c * ratio : (c + rr_size) * ratio]
-                items.append(proto.reduced_resolution_triplet(gt, p, sensor, ratio=ratio))
-                bar.update(1)
-            write_h5(
+            C = ms.count
+
+            def rr_blocks():
+                for r, c in rr_tiles:
+                    gt = tms[:, r : r + rr_size, c : c + rr_size]
+                    p = tpan[:, r * ratio : (r + rr_size) * ratio, c * ratio : (c + rr_size) * ratio]
+                    trip = proto.reduced_resolution_triplet(gt, p, sensor, ratio=ratio)
+                    bar.update(1)
+                    yield {k: v[None] for k, v in trip.items()}
+
+            q = rr_size // ratio
+            rr_shapes = {"gt": (C, rr_size, rr_size), "ms": (C, q, q), "lms": (C, rr_size, rr_size)}
+            rr_shapes["pan"] = (1, rr_size, rr_size)
+            write_h5_stream(
                 tmp / SPLIT_FILES["test_rr"],
-                _stack(items, ("gt", "ms", "lms", "pan")),
+                len(rr_tiles),
+                rr_shapes,
+                rr_blocks(),
                 {**attrs_base, "split": "test_rr"},
             )
             bar.update(1)
-            del items
             manifest["splits"]["test_rr"] = {
                 "file": SPLIT_FILES["test_rr"],
                 "count": len(rr_tiles),
@@ -436,19 +438,23 @@ def build_dataset(
                 },
                 "tiles_ms_px": [[t0 + r, c0t + c] for r, c in rr_tiles],
             }
-            items = []
-            for r, c in fr_tiles:
-                m = tms[:, r : r + fr_ms, c : c + fr_ms]
-                p = tpan[:, r * ratio : (r + fr_ms) * ratio, c * ratio : (c + fr_ms) * ratio]
-                items.append({"ms": m, "lms": proto.interp23tap(m, ratio), "pan": p})
-                bar.update(1)
-            write_h5(
+
+            def fr_blocks():
+                for r, c in fr_tiles:
+                    m = tms[:, r : r + fr_ms, c : c + fr_ms]
+                    p = tpan[:, r * ratio : (r + fr_ms) * ratio, c * ratio : (c + fr_ms) * ratio]
+                    bar.update(1)
+                    yield {"ms": m[None], "lms": proto.interp23tap(m, ratio)[None], "pan": p[None]}
+
+            fr_shapes = {"ms": (C, fr_ms, fr_ms), "lms": (C, fr_tile, fr_tile), "pan": (1, fr_tile, fr_tile)}
+            write_h5_stream(
                 tmp / SPLIT_FILES["test_fr"],
-                _stack(items, ("ms", "lms", "pan")),
+                len(fr_tiles),
+                fr_shapes,
+                fr_blocks(),
                 {**attrs_base, "split": "test_fr"},
             )
             bar.update(1)
-            del items
             manifest["splits"]["test_fr"] = {
                 "file": SPLIT_FILES["test_fr"],
                 "count": len(fr_tiles),
