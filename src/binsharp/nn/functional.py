@@ -129,19 +129,20 @@ class _ScalableTanhSign(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, beta = ctx.saved_tensors
         th = torch.tanh(beta * x)
-        d = torch.ops.aten.tanh_backward(grad, th)
-        grad_x = d * beta if ctx.needs_input_grad[0] else None
+        d = torch.ops.aten.tanh_backward(grad, th)  # grad * (1 - tanh^2(beta x))
         grad_beta = None
         if ctx.needs_input_grad[1]:
-            g = d * x
-            # reduce the broadcast dimensions back to beta's shape
-            extra = g.dim() - beta.dim()
-            if extra > 0:
-                g = g.sum(dim=tuple(range(extra)))
-            dims = tuple(i for i, n in enumerate(beta.shape) if n == 1 and g.shape[i] != 1)
-            if dims:
-                g = g.sum(dim=dims, keepdim=True)
-            grad_beta = g
+            if beta.numel() == 1:
+                grad_beta = torch.dot(d.reshape(-1), x.reshape(-1)).reshape(beta.shape)
+            else:
+                g = d * x
+                # reduce the broadcast dimensions back to beta's shape
+                extra = g.dim() - beta.dim()
+                if extra > 0:
+                    g = g.sum(dim=tuple(range(extra)))
+                dims = tuple(i for i, n in enumerate(beta.shape) if n == 1 and g.shape[i] != 1)
+                grad_beta = g.sum(dim=dims, keepdim=True) if dims else g
+        grad_x = d.mul_(beta) if ctx.needs_input_grad[0] else None
         return grad_x, grad_beta
 
 
