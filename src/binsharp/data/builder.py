@@ -16,9 +16,9 @@ pixels):
    ``pan`` 64 x 64, ``ms`` 16 x 16) every ``stride`` pixels. A patch is dropped if an invalid pixel lies
    within ``guard`` pixels of it (MTF radius + 23-tap support; circular, as the interpolation wraps), so no
    patch sees no-data. Training patches are shuffled with ``seed``.
-5. **test_rr**: a grid of ``T x T`` tiles over the test region, ``T`` the largest multiple of 32 (at least
-   128) giving at least ``min_test_tiles`` tiles free of invalid pixels; each tile is degraded on its own
-   (exactly what the reference toolbox does to a test image).
+5. **test_rr**: a grid of ``T x T`` tiles over the test region, ``T`` the largest multiple of 32 and of the
+   ratio (at least 128) giving at least ``min_test_tiles`` tiles free of invalid pixels; each tile is
+   degraded on its own (exactly what the reference toolbox does to a test image).
 6. **test_fr**: full-resolution tiles of the same test region: ``fr_tile x fr_tile`` PAN (default 512) with
    the original MS (128 x 128), ``lms`` = 23-tap interpolation of the tile's MS; no ``gt``.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -281,7 +282,8 @@ def build_dataset(
         _, _, tvalid = cut(regions["test"])
         sat = _window_sum(~tvalid)
         R, C = tvalid.shape
-        sizes = [test_tile] if test_tile is not None else list(range(min(R, C) // 32 * 32, 127, -32))
+        step = math.lcm(32, ratio)  # tile sizes: multiples of 32 (index blocks) and of the ratio
+        sizes = [test_tile] if test_tile is not None else list(range(min(R, C) // step * step, 127, -step))
         for size in sizes:
             cand = [(r, c) for r, c in _tile_grid(R, C, size) if _clean(sat, r, c, size)]
             if len(cand) >= min_test_tiles:
