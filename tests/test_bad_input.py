@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
 from binsharp.cli import main
 
@@ -29,7 +29,7 @@ def _write_tif(path: Path, a: np.ndarray, px: float, dtype: str = "uint16", noda
         count=a.shape[0],
         dtype=dtype,
         crs=CRS,
-        transform=from_origin(490000.0, 4450000.0, px, px),
+        transform=Affine.translation(490000.0, 4450000.0) @ Affine.scale(px, -px),
         nodata=nodata,
     ) as d:
         d.write(a.astype(dtype))

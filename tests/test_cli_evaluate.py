@@ -155,6 +155,7 @@ def test_limit_all_methods_and_rr_file_as_fr(rr, tmp_path):
     assert all(len(r["per_image"]) == 1 for r in report["results"]["rr"].values())
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 @pytest.mark.parametrize("kind", ["npy", "mat", "tif", "h5"])
 def test_fused_outputs_of_an_external_model(rr, tmp_path, kind):
     path, arrays = rr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
 from binsharp import fusers
 from binsharp.cli import main
@@ -42,7 +42,7 @@ def _write(path: Path, a: np.ndarray, px: float, dtype: str = "uint16", **kw) ->
         count=a.shape[0],
         dtype=dtype,
         crs=CRS,
-        transform=from_origin(X0, Y0, px, px),
+        transform=Affine.translation(X0, Y0) @ Affine.scale(px, -px),
         **kw,
     ) as d:
         d.write(a.astype(dtype))
@@ -154,6 +154,7 @@ def test_unregistered_sources_are_not_exposed(capsys):
         assert (f"--{option}" in text) == (option in FUSER_SOURCES)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_fuse_without_georeferencing(tmp_path):
     ms, pan = _scene(bands=8, h=16, w=16)
     for name, a in (("p.tif", pan), ("m.tif", ms)):

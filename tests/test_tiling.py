@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 from scipy.ndimage import maximum_filter
 
 from binsharp.errors import BinsharpError
@@ -58,7 +58,7 @@ def _write_pair(tmp: Path, ms: np.ndarray, pan: np.ndarray, dtype: str = "uint16
         count=1,
         dtype=dtype,
         crs=crs,
-        transform=from_origin(x0, y0, px, px),
+        transform=Affine.translation(x0, y0) @ Affine.scale(px, -px),
     ) as d:
         d.write(pan.astype(dtype))
     with rasterio.open(
@@ -70,7 +70,7 @@ def _write_pair(tmp: Path, ms: np.ndarray, pan: np.ndarray, dtype: str = "uint16
         count=ms.shape[0],
         dtype=dtype,
         crs=crs,
-        transform=from_origin(x0, y0, 4 * px, 4 * px),
+        transform=Affine.translation(x0, y0) @ Affine.scale(4 * px, -4 * px),
     ) as d:
         d.write(ms.astype(dtype))
     return pan_path, ms_path
