@@ -261,3 +261,22 @@ def test_refuses_undercounting_rule():
 def test_inputs_must_be_a_dict():
     with pytest.raises(BinsharpError, match="dict"):
         count(nn.Identity(), torch.zeros(1))  # type: ignore[arg-type]
+
+
+class Gate(nn.Module):
+    """Parameter-free helper with functional work, used inside a counted module's input quantizer."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True))
+
+
+def test_functional_work_inside_uncounted_children_of_counted_modules():
+    quantizer = nn.Sequential(Gate(), bn.SignSTE())
+    conv = bn.BinaryConv2d(4, 4, 3, padding=1, input_quantizer=quantizer, kernel_quantizer="scaled_sign")
+    r = _count(conv, 1, 4, 8, 8)
+    n = 4 * 64
+    rows = {(row.name, row.type): row for row in r.per_layer}
+    gate = rows[("layer.input_quantizer.0", "functional")]
+    assert gate.elementwise == n + 4 + n  # mean (reduction over inputs) + sigmoid on (1,4,1,1) + product
+    assert r.bops == 64 * 4 * 4 * 9
+    assert r.elementwise == gate.elementwise + n + n  # + sign + alpha (scale found inside composition)

@@ -20,11 +20,15 @@ a batch of one image to get per-image figures):
   ``prod(kernel)`` per output element (adaptive pooling: one per input element); interpolation
   (nn.Upsample) nearest 0, (bi/tri)linear 2/4/8, bicubic 16 per output element; reshaping, padding,
   pixel (un)shuffle, dropout and identity 0. Weight quantizers cost 0 (weights are binarized once, offline).
-  Function-level work that no module owns (``x + y`` residual adds, ``torch.sigmoid(x)``, ``x * w``,
-  ``F.interpolate``, reductions) is not hookable by module hooks; it is captured at the ATen level and
-  attributed to the innermost module that executed it (rows with type ``functional``): pointwise ATen
-  ops count one per output element, reductions one per input element, interpolation/pooling as above;
-  copies, views, concatenation and tensor creation count 0.
+  Function-level work (``x + y`` residual adds, ``torch.sigmoid(x)``, ``x * w``, ``F.interpolate``,
+  reductions) cannot be seen by module hooks; it is captured at the ATen level and attributed to the
+  innermost running module. When that module has a counting rule, the rule accounts for it; otherwise
+  (containers such as ``nn.Sequential`` or a model's own ``forward``, parameter-free helper modules) it is
+  reported in a row of type ``functional`` named after that module: pointwise ATen ops count one per
+  output element, reductions one per input element, interpolation/pooling/normalisation as above; copies,
+  views, concatenation and tensor creation count 0. Work done on weights by parameter-free helper modules
+  inside a kernel quantizer is counted the same way (register a zero rule for such a module to treat it
+  as offline weight preprocessing).
 * ``params_binary`` / ``params_float``: parameters of the modules that ran (each tensor once, even if
   shared). The weight of a layer with a kernel quantizer is binary (1 bit each; BiConnect weights too, as
   they are stored as signs); its bias and every quantizer parameter (``beta``, ...) are float. Buffers
@@ -36,9 +40,10 @@ a batch of one image to get per-image figures):
 
 Refusal of silently-uncounted work: every module that owns parameters must have a counting rule (by its
 type or a base class), otherwise :class:`~binsharp.errors.BinsharpError` names it. Convolutions and matrix
-products executed at the ATen level are compared with the MACs the rules report for the innermost counted
-module; work that no rule accounts for (a functional ``F.conv2d`` in a container, a rule that
-undercounts) raises as well (``strict=False`` reports it as float MACs in a ``functional`` row instead).
+products executed at the ATen level are compared with the MACs that the rule of the innermost running
+module reports; work that no rule accounts for (a functional ``F.conv2d`` in a container, a rule that
+undercounts) raises as well (``strict=False`` reports functional convolutions/matrix products as float MACs
+in a ``functional`` row instead).
 New module types plug in with :func:`register_counter`.
 """
 
@@ -158,7 +163,8 @@ def linear_macs(m: nn.Linear, y: Tensor) -> int:
 
 
 def _scaled(q: nn.Module | None) -> bool:
-    return q is not None and bool(getattr(q, "scaled", False))
+    """Whether a kernel quantizer (or any module inside a composed one) applies a per-channel scale."""
+    return q is not None and any(bool(getattr(m, "scaled", False)) for m in q.modules())
 
 
 def _count_conv(m: nn.Module, inputs: tuple, y: Any) -> OpCount:
@@ -401,10 +407,8 @@ class _Tracker(TorchDispatchMode):
         self.func_macs: dict[str, int] = {}
 
     def _owner(self) -> tuple[str, bool]:
-        for name, counted in reversed(self.stack):
-            if counted:
-                return name, True
-        return (self.stack[-1][0] if self.stack else ""), False
+        """The innermost running module and whether it has a counting rule."""
+        return self.stack[-1] if self.stack else ("", False)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

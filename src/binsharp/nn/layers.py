@@ -102,7 +102,7 @@ class BinaryConv2d(nn.Conv2d):
         self.padding_value = float(padding_value)
         if self.padding_value != 0.0 and isinstance(padding, str):
             raise BinsharpError("BinaryConv2d: padding_value != 0 needs an explicit integer padding")
-        clip = getattr(self.kernel_quantizer, "latent_clip", None)
+        clip = _latent_clip_of(self.kernel_quantizer)
         if clip is not None:
             with torch.no_grad():
                 self.weight.clamp_(*clip)
@@ -153,7 +153,7 @@ class BinaryLinear(nn.Linear):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.input_quantizer = get_quantizer(input_quantizer)
         self.kernel_quantizer = get_quantizer(kernel_quantizer)
-        clip = getattr(self.kernel_quantizer, "latent_clip", None)
+        clip = _latent_clip_of(self.kernel_quantizer)
         if clip is not None:
             with torch.no_grad():
                 self.weight.clamp_(*clip)
@@ -246,10 +246,20 @@ class RPReLU(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ training helpers
+def _latent_clip_of(q: nn.Module | None) -> tuple[float, float] | None:
+    """``latent_clip`` of a kernel quantizer, or of the first module declaring one inside a composed one."""
+    if q is None:
+        return None
+    for m in q.modules():
+        clip = getattr(m, "latent_clip", None)
+        if clip is not None:
+            return clip
+    return None
+
+
 def _latent_clipped(model: nn.Module) -> Iterator[tuple[nn.Parameter, tuple[float, float]]]:
     for m in model.modules():
-        q = getattr(m, "kernel_quantizer", None)
-        clip = getattr(q, "latent_clip", None) if q is not None else None
+        clip = _latent_clip_of(getattr(m, "kernel_quantizer", None))
         w = getattr(m, "weight", None)
         if clip is not None and isinstance(w, torch.Tensor):
             yield w, clip
