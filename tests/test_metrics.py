@@ -342,3 +342,26 @@ def test_batch_bad_input():
         evaluate_batch("rr", [fused, fused[:3]], [gt, gt])
     with pytest.raises(BinsharpError, match="no image"):
         BatchEvaluator("rr").result()
+
+
+def test_single_indexes_validate_and_accept_torch():
+    gt, fused = _pair(4, 64, 64)
+    tg, tf = torch.from_numpy(gt), torch.from_numpy(fused)
+    assert q2n(tg, tf) == q2n(gt, fused)
+    assert sam(tg, tf) == sam(gt, fused) and ergas(tg, tf) == ergas(gt, fused)
+    with pytest.raises(BinsharpError, match="shape mismatch"):
+        q_avg(gt, fused[:, :32])
+    with pytest.raises(BinsharpError, match="NaN"):
+        scc(gt, np.where(fused > 1000, np.inf, fused))
+    with pytest.raises(BinsharpError, match=r"\(C, H, W\)"):
+        ssim(gt[0], fused[0])
+    from binsharp.metrics import d_lambda, d_lambda_k, d_s
+
+    f, lr, p = _fr_inputs()
+    up = interp23tap(lr)
+    r = full_resolution(f, lr, p, sensor="QB")
+    assert d_lambda_k(f, up, "QB") == pytest.approx(r["d_lambda_k"], abs=1e-15)
+    assert d_s(torch.from_numpy(f), up, p) == pytest.approx(r["d_s"], abs=1e-15)
+    assert d_lambda(up, up) == 0
+    with pytest.raises(BinsharpError, match="shape mismatch"):
+        d_s(f, up, p[:, :32])

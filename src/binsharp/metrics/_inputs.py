@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -23,3 +24,23 @@ def as_image(x: Any, name: str) -> np.ndarray:
 def same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise BinsharpError(f"shape mismatch: {name_a} {a.shape} vs {name_b} {b.shape}")
+
+
+def validated(*names: str, same: bool = True):
+    """Decorator for public index functions: convert the leading positional arrays named ``names``
+    with :func:`as_image` (numpy or torch, (C, H, W), finite) and, if ``same``, require equal shapes of the
+    first two. The undecorated function stays available as ``fn.__wrapped__`` for internal callers."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if len(args) < len(names):
+                raise BinsharpError(f"{fn.__name__}: expected arrays {', '.join(names)}")
+            arrays = [as_image(a, n) for a, n in zip(args, names, strict=False)]
+            if same and len(arrays) >= 2:
+                same_shape(arrays[0], arrays[1], names[0], names[1])
+            return fn(*arrays, *args[len(names) :], **kwargs)
+
+        return wrapper
+
+    return deco

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.metrics._inputs import as_image, same_shape
+from binsharp.metrics._inputs import as_image, same_shape, validated
 from binsharp.metrics.hypercomplex import q2n
 from binsharp.protocol import imresize, interp23tap, mtf_filter
 from binsharp.protocol._arrays import check_ratio
@@ -51,23 +51,34 @@ def uqi_blocks(x: np.ndarray, y: np.ndarray, s: int = 32) -> np.ndarray:
     return q.mean(axis=-1)
 
 
+@validated("fused", "ms_up")
 def d_lambda_k(
-    fused: np.ndarray, ms_up: np.ndarray, sensor: Sensor, ratio: int = 4, block: int = 32
+    fused: np.ndarray, ms_up: np.ndarray, sensor: str | Sensor, ratio: int = 4, block: int = 32
 ) -> float:
-    """Khan's spectral distortion: ``1 - Q2n(ms_up, MTF(fused))`` (fused low-passed at PAN scale)."""
-    fused_lp = mtf_filter(fused, sensor.gnyq_ms, ratio)
-    return 1.0 - q2n(ms_up, fused_lp, block)
+    """Khan's spectral distortion: ``1 - Q2n(ms_up, MTF(fused))`` (fused low-passed at PAN scale).
+
+    ``fused`` and ``ms_up``: (C, H, W) DN; ``sensor`` gives the MTF Nyquist gains.
+    """
+    fused_lp = mtf_filter(fused, get_sensor(sensor).gnyq_ms, ratio)
+    return 1.0 - q2n.__wrapped__(ms_up, fused_lp, block)
 
 
+@validated("fused", "ms_up", "pan", same=False)
 def d_s(fused: np.ndarray, ms_up: np.ndarray, pan: np.ndarray, ratio: int = 4, block: int = 32) -> float:
     """Spatial distortion: ``mean_b |Q(F_b, PAN) - Q(MS_b, PAN_lp)|`` with
-    ``PAN_lp = interp23tap(imresize(PAN, 1/ratio), ratio)`` (q = 1)."""
+    ``PAN_lp = interp23tap(imresize(PAN, 1/ratio), ratio)`` (q = 1).
+
+    ``fused``, ``ms_up``: (C, H, W) DN; ``pan``: (1, H, W) DN; sides multiples of ``block``.
+    """
+    if fused.shape != ms_up.shape or pan.shape != (1, *fused.shape[1:]):
+        raise BinsharpError(f"shape mismatch: fused {fused.shape}, ms_up {ms_up.shape}, pan {pan.shape}")
     pan_lp = interp23tap(imresize(pan, 1.0 / ratio), ratio)
     q_high = uqi_blocks(fused, pan, block)
     q_low = uqi_blocks(ms_up, pan_lp, block)
     return float(np.abs(q_high - q_low).mean())
 
 
+@validated("fused", "ms_up")
 def d_lambda(fused: np.ndarray, ms_up: np.ndarray, block: int = 32) -> float:
     """QNR spectral distortion: mean over band pairs i < j of ``|Q(F_i, F_j) - Q(MS_i, MS_j)|`` (p = 1)."""
     c = fused.shape[0]
@@ -129,9 +140,9 @@ def full_resolution(
     same_shape(up, f, "ms_up", "fused")
     if clip:
         f = np.clip(f, 0, 2.0**bits)
-    ds = d_s(f, up, p, r, block)
+    ds = d_s.__wrapped__(f, up, p, r, block)
     if variant == "hqnr":
-        dl = d_lambda_k(f, up, s, r, block)
+        dl = d_lambda_k.__wrapped__(f, up, s, r, block)
         return {"d_lambda_k": dl, "d_s": ds, "hqnr": (1 - dl) * (1 - ds)}
-    dl = d_lambda(f, up, block)
+    dl = d_lambda.__wrapped__(f, up, block)
     return {"d_lambda": dl, "d_s": ds, "qnr": (1 - dl) * (1 - ds)}

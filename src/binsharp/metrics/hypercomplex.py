@@ -22,6 +22,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from binsharp.metrics._inputs import validated
+
 _EPS = np.finfo(np.float64).eps
 
 
@@ -71,6 +73,7 @@ def _tiles(x: np.ndarray, block: int) -> np.ndarray:
     return t.reshape(-1, c, block * block)
 
 
+@validated("gt", "fused")
 def q2n_map(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> np.ndarray:
     """Per-tile Q2n values, (ceil(H/block), ceil(W/block)).
 
@@ -135,6 +138,7 @@ def q2n_map(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> np.ndarray:
     return np.sqrt((q**2).sum(axis=-1)).reshape(ny, nx)
 
 
+@validated("gt", "fused")
 def q2n(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
     """Q2n index (mean of :func:`q2n_map`); (C, H, W) arrays in DN, ``gt`` the reference."""
-    return float(q2n_map(gt, fused, block).mean())
+    return float(q2n_map.__wrapped__(gt, fused, block).mean())

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.ndimage import correlate1d, uniform_filter1d
 
 from binsharp.errors import BinsharpError
-from binsharp.metrics._inputs import as_image, same_shape
+from binsharp.metrics._inputs import as_image, same_shape, validated
 from binsharp.metrics.hypercomplex import q2n
 
 _EPS = np.finfo(np.float64).eps
@@ -30,6 +30,7 @@ def _box_sums(a: np.ndarray, n: int) -> np.ndarray:
     return r
 
 
+@validated("gt", "fused")
 def q_avg(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
     """Toolbox ``Q``: UIQI (``img_qi``) per band on every ``block x block`` window (stride 1), averaged.
 
@@ -58,6 +59,7 @@ def q_avg(gt: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
     return float(qmap.mean(axis=(-2, -1)).mean())
 
 
+@validated("gt", "fused")
 def sam(gt: np.ndarray, fused: np.ndarray) -> float:
     """Spectral angle mapper in degrees: mean per-pixel angle; pixels with a zero norm product excluded."""
     dot = (gt * fused).sum(axis=0)
@@ -69,6 +71,7 @@ def sam(gt: np.ndarray, fused: np.ndarray) -> float:
     return float(np.arccos(cos).sum() / keep.sum() * 180 / np.pi)
 
 
+@validated("gt", "fused")
 def ergas(gt: np.ndarray, fused: np.ndarray, ratio: int = 4) -> float:
     """ERGAS: ``100/ratio * sqrt(mean_b(MSE_b / mean(gt_b)^2))``."""
     mse = ((gt - fused) ** 2).mean(axis=(-2, -1))
@@ -86,6 +89,7 @@ def _sobel_magnitude(x: np.ndarray) -> np.ndarray:
     return np.sqrt(gy * gy + gx * gx)
 
 
+@validated("gt", "fused")
 def scc(gt: np.ndarray, fused: np.ndarray) -> float:
     """Spatial correlation coefficient (toolbox ``SCC``): one cosine over all Sobel magnitudes."""
     a = _sobel_magnitude(fused)
@@ -93,6 +97,7 @@ def scc(gt: np.ndarray, fused: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum()) / np.sqrt((b * b).sum()))
 
 
+@validated("gt", "fused")
 def psnr(gt: np.ndarray, fused: np.ndarray, bits: int = 11) -> float:
     """PSNR in dB (not in the toolbox; the usual Python convention).
 
@@ -111,6 +116,7 @@ _SSIM_WIN = np.exp(-(np.arange(-5, 6) ** 2) / (2 * 1.5**2))
 _SSIM_WIN /= _SSIM_WIN.sum()
 
 
+@validated("gt", "fused")
 def ssim(gt: np.ndarray, fused: np.ndarray, bits: int = 11) -> float:
     """SSIM (Wang et al. 2004; not in the toolbox), averaged over bands.
 
@@ -180,11 +186,11 @@ def reduced_resolution(
     if clip:
         f = np.clip(f, 0, 2.0**bits)
     return {
-        "q2n": q2n(g, f, block),
-        "q_avg": q_avg(g, f, block),
-        "sam": sam(g, f),
-        "ergas": ergas(g, f, ratio),
-        "scc": scc(g, f),
-        "psnr": psnr(g, f, bits),
-        "ssim": ssim(g, f, bits),
+        "q2n": q2n.__wrapped__(g, f, block),
+        "q_avg": q_avg.__wrapped__(g, f, block),
+        "sam": sam.__wrapped__(g, f),
+        "ergas": ergas.__wrapped__(g, f, ratio),
+        "scc": scc.__wrapped__(g, f),
+        "psnr": psnr.__wrapped__(g, f, bits),
+        "ssim": ssim.__wrapped__(g, f, bits),
     }
