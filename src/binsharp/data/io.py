@@ -495,7 +495,9 @@ def check_pair(pan: Raster, ms: Raster, ratio: int = 4) -> tuple[Raster, Raster]
     MS pixel = ``ratio`` x PAN pixel). Sizes: the PAN must be ``ratio`` times the MS, except that a
     disagreement of less than one MS pixel per axis is cropped away: the MS keeps
     ``min(h, H // ratio)`` rows (likewise columns) and the PAN ``ratio`` times as many, both anchored at the
-    common top-left corner. A larger disagreement is an error.
+    common top-left corner. A larger disagreement is an error. (WV2 Longmont: PAN 2004 x 2000, MS 501 x 500
+    agree exactly; the dataset builder later crops each region to multiples of the ratio, as the decimation
+    of the protocol needs.)
     """
     if int(ratio) != ratio or ratio < 1:
         raise BinsharpError(f"ratio must be a positive integer, got {ratio}")
