@@ -67,7 +67,8 @@ def interp23tap(img: np.ndarray, ratio: int = 4) -> np.ndarray:
 
     Args:
         img: (C, h, w) (or (h, w), or (N, C, h, w)); numpy or torch; any units (DN in the protocol).
-        ratio: 2, 4, 8, ... (``log2(ratio)`` doublings; the toolbox itself is used with 2 and 4).
+        ratio: 2, 4, 8, ...: ``log2(ratio)`` doublings. (The toolbox loops ``ratio/2`` times, which is the
+            same for 2 and 4, the ratios it is used with, but not a factor-8 upsampling for 8.)
 
     Returns:
         float64 array (..., h*ratio, w*ratio), same units.
