@@ -34,3 +34,15 @@ def test_atomic_output_refuses_existing_and_missing_dir(tmp_path):
     with pytest.raises(BinsharpError, match="output directory does not exist"):
         with atomic_output(tmp_path / "nope" / "x.bin"):
             pass
+
+
+def test_atomic_output_uses_default_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o644

@@ -25,6 +25,13 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
     return out
 
 
+def _default_file_mode() -> int:
+    """Permissions of a newly created file under the current umask (``mkstemp`` makes 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
@@ -37,6 +44,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            tmp.chmod(_default_file_mode())
         os.replace(tmp, out)
     finally:
         if tmp.exists():
