@@ -14,8 +14,6 @@ from binsharp.errors import BinsharpError
 from binsharp.metrics._inputs import as_image, same_shape, validated
 from binsharp.metrics.hypercomplex import q2n
 
-_EPS = np.finfo(np.float64).eps
-
 
 def _box_sums(a: np.ndarray, n: int) -> np.ndarray:
     """Sums over every n x n window ("valid"), (..., H-n+1, W-n+1), by separable running sums.
