@@ -226,6 +226,9 @@ def test_reduced_resolution_api():
     fused2[:, :19, :] = 0
     fused2[:, -21:, :] = 0
     assert reduced_resolution(fused2, gt)["sam"] == r["sam"]
+    # Q_avg keeps the toolbox's 32 x 32 window whatever the Q2n block
+    r16 = reduced_resolution(fused, gt, block=16)
+    assert r16["q_avg"] == r["q_avg"] and r16["q2n"] != r["q2n"]
     # clip: values above 2**bits are set to 2**bits, negatives to 0
     hot = fused.copy()
     hot[0, 60, 60] = 9000.0

@@ -14,6 +14,9 @@ from binsharp.errors import BinsharpError
 from binsharp.metrics._inputs import as_image, same_shape, validated
 from binsharp.metrics.hypercomplex import q2n
 
+#: Window of the toolbox ``Q`` (``img_qi(..., 32)``), independent of the Q2n block size.
+Q_AVG_WINDOW = 32
+
 
 def _box_sums(a: np.ndarray, n: int) -> np.ndarray:
     """Sums over every n x n window ("valid"), (..., H-n+1, W-n+1), by separable running sums.
@@ -158,7 +161,7 @@ def reduced_resolution(
         gt: (C, H, W) reference (ground truth) in DN.
         ratio: resolution ratio (ERGAS).
         bits: radiometric depth L (clipping threshold ``2**bits``; PSNR/SSIM peak ``2**bits - 1``).
-        block: Q2n tile size and Q_avg window size.
+        block: Q2n tile size (Q_avg always uses 32 x 32 windows, as the toolbox's ``Q``).
         dim_cut: border cut ``X[:, dim_cut-1 : H-dim_cut, dim_cut-1 : W-dim_cut]`` (0 = no cut);
             asymmetric as in the toolbox (256 -> 215 for 21).
         clip: toolbox ``th_values``: clip ``fused`` to ``[0, 2**bits]`` before evaluating.
@@ -174,17 +177,17 @@ def reduced_resolution(
         raise BinsharpError(f"dim_cut must be >= 0, got {dim_cut}")
     if dim_cut:
         h, w = f.shape[-2:]
-        if h - 2 * dim_cut + 1 < block or w - 2 * dim_cut + 1 < block:
+        if min(h, w) - 2 * dim_cut + 1 < max(block, Q_AVG_WINDOW):
             raise BinsharpError(f"image {h}x{w} too small for a border cut of {dim_cut} and block {block}")
         f = f[:, dim_cut - 1 : h - dim_cut, dim_cut - 1 : w - dim_cut]
         g = g[:, dim_cut - 1 : h - dim_cut, dim_cut - 1 : w - dim_cut]
-    if min(f.shape[-2:]) < block:
-        raise BinsharpError(f"image {f.shape[-2:]} smaller than the block size {block}")
+    if min(f.shape[-2:]) < max(block, Q_AVG_WINDOW):
+        raise BinsharpError(f"image {f.shape[-2:]} smaller than the block size {max(block, Q_AVG_WINDOW)}")
     if clip:
         f = np.clip(f, 0, 2.0**bits)
     return {
         "q2n": q2n.__wrapped__(g, f, block),
-        "q_avg": q_avg.__wrapped__(g, f, block),
+        "q_avg": q_avg.__wrapped__(g, f, Q_AVG_WINDOW),
         "sam": sam.__wrapped__(g, f),
         "ergas": ergas.__wrapped__(g, f, ratio),
         "scc": scc.__wrapped__(g, f),
