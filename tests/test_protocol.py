@@ -272,3 +272,17 @@ def test_resize_images_checks_inputs():
         resize_images(ms, pan[:, :100], "WV3")
     with pytest.raises(BinsharpError, match="multiple"):
         resize_images(ms[:, :30, :30], pan[:, :120, :120], "WV3")
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_interp23tap_circular_on_tiny_images(n):
+    # images smaller than the kernel wrap around periodically (MATLAB 'circular' padding)
+    lr = RNG.uniform(0, 1, size=(1, n, n + 1))
+    x = lr
+    for phase in (1, 0):
+        up = np.zeros((1, x.shape[1] * 2, x.shape[2] * 2))
+        up[:, phase::2, phase::2] = x
+        for ax in (1, 2):
+            up = sum(c * np.roll(up, 11 - j, axis=ax) for j, c in enumerate(kernel23()))
+        x = up
+    np.testing.assert_allclose(interp23tap(lr, 4), x, rtol=0, atol=1e-13)
