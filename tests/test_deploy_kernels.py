@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from binsharp.deploy import kernels as K
-from binsharp.nn import functional as BF
 from binsharp.errors import BinsharpError
+from binsharp.nn import functional as BF
 
 pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
 

@@ -15,7 +15,7 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 
 #: Subcommand modules, in the order they appear in ``binsharp --help``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "evaluate", "fuse", "train")
+COMMAND_MODULES: tuple[str, ...] = ("data", "evaluate", "fuse", "train", "export")
 
 EXIT_BAD_INPUT = 2
 
@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except BinsharpError as exc:
         print(f"binsharp {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # Output piped into a program that stopped reading (e.g. ``| head``): not an error of ours.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"binsharp {args.command}: interrupted", file=sys.stderr)
         return 130

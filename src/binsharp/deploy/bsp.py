@@ -10,15 +10,18 @@ Layout (all integers little-endian)::
     24      32    SHA-256 of the header bytes
     56      L     header: UTF-8 JSON object (see below)
     ...           zero padding up to the next multiple of 64: start of the data section D
-    D       ...   tensor payloads, each at a 64-byte aligned offset relative to D; file ends after the last one
+    D       ...   tensor payloads, each at a 64-byte aligned offset relative to D; the file ends after the
+                  last one
 
 Header keys: ``format`` (``"binsharp-bsp"``), ``version`` (int, equal to the binary field), ``model`` (dict:
 ``name``, ``bands``, ``ratio``, ``bits``, ``sensor``, ``config``, ``inputs``; informative except ``bands``,
 ``inputs``, ``bits``, ``ratio``), ``graph`` (list of ops, see :mod:`binsharp.deploy.runtime`), ``outputs``
 (list of tensor names; the first is the fused image) and ``tensors``: ``{name: {"dtype": "float32" | "uint64"
-| "int32", "shape": [..], "offset": int, "nbytes": int, "sha256": hex}}``. Packed binary weights are
-``uint64`` words (bit 1 <=> weight -1, channels of one group packed 64 per word, see
-:mod:`binsharp.deploy.kernels`); float layers are ``float32``.
+| "int32" | "uint8", "shape": [..], "offset": int, "nbytes": int, "sha256": hex}}``. Binary weights are
+stored one bit per weight: ``uint8`` bytes holding the sign bits of the ``(Co, Ci/groups, k, k)`` kernel in
+C order, 8 per byte, least significant bit first, bit 1 <=> weight -1 (op attribute ``wshape`` gives the
+shape); the runtime expands them once, at load, to the kernels' 64-bit word layout
+(:mod:`binsharp.deploy.kernels`). Float layers are ``float32``.
 
 Loading checks the magic, the version, the header checksum and length, the JSON structure, every tensor's
 dtype/shape/size/bounds and SHA-256, and that the file has no trailing bytes. Nothing in the file is
@@ -43,7 +46,12 @@ VERSION = 1
 FORMAT = "binsharp-bsp"
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIIQ32s")  # magic, version, reserved, header length, header sha256
-DTYPES = {"float32": np.dtype("<f4"), "uint64": np.dtype("<u8"), "int32": np.dtype("<i4")}
+DTYPES = {
+    "float32": np.dtype("<f4"),
+    "uint64": np.dtype("<u8"),
+    "int32": np.dtype("<i4"),
+    "uint8": np.dtype("u1"),
+}
 MAX_HEADER = 64 << 20
 
 
@@ -70,7 +78,7 @@ def to_bytes(m: BspModel) -> bytes:
         a = np.asarray(arr)
         dname = next((k for k, d in DTYPES.items() if a.dtype == d or a.dtype == d.newbyteorder("=")), None)
         if dname is None:
-            raise BinsharpError(f"tensor {name!r}: dtype {a.dtype} cannot be stored (float32, uint64, int32)")
+            raise BinsharpError(f"tensor {name!r}: dtype {a.dtype} cannot be stored ({', '.join(DTYPES)})")
         raw = np.ascontiguousarray(a, dtype=DTYPES[dname]).tobytes()
         pad = _align(off) - off
         if pad:
@@ -122,7 +130,9 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> BspModel:
     if magic != MAGIC:
         raise _fail(source, "not a .bsp model file (bad magic)")
     if version != VERSION:
-        raise _fail(source, f"unsupported .bsp format version {version} (this binsharp reads version {VERSION})")
+        raise _fail(
+            source, f"unsupported .bsp format version {version} (this binsharp reads version {VERSION})"
+        )
     if hlen > MAX_HEADER or _PREFIX.size + hlen > len(data):
         raise _fail(source, f"truncated or corrupt header (header length {hlen}, file {len(data)} bytes)")
     hb = data[_PREFIX.size : _PREFIX.size + hlen]

@@ -25,7 +25,7 @@ import torch.fx as fx
 from torch import nn
 
 from binsharp.deploy import bsp
-from binsharp.deploy.kernels import pack_weights
+from binsharp.deploy.kernels import dense_sign_bits
 from binsharp.errors import BinsharpError
 
 
@@ -50,8 +50,14 @@ class Builder:
         self.tensors[n] = arr
         return n
 
-    def op(self, kind: str, ins: list[str], nout: int = 1, attrs: dict | None = None,
-           params: dict[str, np.ndarray] | None = None) -> list[str]:  # fmt: skip
+    def op(
+        self,
+        kind: str,
+        ins: list[str],
+        nout: int = 1,
+        attrs: dict | None = None,
+        params: dict[str, np.ndarray] | None = None,
+    ) -> list[str]:
         outs = [self.name("v") for _ in range(nout)]
         entry = {"op": kind, "in": list(ins), "out": outs, "attrs": attrs or {}, "params": {}}
         for role, arr in (params or {}).items():
@@ -78,7 +84,10 @@ def _input_transform(q: nn.Module | None, channels: int) -> tuple[np.ndarray | N
             raise BinsharpError("RSign with a non-sign inner quantizer cannot be exported")
         return None, _np(q.bias).reshape(-1)
     if name == "ProgressiveApproxSign":  # sign(x * v/2)
-        return np.full(channels, 0.5 * float(q._v), np.float32), None
+        s = 0.5 * float(q._v)
+        if s > 0 and np.frexp(s)[0] == 0.5:  # a power of two: sign(x * s) == sign(x)
+            return None, None
+        return np.full(channels, s, np.float32), None
     raise BinsharpError(f"activation quantizer {name} cannot be exported to the packed engine")
 
 
@@ -89,7 +98,9 @@ def _binary_weights(conv: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     a = qw.abs().flatten(1)
     alpha = a.amax(dim=1)
     if not torch.allclose(a, alpha[:, None].expand_as(a), rtol=1e-5, atol=0):
-        raise BinsharpError(f"{type(conv).__name__}: quantized kernel is not alpha * sign(W) per output channel")
+        raise BinsharpError(
+            f"{type(conv).__name__}: quantized kernel is not alpha * sign(W) per output channel"
+        )
     signs = torch.where(qw < 0, -1.0, 1.0)
     return _np(signs), _np(alpha)
 
@@ -173,8 +184,19 @@ class Lowerer:
             raise BinsharpError(f"cannot export indexing of a feature map ({node.format_node()})")
         if not _has_name((args, kwargs)):  # constant folding (parameters, scalars)
             return t(*args, **kwargs)
-        if t in (operator.add, torch.add, torch.Tensor.add, operator.mul, torch.mul, torch.Tensor.mul,
-                 operator.truediv, torch.div, torch.Tensor.div, operator.sub, torch.sub):  # fmt: skip
+        if t in (
+            operator.add,
+            torch.add,
+            torch.Tensor.add,
+            operator.mul,
+            torch.mul,
+            torch.Tensor.mul,
+            operator.truediv,
+            torch.div,
+            torch.Tensor.div,
+            operator.sub,
+            torch.sub,
+        ):
             return self._binary(t, args[0], args[1])
         if t in (torch.cat, torch.concat):
             seq = args[0]
@@ -232,23 +254,40 @@ class Lowerer:
         c = self.converters
         c[BinaryConv2d] = self._binary_conv
         c[nn.Conv2d] = self._conv
-        c[RPReLU] = lambda m, i: self.b.op("rprelu", i, params={
-            "gamma": _np(m.gamma).reshape(-1), "slope": _np(m.slope).reshape(-1), "zeta": _np(m.zeta).reshape(-1)})  # fmt: skip
+        c[RPReLU] = lambda m, i: self.b.op(
+            "rprelu",
+            i,
+            params={
+                "gamma": _np(m.gamma).reshape(-1),
+                "slope": _np(m.slope).reshape(-1),
+                "zeta": _np(m.zeta).reshape(-1),
+            },
+        )
         c[nn.PReLU] = lambda m, i: self.b.op("prelu", i, params={"slope": _np(m.weight).reshape(-1)})
         c[nn.LeakyReLU] = lambda m, i: self.b.op("leaky_relu", i, attrs={"slope": float(m.negative_slope)})
         c[nn.ReLU] = lambda m, i: self.b.op("relu", i)
-        c[nn.Hardtanh] = lambda m, i: self.b.op("hardtanh", i, attrs={"lo": float(m.min_val), "hi": float(m.max_val)})
+        c[nn.Hardtanh] = lambda m, i: self.b.op(
+            "hardtanh", i, attrs={"lo": float(m.min_val), "hi": float(m.max_val)}
+        )
         c[nn.Identity] = lambda m, i: list(i)
         c[LearnableBias] = lambda m, i: self.b.op("affine", i, params={"bias": _np(m.bias).reshape(-1)})
-        c[ReDistribution] = lambda m, i: self.b.op("affine", i, params={
-            "scale": _np(m.scale).reshape(-1), "bias": _np(m.bias).reshape(-1)}, attrs={"redistribution": True})  # fmt: skip
+        c[ReDistribution] = lambda m, i: self.b.op(
+            "affine",
+            i,
+            params={"scale": _np(m.scale).reshape(-1), "bias": _np(m.bias).reshape(-1)},
+            attrs={"redistribution": True},
+        )
         c[nn.BatchNorm2d] = self._bn
         c[nn.AvgPool2d] = self._avgpool
         c[nn.Upsample] = self._upsample
         c[HaarDWT] = lambda m, i: self.b.op("haar_dwt", i)
         c[HaarIDWT] = lambda m, i: self.b.op("haar_idwt", i)
-        c["ChannelLayerNorm"] = lambda m, i: self.b.op("layernorm_c", i, attrs={"eps": float(m.norm.eps)},
-            params={"weight": _np(m.norm.weight), "bias": _np(m.norm.bias)})  # fmt: skip
+        c["ChannelLayerNorm"] = lambda m, i: self.b.op(
+            "layernorm_c",
+            i,
+            attrs={"eps": float(m.norm.eps)},
+            params={"weight": _np(m.norm.weight), "bias": _np(m.norm.bias)},
+        )
         c["BinaryPanBackbone"] = self._backbone
         c["BinaryUNetBody"] = self._unet
         c["WaveletBody"] = self._wavelet
@@ -256,8 +295,12 @@ class Lowerer:
 
     def _conv(self, m: nn.Conv2d, ins):
         _check_conv(m)
-        return self.b.op("conv2d", ins, attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
-                         params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)})  # fmt: skip
+        return self.b.op(
+            "conv2d",
+            ins,
+            attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
+            params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)},
+        )
 
     def _binary_conv(self, m, ins):
         _check_conv(m)
@@ -267,8 +310,12 @@ class Lowerer:
             # weights-only binarization (BinaryConnect): a float convolution with the quantized kernel
             with torch.no_grad():
                 w = _np(m.quantized_weight())
-            return self.b.op("conv2d", ins, attrs={"stride": m.stride[0], "padding": m.padding[0],
-                             "groups": m.groups}, params={"weight": w, "bias": None if m.bias is None else _np(m.bias)})  # fmt: skip
+            return self.b.op(
+                "conv2d",
+                ins,
+                attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
+                params={"weight": w, "bias": None if m.bias is None else _np(m.bias)},
+            )
         if float(getattr(m, "padding_value", 0.0)) != 0.0:
             raise BinsharpError("binary convolutions with one-padding are not supported by the engine yet")
         signs, alpha = _binary_weights(m)
@@ -276,11 +323,27 @@ class Lowerer:
         k = m.kernel_size[0]
         if m.stride[0] not in (1, 2) or m.padding[0] > 1 and k <= 3 or m.padding[0] > k // 2:
             raise BinsharpError(f"binary convolution stride {m.stride} padding {m.padding} not supported")
-        attrs = {"cin": m.in_channels, "cout": m.out_channels, "k": k, "stride": m.stride[0],
-                 "padding": m.padding[0], "groups": m.groups, "act_first": 1, "clamp": None,
-                 "outputs": [True, False], "packed_input": False, "pack_groups": 1}  # fmt: skip
-        params = {"wbits": pack_weights(signs, m.groups), "alpha": alpha, "in_scale": scale, "in_bias": bias,
-                  "bias": None if m.bias is None else _np(m.bias)}  # fmt: skip
+        attrs = {
+            "cin": m.in_channels,
+            "cout": m.out_channels,
+            "k": k,
+            "stride": m.stride[0],
+            "padding": m.padding[0],
+            "groups": m.groups,
+            "act_first": 1,
+            "clamp": None,
+            "outputs": [True, False],
+            "packed_input": False,
+            "pack_groups": 1,
+            "wshape": [int(v) for v in signs.shape],
+        }
+        params = {
+            "wsign": dense_sign_bits(signs),
+            "alpha": alpha,
+            "in_scale": scale,
+            "in_bias": bias,
+            "bias": None if m.bias is None else _np(m.bias),
+        }
         out = self.b.op("bconv", ins, nout=2, attrs=attrs, params=params)
         self.b.ops[-1]["out"][1] = ""
         return [out[0]]
@@ -292,7 +355,9 @@ class Lowerer:
         w = m.weight.double() if m.weight is not None else torch.ones_like(inv)
         b = m.bias.double() if m.bias is not None else torch.zeros_like(inv)
         s = w * inv
-        return self.b.op("affine", ins, params={"scale": _np(s), "bias": _np(b - m.running_mean.double() * s)})
+        return self.b.op(
+            "affine", ins, params={"scale": _np(s), "bias": _np(b - m.running_mean.double() * s)}
+        )
 
     def _avgpool(self, m: nn.AvgPool2d, ins):
         k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
@@ -410,17 +475,24 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
 
     cons = consumers()
     dead: set[int] = set()
-    # 1. a ReDistribution affine feeding only binary convs (with plain sign) becomes their input transform
+    # 1. a ReDistribution / learnable-bias affine feeding only binary convs (with plain sign) becomes their
+    #    input transform (the kernel binarizes x * scale + bias exactly as the float graph does)
     for i, op in enumerate(ops):
-        if op["op"] != "affine" or not op["attrs"].get("redistribution"):
+        bias_only = set(op["params"]) == {"bias"}
+        if op["op"] != "affine" or not (op["attrs"].get("redistribution") or bias_only):
             continue
         users = cons.get(op["out"][0], [])
-        if users and all(u >= 0 and ops[u]["op"] == "bconv" and ops[u]["in"][0] == op["out"][0]
-                         and not ops[u]["params"].get("in_scale") and not ops[u]["params"].get("in_bias")
-                         for u in users):  # fmt: skip
+        if users and all(
+            u >= 0
+            and ops[u]["op"] == "bconv"
+            and ops[u]["in"][0] == op["out"][0]
+            and not ops[u]["params"].get("in_scale")
+            and not ops[u]["params"].get("in_bias")
+            for u in users
+        ):
             for u in users:
                 ops[u]["in"][0] = op["in"][0]
-                ops[u]["params"]["in_scale"] = op["params"]["scale"]
+                ops[u]["params"]["in_scale"] = op["params"].get("scale")
                 ops[u]["params"]["in_bias"] = op["params"]["bias"]
             dead.add(i)
     ops = [op for i, op in enumerate(ops) if i not in dead]
@@ -462,7 +534,11 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
                     z = g
                     if nxt["op"] == "prelu":
                         sv = tensors[p["slope"]]
-                        sl = p["slope"] if sv.size == co else tensor_of(tensors, np.full(co, sv.reshape(-1)[0], np.float32), "slope")
+                        sl = (
+                            p["slope"]
+                            if sv.size == co
+                            else tensor_of(tensors, np.full(co, sv.reshape(-1)[0], np.float32), "slope")
+                        )
                     else:
                         sl = tensor_of(tensors, np.full(co, nxt["attrs"]["slope"], np.float32), "slope")
                 op["params"].update(gamma=g, slope=sl, zeta=z)
@@ -489,8 +565,11 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
             continue
         out = op["out"][0]
         users = [u for u in cons.get(out, []) if u >= 0]
-        bus = [u for u in users if ops[u]["op"] == "bconv" and ops[u]["in"][0] == out
-               and ops[u]["attrs"]["padding"] <= 1]  # fmt: skip
+        bus = [
+            u
+            for u in users
+            if ops[u]["op"] == "bconv" and ops[u]["in"][0] == out and ops[u]["attrs"]["padding"] <= 1
+        ]
         if not bus:
             continue
         tgt = ops[bus[0]]
@@ -555,8 +634,10 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
     with torch.no_grad():
         lw = Lowerer(b)
         if type(model).__name__ not in lw.converters and not lw.is_leaf(model):
-            raise BinsharpError(f"model {getattr(model, 'model_name', type(model).__name__)!r} cannot be exported "
-                                "to the engine yet")  # fmt: skip
+            raise BinsharpError(
+                f"model {getattr(model, 'model_name', type(model).__name__)!r} cannot be exported "
+                "to the engine yet"
+            )
         outs = lw.emit(model, inputs, "model")
     outputs = [outs[0]]
     ops, tensors = b.ops, b.tensors
@@ -565,7 +646,7 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
     if fuse_ops:
         ops = fuse(ops, tensors, outputs)
     ops, tensors = _prune(ops, tensors, outputs)
-    bands = int(getattr(model, "bands"))
+    bands = int(model.bands)
     meta = {
         "name": str(getattr(model, "model_name", type(model).__name__)),
         "bands": bands,
@@ -576,8 +657,9 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
     return bsp.BspModel(meta, ops, outputs, tensors)
 
 
-def export_model(model: nn.Module, path: str | os.PathLike, *, meta: dict | None = None,
-                 overwrite: bool = False) -> bsp.BspModel:  # fmt: skip
+def export_model(
+    model: nn.Module, path: str | os.PathLike, *, meta: dict | None = None, overwrite: bool = False
+) -> bsp.BspModel:
     """Export ``model`` to the ``.bsp`` file ``path``; ``meta`` (e.g. checkpoint metadata: ``bits``,
     ``ratio``, ``sensor``) is merged into the file's model metadata."""
     m = lower_model(model)

@@ -1,7 +1,7 @@
 """Python interface of the compiled bit-packed kernels (``binsharp.deploy._bitkern``), numpy in and out.
 
-Bit convention: ``sign(x) = +1 if x >= 0 else -1``; a packed bit is 1 <=> the value is -1 (``x < 0``; NaN gives +1, as
-:func:`binsharp.nn.sign`).
+Bit convention: ``sign(x) = +1 if x >= 0 else -1``; a packed bit is 1 <=> the value is -1 (``x < 0``; NaN
+gives +1, as :func:`binsharp.nn.sign`).
 
 Packed activations (:class:`Packed`): ``uint64`` array ``(N, G * nwg, H + 2*halo, W + 2*halo)`` where channel
 ``c`` of group ``gi`` (channels ``gi*Cg .. gi*Cg + Cg - 1``, ``Cg = C / G``) is bit ``c % 64`` of word plane
@@ -298,6 +298,22 @@ def pack_weights(w: np.ndarray, groups: int = 1) -> np.ndarray:
     if groups > 1 and cig == 1 and co == groups:
         return _bits_last(neg[:, 0].reshape(co, k * k).T)  # (k*k, nw)
     return _bits_last(neg.transpose(0, 2, 3, 1))  # (Co, k, k, nwg)
+
+
+def dense_sign_bits(w: np.ndarray) -> np.ndarray:
+    """Storage form of binary weights: the sign bits of ``w`` (any shape, C order) packed densely, 8 per byte
+    (bit i of byte j = element 8*j + i, 1 <=> w < 0). Returns uint8 ``(ceil(w.size / 8),)``."""
+    return np.packbits(np.asarray(w).reshape(-1) < 0, bitorder="little")
+
+
+def weights_from_dense(bits: np.ndarray, shape: tuple[int, int, int, int], groups: int = 1) -> np.ndarray:
+    """Kernel layout (see :func:`pack_weights`) of weights stored by :func:`dense_sign_bits` with ``shape``
+    ``(Co, Ci/groups, k, k)``."""
+    n = int(np.prod(shape))
+    if bits.dtype != np.uint8 or bits.shape != ((n + 7) // 8,):
+        raise BinsharpError(f"stored sign bits do not match the weight shape {tuple(shape)}")
+    neg = np.unpackbits(bits, count=n, bitorder="little").astype(bool).reshape(shape)
+    return pack_weights(np.where(neg, np.float32(-1), np.float32(1)), groups)
 
 
 def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:

@@ -1,38 +1,40 @@
-"""Runtime of exported ``.bsp`` networks: numpy for float layers, compiled bit-packed kernels for binary ones.
+"""Runtime of exported ``.bsp`` networks: numpy for float layers, compiled bit-packed kernels for binary
+ones.
 
 No PyTorch is imported here. A graph is a list of ops executed in order on named float32 tensors
 (N, C, H, W); the inputs are named ``ms``, ``lms``, ``pan`` (normalised to [0, 1]) and the first of the
 model's ``outputs`` is the fused image. Every op is a JSON object
 ``{"op": KIND, "in": [names], "out": [names], "attrs": {...}, "params": {role: tensor name}}``:
 
-=====================  ==========================================================================================
-op                     semantics (float32)
-=====================  ==========================================================================================
-``conv2d``             float convolution, params ``weight`` (Co, Ci/g, k, k), optional ``bias``; attrs ``stride``,
-                       ``padding``, ``groups`` (im2col + GEMM)
-``bconv``              binary convolution + fused epilogue (see :func:`binsharp.deploy.kernels.binary_conv2d`);
-                       ``in`` = [x, residual?] where x is float (binarized here with params ``in_scale``/
-                       ``in_bias``: bit = (x*in_scale + in_bias) < 0) or packed (attr ``packed_input``);
-                       params ``wbits``, ``alpha``, optional ``bias``, ``aff_s``/``aff_b``, ``gamma``/``slope``/
-                       ``zeta``, ``pack_scale``/``pack_bias``; attrs ``cin``, ``cout``, ``k``, ``stride``,
-                       ``padding``, ``groups``, ``act_first``, ``clamp``, ``pack_groups``; ``out`` =
-                       [float name or "", packed name or ""]
-``affine``             ``x * scale[c] + bias[c]`` (either optional)
-``mul_scalar``         ``x * value``;  ``div_scalar``: ``x / value``;  ``add_scalar``: ``x + value``
-``add`` / ``mul``      elementwise (broadcasting) ``a + b`` / ``a * b``
-``prelu``              ``x if x >= 0 else slope[c] * x``;  ``rprelu``: ``prelu(x - gamma[c]) + zeta[c]``
-``leaky_relu``         attr ``slope``;  ``hardtanh``: attrs ``lo``, ``hi``;  ``relu``
-``cat`` / ``chunk``    along channels (attr ``chunks``)
-``avgpool``            non-overlapping ``k`` x ``k`` mean
-``upsample_bilinear``  x2, ``align_corners=False`` (PyTorch semantics)
-``layernorm_c``        LayerNorm over channels per pixel, params ``weight``, ``bias``, attr ``eps``
-``haar_dwt``           orthonormal Haar, (N, C, H, W) -> (N, 4C, H/2, W/2) interleaved [LL, LH, HL, HH]
-``haar_idwt``          its inverse
-``split_bands``        (N, 4C, h, w) -> four (N, C, h, w);  ``merge_bands``: the inverse
-``pad``                attrs ``mode`` (reflect | replicate | constant), ``pad`` [left, right, top, bottom]
-``crop_like``          ``x[..., :ref.H, :ref.W]`` with ``in`` = [x, ref]
-``const``              the tensor ``params["value"]``
-=====================  ==========================================================================================
+===================== =====================================================================================
+op                    semantics (float32)
+===================== =====================================================================================
+``conv2d``            float convolution, params ``weight`` (Co, Ci/g, k, k), optional ``bias``; attrs
+                      ``stride``, ``padding``, ``groups`` (im2col + GEMM)
+``bconv``             binary convolution + fused epilogue (:func:`binsharp.deploy.kernels.binary_conv2d`);
+                      ``in`` = [x, residual?]; x is float (binarized here: bit = (x*in_scale + in_bias) < 0,
+                      params ``in_scale``/``in_bias`` optional) or packed (attr ``packed_input``); params
+                      ``wsign`` (dense sign bits, attr ``wshape``), ``alpha``, optional ``bias``,
+                      ``aff_s``/``aff_b``, ``gamma``/``slope``/``zeta``, ``pack_scale``/``pack_bias``; attrs
+                      ``cin``, ``cout``, ``k``, ``stride``, ``padding``, ``groups``, ``act_first``, ``clamp``,
+                      ``outputs`` [float?, packed?], ``pack_groups``; ``out`` = [float name, packed name]
+``affine``            ``x * scale[c] + bias[c]`` (either optional)
+``mul_scalar``        ``x * value``;  ``div_scalar``: ``x / value``;  ``add_scalar``: ``x + value``
+``add`` / ``mul``     elementwise (broadcasting) ``a + b`` / ``a * b``
+``prelu``             ``x if x >= 0 else slope[c] * x``;  ``rprelu``: ``prelu(x - gamma[c]) + zeta[c]``
+``leaky_relu``        attr ``slope``;  ``hardtanh``: attrs ``lo``, ``hi``;  ``relu``
+``cat`` / ``chunk``   along channels (attr ``chunks``)
+``avgpool``           non-overlapping ``k`` x ``k`` mean
+``upsample_bilinear`` x2, ``align_corners=False`` (PyTorch semantics)
+``layernorm_c``       LayerNorm over channels per pixel, params ``weight``, ``bias``, attr ``eps``
+``haar_dwt``          orthonormal Haar, (N, C, H, W) -> (N, 4C, H/2, W/2) interleaved [LL, LH, HL, HH]
+``haar_idwt``         its inverse
+``split_bands``       (N, 4C, h, w) -> four (N, C, h, w);  ``merge_bands``: the inverse
+``pad``               attrs ``mode`` (reflect | replicate | constant), ``pad`` [left, right, top, bottom]
+``pad_to_multiple``   bottom/right padding to a multiple of ``m`` (reflect, else replicate)
+``crop_like``         ``x[..., :ref.H, :ref.W]`` with ``in`` = [x, ref]
+``const``             the tensor ``params["value"]``
+===================== =====================================================================================
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ F32 = np.float32
 
 
 # --------------------------------------------------------------------------------------------- float ops
-def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padding: int, groups: int) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padding: int, groups: int
+) -> np.ndarray:
     """Float convolution (cross-correlation, zero padding) ``x`` (N, Ci, H, W), ``w`` (Co, Ci/g, k, k)."""
     n, ci, h, wd = x.shape
     co, cig, k, _ = w.shape
@@ -71,8 +75,12 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padd
                 for ky in range(k):
                     for kx in range(k):
                         y0 = r0 * stride + ky
-                        cols[:, ky, kx] = xg[i, :, y0 : y0 + (r1 - r0 - 1) * stride + 1 : stride,
-                                             kx : kx + (wo - 1) * stride + 1 : stride]  # fmt: skip
+                        cols[:, ky, kx] = xg[
+                            i,
+                            :,
+                            y0 : y0 + (r1 - r0 - 1) * stride + 1 : stride,
+                            kx : kx + (wo - 1) * stride + 1 : stride,
+                        ]
                 res = wm @ cols.reshape(cig * k * k, -1)
                 out[i, g * cog : (g + 1) * cog, r0:r1] = res.reshape(cog, r1 - r0, wo)
     if b is not None:
@@ -160,8 +168,9 @@ class Engine:
     normalised arrays -> fused (N, C, H, W) float32.
     """
 
-    def __init__(self, model: bsp.BspModel | str | os.PathLike, *, threads: int | None = None,
-                 path: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, model: bsp.BspModel | str | os.PathLike, *, threads: int | None = None, path: str | None = None
+    ) -> None:
         self.model = model if isinstance(model, bsp.BspModel) else bsp.load(model)
         meta = self.model.model
         self.meta = meta
@@ -172,7 +181,31 @@ class Engine:
             raise BinsharpError("model file: metadata lacks a valid band count") from None
         self.threads = threads
         self.path = path
+        #: optional ``callback(op: dict, packed: Packed)`` called with the packed input of every binary
+        #: convolution (inspection and tests: the binarization decisions)
+        self.on_binary_input: Callable | None = None
         self._validate()
+        self._wbits: dict[int, np.ndarray] = {}
+        for i, op in enumerate(self.model.graph):
+            if op["op"] == "bconv":
+                self._wbits[i] = self._expand_weights(i, op)
+
+    def _expand_weights(self, i: int, op: dict) -> np.ndarray:
+        at = op.get("attrs", {})
+        try:
+            shape = tuple(int(v) for v in at["wshape"])
+            co, cig, k, k2 = shape
+            cin, cout, groups = int(at["cin"]), int(at["cout"]), int(at.get("groups", 1))
+        except (KeyError, TypeError, ValueError):
+            raise BinsharpError(f"model file: binary convolution {i} has malformed attributes") from None
+        if co != cout or k != k2 or k != int(at["k"]) or groups < 1 or cig * groups != cin:
+            raise BinsharpError(
+                f"model file: binary convolution {i}: weight shape {shape} does not fit the layer"
+            )
+        alpha = self.model.tensors[op["params"]["alpha"]] if "alpha" in op["params"] else None
+        if alpha is not None and alpha.shape != (cout,):
+            raise BinsharpError(f"model file: binary convolution {i}: alpha has shape {alpha.shape}")
+        return K.weights_from_dense(self.model.tensors[op["params"]["wsign"]], shape, groups)
 
     def _validate(self) -> None:
         known = set(self.inputs)
@@ -227,6 +260,8 @@ class Engine:
         for i, op in enumerate(graph):
             fn = _OPS[op["op"]]
             p = {role: T[name] for role, name in op.get("params", {}).items()}
+            if i in self._wbits:
+                p["wbits"] = self._wbits[i]
             args = [env[n] for n in op.get("in", [])]
             res = fn(self, args, p, op.get("attrs", {}))
             outs = op.get("out", [])
@@ -243,8 +278,14 @@ class Engine:
 
 # ------------------------------------------------------------------------------------------ op table
 def _op_conv2d(e: Engine, a, p, at):
-    return conv2d(a[0], p["weight"], p.get("bias"), int(at.get("stride", 1)), int(at.get("padding", 0)),
-                  int(at.get("groups", 1)))  # fmt: skip
+    return conv2d(
+        a[0],
+        p["weight"],
+        p.get("bias"),
+        int(at.get("stride", 1)),
+        int(at.get("padding", 0)),
+        int(at.get("groups", 1)),
+    )
 
 
 def _op_bconv(e: Engine, a, p, at):
@@ -259,23 +300,49 @@ def _op_bconv(e: Engine, a, p, at):
     else:
         if isinstance(x, K.Packed) or x.shape[1] != cin:
             raise BinsharpError(f"bconv: expected float input with {cin} channels")
-        packed = K.pack_activations(x, scale=p.get("in_scale"), bias=p.get("in_bias"),
-                                    groups=1 if depthwise else groups, halo=max(1, pad), path=e.path,
-                                    threads=e.threads)  # fmt: skip
+        packed = K.pack_activations(
+            x,
+            scale=p.get("in_scale"),
+            bias=p.get("in_bias"),
+            groups=1 if depthwise else groups,
+            halo=max(1, pad),
+            path=e.path,
+            threads=e.threads,
+        )
+    if e.on_binary_input is not None:
+        e.on_binary_input(at, packed)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
     affine = (p["aff_s"], p["aff_b"]) if "aff_s" in p else None
     clamp = at.get("clamp")
     outs = at.get("outputs", [True, False])
     pack_out = None
     if outs[1]:
-        pack_out = {"halo": 1, "groups": int(at.get("pack_groups", 1)), "scale": p.get("pack_scale"),
-                    "bias": p.get("pack_bias")}  # fmt: skip
+        pack_out = {
+            "halo": 1,
+            "groups": int(at.get("pack_groups", 1)),
+            "scale": p.get("pack_scale"),
+            "bias": p.get("pack_bias"),
+        }
     r = K.binary_conv2d(
-        packed, p["wbits"], out_channels=cout, kernel_size=k, stride=stride, padding=pad, groups=groups,
-        alpha=p.get("alpha"), bias=p.get("bias"), affine=affine, act=act, act_first=bool(at.get("act_first", 1)),
-        residual=a[1] if len(a) > 1 else None, clamp=tuple(clamp) if clamp else None, float_out=bool(outs[0]),
-        pack_out=pack_out, path=e.path, threads=e.threads,
-    )  # fmt: skip
+        packed,
+        p["wbits"],
+        out_channels=cout,
+        kernel_size=k,
+        stride=stride,
+        padding=pad,
+        groups=groups,
+        alpha=p.get("alpha"),
+        bias=p.get("bias"),
+        affine=affine,
+        act=act,
+        act_first=bool(at.get("act_first", 1)),
+        residual=a[1] if len(a) > 1 else None,
+        clamp=tuple(clamp) if clamp else None,
+        float_out=bool(outs[0]),
+        pack_out=pack_out,
+        path=e.path,
+        threads=e.threads,
+    )
     return r.get("out"), r.get("packed")
 
 

@@ -1,0 +1,168 @@
+"""End-to-end tests of the packed engine: export, .bsp round trip, output and binarization decisions equal to
+the PyTorch model, inference without torch, CLI export and the engine fuser."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from binsharp import models
+from binsharp.deploy import bsp
+from binsharp.deploy import kernels as K
+from binsharp.deploy.export import export_model, lower_model
+from binsharp.deploy.runtime import Engine
+from binsharp.nn import BinaryConv2d
+
+pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
+
+# small configurations: every op kind and unit, fast
+MODELS = {
+    "bbcu": {"n_units": 4},
+    "bireal": {"n_units": 3},
+    "reactnet": {"n_units": 3},
+    "bnn": {"n_units": 3},
+    "irnet": {"n_units": 3},
+    "btm": {"n_units": 3},
+    "e2fif": {"n_units": 2},
+    "bisrnet": {},
+    "fabnet": {"n_low": 2, "n_high": 2},
+}
+
+
+def _randomised(name: str, seed: int = 0, **kw) -> torch.nn.Module:
+    """A model with non-trivial per-channel parameters and batch-norm statistics (as after training)."""
+    torch.manual_seed(seed)
+    m = models.create(name, bands=8, **{**MODELS.get(name, {}), **kw}).eval()
+    with torch.no_grad():
+        for pname, p in m.named_parameters():
+            per_channel = p.dim() == 1 or (p.dim() == 4 and p.shape[0] == 1)
+            if per_channel and any(k in pname for k in ("gamma", "zeta", "bias", "scale")):
+                p.add_(torch.randn_like(p) * 0.05)
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.1)
+                mod.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def _inputs(m, size: int = 36, batch: int = 1) -> dict[str, torch.Tensor]:
+    return m.example_inputs(size, batch=batch)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_engine_matches_pytorch_with_identical_binarization(name):
+    m = _randomised(name)
+    inp = _inputs(m, size=36, batch=2)  # 36: U body pads to a multiple of 4, borders everywhere
+    decisions: list[np.ndarray] = []
+
+    def hook(mod, args, out):
+        if mod.is_binary:
+            decisions.append(mod.input_quantizer(args[0]).detach().numpy())
+
+    handles = [mm.register_forward_hook(hook) for mm in m.modules() if isinstance(mm, BinaryConv2d)]
+    with torch.no_grad():
+        ref = m(**inp).numpy()
+    for h in handles:
+        h.remove()
+    model = bsp.from_bytes(bsp.to_bytes(lower_model(m)))
+    n_bconv = sum(op["op"] == "bconv" for op in model.graph)
+    assert n_bconv == len(m.binary_layers()) and n_bconv > 0
+    eng = Engine(model)
+    seen: list[np.ndarray] = []
+    eng.on_binary_input = lambda at, packed: seen.append(packed.signs())
+    out = eng(**{k: v.numpy() for k, v in inp.items()})
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert len(seen) == len(decisions)
+    for i, (a, b) in enumerate(zip(seen, decisions, strict=True)):
+        assert a.shape == b.shape, i
+        assert np.array_equal(a, b), f"binary conv {i}: {int((a != b).sum())} binarization decisions differ"
+
+
+@pytest.mark.parametrize("path", K.available_paths() if K.have_kernels() else [])
+def test_engine_same_on_every_kernel_path(path, monkeypatch):
+    m = _randomised("bbcu", n_units=3)
+    inp = {k: v.numpy() for k, v in _inputs(m, 24).items()}
+    model = lower_model(m)
+    base = Engine(model, path="generic")(**inp)
+    monkeypatch.setenv(K.ENV_PATH, path)
+    np.testing.assert_array_equal(Engine(model, threads=2)(**inp), base)
+
+
+def test_binary_weights_are_one_bit(tmp_path):
+    m = _randomised("bbcu", n_units=20)
+    model = lower_model(m)
+    stored_bits = sum(a.nbytes * 8 for a in model.tensors.values() if a.dtype == np.uint8)
+    n_binary = sum(mm.weight.numel() for mm in m.modules() if isinstance(mm, BinaryConv2d) and mm.is_binary)
+    assert stored_bits == n_binary  # 32 * 32 * 9 per layer: a multiple of 8
+    export_model(m, tmp_path / "m.bsp", meta={"bits": 11, "ratio": 4})
+    float_bytes = sum(p.numel() * 4 for p in m.parameters())
+    assert (tmp_path / "m.bsp").stat().st_size * 8 < float_bytes
+
+
+def test_inference_does_not_import_torch(tmp_path):
+    m = _randomised("bisrnet")
+    inp = {k: v.numpy() for k, v in _inputs(m, 20).items()}
+    with torch.no_grad():
+        ref = m(**{k: torch.from_numpy(v) for k, v in inp.items()}).numpy()
+    export_model(m, tmp_path / "m.bsp", meta={"bits": 11})
+    np.savez(tmp_path / "in.npz", **inp)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked")
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from binsharp.deploy.runtime import Engine
+        inp = dict(np.load({str(tmp_path / "in.npz")!r}))
+        out = Engine({str(tmp_path / "m.bsp")!r})(**inp)
+        np.save({str(tmp_path / "out.npy")!r}, out)
+        assert not any(k == "torch" or k.startswith("torch.") for k in sys.modules)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = np.load(tmp_path / "out.npy")
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_cli_export_and_engine_fuser(tmp_path, capsys):
+    from binsharp.cli import main
+    from binsharp.deploy.fuser import engine_fuser
+
+    out = tmp_path / "bbcu.bsp"
+    cfg = json.dumps({"n_units": 2})
+    assert main(["export", "--model", "bbcu", "--config", cfg, "--bits", "11", "-o", str(out)]) == 0
+    assert "binary convolutions" in capsys.readouterr().out
+    assert main(["export", "--model", "bbcu", "--config", cfg, "-o", str(out)]) == 2  # refuses to overwrite
+    assert "exists" in capsys.readouterr().err
+    fuser = engine_fuser(out)
+    assert fuser.bands == 8 and fuser.bits == 11 and fuser.ratio == 4
+    torch.manual_seed(0)
+    m = models.create("bbcu", bands=8, n_units=2).eval()
+    rng = np.random.default_rng(0)
+    ms = rng.uniform(100, 2000, (8, 6, 7))
+    pan = rng.uniform(100, 2000, (1, 24, 28))
+    lms = np.repeat(np.repeat(ms, 4, axis=1), 4, axis=2)
+    fused = fuser(ms, pan, lms)
+    s = 2047.0
+    with torch.no_grad():
+        ref = m(lms=torch.from_numpy(lms / s).float()[None], pan=torch.from_numpy(pan / s).float()[None])
+    ref = ref[0].double().numpy() * s
+    assert fused.shape == (8, 24, 28) and fused.dtype == np.float64
+    assert np.abs(fused - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_engine_fuser_registered():
+    from binsharp.fusers import fuser_sources
+
+    assert "engine" in fuser_sources()
