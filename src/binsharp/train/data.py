@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class DataInfo:
     ratio: int
     sensor: str | None
     manifest: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Loaded datasets (``"train"``, ``"val"``), reused by every stage's data module."""
 
 
 def _split_path(data: str | Path, split: str) -> Path:
@@ -118,9 +121,13 @@ def resolve_data(
             raise BinsharpError(f"validation file {val_path} has no 'gt' (use a reduced-resolution split)")
     manifest = _read_manifest(data, train)
     manifest.setdefault("source", str(data))
-    return DataInfo(
+    info = DataInfo(
         train, val_path, int(ds.bands), int(ds.bits), int(ds.ratio), sensor or ds.sensor, manifest
     )
+    info.datasets["train"] = ds
+    if val_path is not None:
+        info.datasets["val"] = vds
+    return info
 
 
 class PanDataModule(L.LightningDataModule):
@@ -163,9 +170,16 @@ class PanDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
-            self._train = _make_dataset(self.info.train, self.info.bits, self.augment)
+            cached = self.info.datasets.get("train")
+            if cached is None:
+                self._train = _make_dataset(self.info.train, self.info.bits, self.augment)
+            elif bool(getattr(cached, "augment", False)) != self.augment:
+                self._train = copy.copy(cached)  # shares the loaded tensors
+                self._train.augment = self.augment  # type: ignore[attr-defined]
+            else:
+                self._train = cached
         if self._val is None and self.info.val is not None:
-            self._val = _make_dataset(self.info.val, self.info.bits)
+            self._val = self.info.datasets.get("val") or _make_dataset(self.info.val, self.info.bits)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

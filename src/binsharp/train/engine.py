@@ -417,7 +417,7 @@ def _run_stage(
         gradient_clip_algorithm="norm" if stage.grad_clip else None,
         check_val_every_n_epoch=None,
         val_check_interval=val_every,
-        limit_val_batches=int(vmax) if vmax else 1.0,
+        limit_val_batches=(int(vmax) if vmax else 1.0) if has_val else 0,
         num_sanity_val_steps=0,
         logger=_loggers(stage_dir),
         callbacks=cbs,

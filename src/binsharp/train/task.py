@@ -21,9 +21,10 @@ The engine calls these methods when a model (or, where said, any of its submodul
     Called after every optimiser step, on the model *and on every submodule* that defines it. Latent-weight
     clipping (:func:`binsharp.nn.clip_latent_weights`, for BNN weights declaring ``latent_clip``) always runs
     right after the step, before these hooks.
-``set_progress(progress)``
-    Called before every step with ``progress = step / stage.steps`` in [0, 1] (stage-relative); the
-    :class:`binsharp.models.base.PanModel` implementation forwards it to schedule-aware submodules.
+``set_progress(epoch, total)``
+    Called before every step, on the model and every submodule that defines it (through
+    :func:`binsharp.nn.set_progress`), with ``(step, stage.steps)``: the schedules (IR-Net's EDE, ...)
+    depend on ``epoch / total`` only, so training progress is measured in steps, stage-relative.
 
 A stage's ``hooks`` setting adds model methods by dotted name per event, e.g.
 ``hooks: {on_stage_start: [prior.freeze_encoder], after_optimizer_step: [clamp_scales]}``; they are called
@@ -161,10 +162,10 @@ class PanSharpeningTask(L.LightningModule):
         self._call_hooks("on_stage_end", self.stage)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        from binsharp.nn import set_progress
+
         self._apply_eval_modules()
-        fn = getattr(self.model, "set_progress", None)
-        if callable(fn):
-            fn(min(1.0, self.global_step / max(1, self.stage.steps)))
+        set_progress(self.model, float(min(self.global_step, self.stage.steps)), float(self.stage.steps))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         if "gt" not in batch:
