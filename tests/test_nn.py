@@ -398,3 +398,11 @@ def test_haar_gradient_flows():
     x = _randn(1, 2, 4, 4).requires_grad_(True)
     bn.HaarIDWT()(bn.HaarDWT()(x)).sum().backward()
     torch.testing.assert_close(x.grad, torch.ones_like(x))
+
+
+def test_irnet_weight_single_element_channels():
+    w = torch.tensor([[[[0.3]]], [[[-0.2]]]]).requires_grad_(True)  # (2, 1, 1, 1): std undefined
+    y = bn.IRNetWeight()(w)
+    assert torch.isfinite(y).all() and torch.equal(y.abs() > 0, torch.ones_like(y, dtype=torch.bool))
+    y.sum().backward()
+    assert torch.isfinite(w.grad).all()

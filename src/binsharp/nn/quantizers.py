@@ -208,10 +208,13 @@ class IRNetWeight(_EDEState, WeightQuantizer):
         flat = w.reshape(w.shape[0], -1)
         view = (w.shape[0],) + (1,) * (w.dim() - 1)
         mean = flat.mean(dim=1).view(view)
-        std = flat.std(dim=1).view(view)
+        # unbiased std (reference code); a single weight per output channel has std 0 -> W^ = 0 -> +1
+        std = flat.std(dim=1, correction=1 if flat.shape[1] > 1 else 0).view(view)
         wh = (w - mean) / (std + self.eps)
         with torch.no_grad():
-            scale = torch.pow(2.0, torch.round(torch.log2(_channel_mean_abs(wh))))
+            m = _channel_mean_abs(wh)
+            m = torch.where(m > 0, m, torch.ones_like(m))  # all-zero channel: scale 1
+            scale = torch.pow(2.0, torch.round(torch.log2(m)))
         t, k = self._tk()
         return BF.ede_sign(wh, t, k) * scale
 
