@@ -392,3 +392,15 @@ def test_cli_train_writes_a_checkpoint(tiny_data, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_packaged_template_lists_every_default():
+    from importlib import resources
+
+    from binsharp.train.recipe import DEFAULT_RUN, DEFAULT_STAGE, _parse_yaml
+
+    text = resources.files("binsharp.configs").joinpath("_template.yaml").read_text()
+    cfg = _parse_yaml(text, "_template.yaml")
+    assert cfg["recipe"] == DEFAULT_STAGE
+    assert {k: cfg[k] for k in DEFAULT_RUN} == DEFAULT_RUN
+    assert build_run_config(None, cfg).stages[0].to_dict() == build_run_config(None).stages[0].to_dict()

@@ -53,6 +53,16 @@ from binsharp.train.task import PanSharpeningTask
 
 log = logging.getLogger(__name__)
 
+
+class _DropAdverts(logging.Filter):
+    """Drop Lightning's advertising tips from the console output (all other messages pass)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+
 RUN_FILE = "run.json"
 FINAL_NAME = "model.safetensors"
 STAGE_WEIGHTS = "weights.safetensors"
@@ -428,14 +438,19 @@ def _run_stage(
         default_root_dir=str(stage_dir),
         benchmark=False,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-        if trainer.interrupted:
-            raise BinsharpError(f"stage {stage.name!r} was interrupted; rerun with --resume to continue")
-        if has_val and getattr(task, "last_val_step", None) != trainer.global_step:
-            trainer.validate(task, datamodule=dm, verbose=False)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*number of training batches.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+            if trainer.interrupted:
+                raise BinsharpError(f"stage {stage.name!r} was interrupted; rerun with --resume to continue")
+            if has_val and getattr(task, "last_val_step", None) != trainer.global_step:
+                trainer.validate(task, datamodule=dm, verbose=False)
+    finally:  # Trainer(deterministic=True) switches torch to deterministic algorithms process-wide
+        torch.use_deterministic_algorithms(deterministic_before)
     val = dict(getattr(task, "last_val", {}) or {})
     if not val:  # ddp_spawn: the task of the main process did not validate; use the reduced metrics
         val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
