@@ -49,8 +49,9 @@ Every bank is a persistent buffer (saved in ``state_dict`` and hence in checkpoi
 ``theta``, ``freq`` and ``sigma``; loading a checkpoint reproduces the outputs exactly whatever seed the
 rebuilt model drew.
 
-Note on the default weight modulation: with ``lambda <= 1`` the factor ``1 + lambda g`` is positive on a 3 x 3
-grid (``|g| < 1`` off the centre), so ``sign(Wg) = sign(W)``; the modulation changes the scale ``alpha`` and,
+Note on the default weight modulation: with ``lambda <= 1`` (and the default ``psi = 0``, for which the centre
+tap is the maximum ``g = 1`` and ``|g| < 1`` elsewhere) the factor ``1 + lambda g`` is positive, so
+``sign(Wg) = sign(W)``; the modulation changes the scale ``alpha`` and,
 through the chain rule ``dL/dW = (1 + lambda g) dL/dWg``, the per-tap step sizes and the effective clip range
 of the latent weights. Larger ``lambda`` lets taps with ``g < -1/lambda`` flip sign.
 
@@ -533,6 +534,11 @@ class S2BNet(BinaryPanBackbone):
 
     Forward: ``lms`` (B, C, H, W), ``pan`` (B, 1, H, W), normalised to [0, 1] -> fused (B, C, H, W); any
     H x W (padded to a multiple of 4 inside the body and cropped back).
+
+    Size: the binary convolutions (BOPs, binary weights) are those of BiSRNet; the dynamic SRM adds
+    ``3 C^2 / srm_reduction`` full-precision FC parameters per unit, about 745 K in all with the defaults
+    (about 12x BiSRNet's Params; ``srm_reduction`` 16 to 32 gives the 2-4x the paper reports), and a
+    negligible number of FLOPs (per image, not per pixel).
     """
 
     kind = "binary"
