@@ -280,3 +280,24 @@ def test_functional_work_inside_uncounted_children_of_counted_modules():
     assert gate.elementwise == n + 4 + n  # mean (reduction over inputs) + sigmoid on (1,4,1,1) + product
     assert r.bops == 64 * 4 * 4 * 9
     assert r.elementwise == gate.elementwise + n + n  # + sign + alpha (scale found inside composition)
+
+
+def test_hooks_removed_and_mode_restored_after_errors():
+    class Boom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, *, x):
+            self.conv(x)
+            raise RuntimeError("boom")
+
+    model = Boom().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        count(model, {"x": torch.rand(1, 2, 3, 3)})
+    assert model.training and model.conv.training
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+    ok = Wrap(nn.Conv2d(2, 2, 1))
+    count(ok, {"x": torch.rand(1, 2, 3, 3)})
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in ok.modules())
