@@ -19,7 +19,8 @@ SRM (``srm=``):
 * ``"dynamic"`` (default, :class:`DynamicSRM`): ``s = GAP(x)`` (B, C); ``h = ReLU(FC(C -> C/r))``;
   ``k_raw, b_raw = FC(C/r -> 2C)`` zero-initialised; ``k = 1 + tanh(k_raw)`` in (0, 2),
   ``b = tanh(b_raw)`` in (-1, 1); per sample and channel. ``r = srm_reduction`` (4). At initialisation the
-  SRM is the identity.
+  SRM is the identity. It reads global feature statistics, so tiled inference differs slightly from
+  inference on the whole image.
 * ``"static"``: learnable per-channel ``k, b`` (:class:`binsharp.nn.ReDistribution`, BiSR-Conv's
   redistribution).
 * ``"off"``: identity.
