@@ -406,3 +406,26 @@ def test_irnet_weight_single_element_channels():
     assert torch.isfinite(y).all() and torch.equal(y.abs() > 0, torch.ones_like(y, dtype=torch.bool))
     y.sum().backward()
     assert torch.isfinite(w.grad).all()
+
+
+def test_rprelu_gradients_match_autograd_reference():
+    rp = bn.RPReLU(3).double()
+    with torch.no_grad():
+        rp.gamma.copy_(torch.tensor([0.1, -0.2, 0.0], dtype=torch.float64).view(1, 3, 1, 1))
+        rp.slope.copy_(torch.tensor([0.25, -0.5, 1.5], dtype=torch.float64))
+        rp.zeta.copy_(torch.tensor([0.3, 0.0, -0.1], dtype=torch.float64).view(1, 3, 1, 1))
+    x = _randn(2, 3, 5, 4)
+    x[0, 0, 0, 0] = 0.1  # exactly at the shift: s = 0 takes the slope branch, like torch's PReLU
+    g = _randn(2, 3, 5, 4, seed=1)
+    xa = x.clone().requires_grad_(True)
+    rp(xa).backward(g)
+    params = [p.detach().clone().requires_grad_(True) for p in (rp.gamma, rp.slope, rp.zeta)]
+    xb = x.clone().requires_grad_(True)
+    ref = F.prelu(xb - params[0], params[1]) + params[2]
+    ref.backward(g)
+    torch.testing.assert_close(rp(x), ref.detach())
+    torch.testing.assert_close(xa.grad, xb.grad)
+    for p, q in zip((rp.gamma, rp.slope, rp.zeta), params, strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    x_smooth = _randn(2, 3, 5, 4, seed=2).requires_grad_(True)  # away from the kink
+    assert torch.autograd.gradcheck(bn.rprelu, (x_smooth, *params))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "scalable_tanh_sign",
     "identity_ste",
     "scaled_sign_ste",
+    "rprelu",
 ]
 
 
@@ -245,3 +247,41 @@ def scaled_sign_ste(w: Tensor, scale_grad: bool = False) -> Tensor:
 def identity_ste(x: Tensor) -> Tensor:
     """Sign with an identity straight-through gradient (backward ``1`` everywhere)."""
     return _IdentitySTE.apply(x)
+
+
+class _RPReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, slope: Tensor, zeta: Tensor) -> Tensor:  # type: ignore[override]
+        s = x - gamma
+        ctx.save_for_backward(s, slope)
+        return F.prelu(s, slope).add_(zeta)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        s, slope = ctx.saved_tensors
+        dims = (0,) + tuple(range(2, s.dim()))
+        sl = slope.view((1, -1) + (1,) * (s.dim() - 2))
+        neg = torch.le(s, 0, out=torch.empty_like(s))  # 1 where s <= 0 (slope branch, as torch's PReLU)
+        need_x, need_gamma, need_slope, need_zeta = ctx.needs_input_grad
+        g_slope = (grad * s).mul_(neg).sum(dim=dims) if need_slope else None
+        g_zeta = grad.sum(dim=dims, keepdim=True) if need_zeta else None
+        g_x = g_gamma = None
+        if need_x or need_gamma:
+            g_s = neg.mul_(sl - 1.0).add_(1.0).mul_(grad)  # grad * (1 if s > 0 else slope)
+            g_gamma = -g_s.sum(dim=dims, keepdim=True) if need_gamma else None
+            g_x = g_s if need_x else None
+        return g_x, g_gamma, g_slope, g_zeta
+
+
+def rprelu(x: Tensor, gamma: Tensor, slope: Tensor, zeta: Tensor) -> Tensor:
+    """RPReLU ``PReLU_c(x - gamma_c) + zeta_c`` with a fused backward.
+
+    Args:
+        x: (B, C, ...) activations.
+        gamma, zeta: (1, C, 1, ...) shifts before and after the PReLU.
+        slope: (C,) negative slopes.
+
+    Returns:
+        (B, C, ...).
+    """
+    return _RPReLU.apply(x, gamma, slope, zeta)

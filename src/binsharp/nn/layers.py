@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+from binsharp.nn import functional as BF
 from binsharp.nn.quantizers import ApproxSign, get_quantizer
 
 __all__ = [
@@ -232,6 +233,7 @@ class RPReLU(nn.Module):
         init: initial PReLU slope for negative inputs (0.25 as :class:`torch.nn.PReLU`).
 
     Shapes: x (B, C, H, W) -> (B, C, H, W); ``gamma``, ``zeta`` (1, C, 1, 1) init 0; ``slope`` (C,).
+    Forward and backward are fused (:func:`binsharp.nn.functional.rprelu`).
     """
 
     def __init__(self, channels: int, init: float = 0.25) -> None:
@@ -242,7 +244,7 @@ class RPReLU(nn.Module):
         self.zeta = nn.Parameter(torch.zeros(1, c, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.prelu(x - self.gamma, self.slope) + self.zeta
+        return BF.rprelu(x, self.gamma, self.slope, self.zeta)
 
 
 # ------------------------------------------------------------------------------------ training helpers
