@@ -188,7 +188,7 @@ class _FirstStep(L.Callback):
 
 
 def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
-    cfg = {**TINY, "recipe": {**TINY["recipe"], "ckpt_every": 2}}
+    cfg = {**TINY, "recipe": {**TINY["recipe"], "ckpt_every": 3}}  # 4 batches per epoch: step 3 is mid-epoch
     out = tmp_path / "run"
     with pytest.raises(SystemExit):
         train(
@@ -210,8 +210,11 @@ def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
     first = _FirstStep()
     res = train("pnn", tiny_data["train"], out=out, config=cfg, max_steps=7, progress=False, resume=True,
                 callbacks=[first])  # fmt: skip
-    assert first.first == [4]  # the last checkpoint before the interruption at step 5
+    assert first.first == [3]  # the last checkpoint before the interruption at step 5
     assert res.steps == {"main": 7} and read_meta(res.checkpoint)["step"] == 7
+    # same batches, same random numbers: the resumed run ends exactly where an uninterrupted one does
+    ref = train("pnn", tiny_data["train"], out=tmp_path / "ref", config=cfg, max_steps=7, progress=False)
+    assert weights_digest(ref.model) == weights_digest(res.model)
     # a finished run resumes to the same result without training
     again = _FirstStep()
     res2 = train("pnn", tiny_data["train"], out=out, config=cfg, max_steps=7, progress=False, resume=True,
@@ -404,3 +407,27 @@ def test_packaged_template_lists_every_default():
     assert cfg["recipe"] == DEFAULT_STAGE
     assert {k: cfg[k] for k in DEFAULT_RUN} == DEFAULT_RUN
     assert build_run_config(None, cfg).stages[0].to_dict() == build_run_config(None).stages[0].to_dict()
+
+
+def test_epoch_sampler_shards_reshuffles_and_resumes():
+    from binsharp.train.data import EpochSampler
+
+    r0, r1 = (EpochSampler(10, 2, seed=5, rank=r, world_size=2) for r in (0, 1))
+    a, b = list(r0), list(r1)
+    assert len(a) == len(b) == len(r0) == 4 and not set(a) & set(b)  # 5 per rank -> 2 batches of 2
+    r0.set_epoch(1)
+    assert list(r0) != a and sorted(list(r0)) != []  # a new permutation every epoch
+    full = EpochSampler(12, 3, seed=1)
+    run = []
+    for epoch in range(3):
+        full.set_epoch(epoch)
+        run += list(full)
+    resumed = EpochSampler(12, 3, seed=1, start_step=5)  # 4 batches per epoch: step 5 = epoch 1, batch 1
+    resumed.set_epoch(1)
+    tail = list(resumed)
+    resumed.set_epoch(2)
+    tail += list(resumed)
+    assert tail == run[5 * 3 :]
+    assert EpochSampler(3, 16).batch_size == 3
+    with pytest.raises(BinsharpError, match="cannot be shared"):
+        EpochSampler(1, 4, world_size=2)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from binsharp.errors import BinsharpError
 
@@ -130,12 +132,72 @@ def resolve_data(
     return info
 
 
+class EpochSampler(Sampler[int]):
+    """Shuffled indices whose order depends only on ``(seed, epoch)``: resumable at any step, DDP-sharded.
+
+    Each epoch draws a permutation of the ``n`` items from a generator seeded with ``(seed, epoch)``; rank
+    ``r`` of ``world_size`` takes every ``world_size``-th item starting at ``r`` and keeps
+    ``batches_per_epoch`` full batches of it (the remainder is dropped, so every rank runs the same number of
+    steps); the data loader batches them with :attr:`batch_size`.
+    With ``start_step > 0`` (a resumed run) the first epoch iterated is positioned after the batches that
+    ``start_step`` steps consumed, so that a resumed run sees the same batches as an uninterrupted one.
+    Lightning calls :meth:`set_epoch` at the start of every epoch.
+
+    Args:
+        n: dataset size.
+        batch_size: wanted batch size (reduced to the per-rank item count when that is smaller).
+        seed: shuffling seed.
+        rank, world_size: DDP rank and number of processes.
+        start_step: optimiser steps already done (one batch per step).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+    ) -> None:
+        per_rank = int(n) // int(world_size)
+        if per_rank < 1:
+            raise BinsharpError(f"{n} training images cannot be shared by {world_size} processes")
+        self.n = int(n)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.batch_size = min(int(batch_size), per_rank)
+        self.batches_per_epoch = per_rank // self.batch_size
+        self.epoch = start_step // self.batches_per_epoch
+        self._resume = (self.epoch, start_step % self.batches_per_epoch) if start_step else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation the next iteration uses."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, dtype=np.uint32)
+        gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        perm = torch.randperm(self.n, generator=gen).tolist()
+        mine = perm[self.rank :: self.world_size]
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            skip = self._resume[1]
+            self._resume = None
+        yield from mine[skip * self.batch_size : self.batches_per_epoch * self.batch_size]
+
+
 class PanDataModule(L.LightningDataModule):
     """Training and validation loaders over :class:`binsharp.data.PanDataset` files.
 
     Args:
         info: the resolved data (see :func:`resolve_data`).
-        batch_size: training batch size (the last incomplete batch is dropped when the set is larger).
+        batch_size: training batch size per process (see :class:`EpochSampler`).
         val_batch_size: validation batch size (default: ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
         seed: seed of the shuffling generator (the order is reproducible for a given seed).
@@ -143,7 +205,7 @@ class PanDataModule(L.LightningDataModule):
         augment: random flips/rotations of the training patches (:class:`binsharp.data.PanDataset`).
 
     Batches are dicts of float32 tensors ``ms`` (B,C,h,w), ``lms`` (B,C,H,W), ``pan`` (B,1,H,W), ``gt``
-    (B,C,H,W), normalised to [0, 1]. Under DDP Lightning shards the training set across ranks.
+    (B,C,H,W), normalised to [0, 1]. Under DDP each rank takes its own shard of every epoch.
     """
 
     def __init__(
@@ -182,14 +244,27 @@ class PanDataModule(L.LightningDataModule):
             self._val = self.info.datasets.get("val") or _make_dataset(self.info.val, self.info.bits)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches from an :class:`EpochSampler`, sharded over the DDP ranks and
+        positioned at the trainer's (restored) global step."""
         self.setup()
         assert self._train is not None
-        n = len(self._train)  # type: ignore[arg-type]
+        trainer = getattr(self, "trainer", None)
+        rank = int(trainer.global_rank) if trainer is not None else 0
+        world = int(trainer.world_size) if trainer is not None else 1
+        start = int(trainer.global_step) if trainer is not None else 0
+        sampler = EpochSampler(
+            len(self._train),  # type: ignore[arg-type]
+            self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            start_step=start,
+        )
         return DataLoader(
             self._train,
-            batch_size=min(self.batch_size, n),
-            shuffle=True,
-            drop_last=n > self.batch_size,
+            sampler=sampler,
+            batch_size=sampler.batch_size,
+            drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed),

@@ -437,6 +437,7 @@ def _run_stage(
         plugins=[SafeCheckpointIO()],
         default_root_dir=str(stage_dir),
         benchmark=False,
+        use_distributed_sampler=False,  # EpochSampler shards by rank itself
     )
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:

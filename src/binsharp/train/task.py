@@ -236,6 +236,15 @@ class PanSharpeningTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the torch RNG state, so that a resumed run draws the same random numbers."""
+        checkpoint["binsharp_rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("binsharp_rng", {}).get("torch")
+        if isinstance(state, Tensor):
+            torch.set_rng_state(state.to(torch.uint8).cpu())
+
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
         self._val_sums = {}
