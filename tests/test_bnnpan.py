@@ -322,18 +322,18 @@ def test_identity_init_makes_the_latent_irrelevant_and_inference_reproducible():
 
 def test_complexity_split():
     m = create("bnnpan", bands=8)
-    r = complexity_split(m, 64)
+    r = complexity_split(m, 32)
     t, n, p = r["total"], r["network"], r["prior"]
     for k in ("bops", "flops", "params_binary", "params_float"):
         assert t[k] == n[k] + p[k]
     assert p["bops"] == 0 and p["params_binary"] == 0 and p["flops"] > 0
-    # 4 PIBF x 4 sub-band 3x3 binary convs, D = 32, on 32 x 32 sub-bands
-    assert t["bops"] == 16 * 32 * 32 * 32 * 32 * 9 and t["params_binary"] == 16 * 32 * 32 * 9
+    # 4 PIBF x 4 sub-band 3x3 binary convs, D = 32, on 16 x 16 sub-bands
+    assert t["bops"] == 16 * 16 * 16 * 32 * 32 * 9 and t["params_binary"] == 16 * 32 * 32 * 9
     assert r["encoder_params"] > 0 and "prior.encoder.mlp.0" in r["report"].unused
-    off = complexity_split(create("bnnpan", bands=8, prior=False), 64)
+    off = complexity_split(create("bnnpan", bands=8, prior=False), 32)
     assert off["prior"]["ops"] == 0 and off["total"]["bops"] == t["bops"]
     assert off["total"]["params"] < n["params"]  # no LDPC linears
-    nodwt = complexity_split(create("bnnpan", bands=8, dwt=False), 64)
+    nodwt = complexity_split(create("bnnpan", bands=8, dwt=False), 32)
     assert nodwt["total"]["bops"] == t["bops"]  # one full-resolution conv = four quarter-resolution ones
 
 
