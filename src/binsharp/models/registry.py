@@ -178,8 +178,10 @@ def create(name: str, bands: int = 8, pretrained: str | None = None, **kwargs: A
     Args:
         name: registry name (see :func:`list_models`), case-insensitive.
         bands: number of MS bands C (positive integer).
-        pretrained: ``None`` (random initialisation). Any other value raises :class:`BinsharpError`: no
-            pretrained weights are distributed yet; load a training checkpoint instead.
+        pretrained: ``None`` (random initialisation), or the training dataset of a model-zoo checkpoint
+            (e.g. ``"wv3-longmont"``, see :mod:`binsharp.zoo`): the model is then built from the checkpoint's
+            configuration, its weights loaded, and returned in eval mode; a missing pair raises
+            :class:`BinsharpError` naming the available ones.
         **kwargs: architecture arguments of the model's factory (see ``model_info(name)["defaults"]``).
 
     Returns:
@@ -188,10 +190,9 @@ def create(name: str, bands: int = 8, pretrained: str | None = None, **kwargs: A
     """
     e = get_entry(name)
     if pretrained is not None:
-        raise BinsharpError(
-            f"no pretrained weights exist for model {e.name!r} (requested {pretrained!r}); "
-            "train the model or load a training checkpoint instead"
-        )
+        from binsharp.zoo import load_pretrained
+
+        return load_pretrained(e.name, pretrained, bands=bands, **kwargs)[0]
     if isinstance(bands, bool) or not isinstance(bands, int) or bands < 1:
         raise BinsharpError(f"bands must be a positive integer, got {bands!r}")
     sig = inspect.signature(e.factory)

@@ -1,0 +1,318 @@
+"""Pretrained model zoo: checkpoints trained by binsharp, loadable by model name and dataset.
+
+Usage::
+
+    from binsharp import models, zoo
+
+    zoo.available()                                   # {"wv3-longmont": ["bnnpan", "s2bnet", ...]}
+    net = models.create("s2bnet", pretrained="wv3-longmont")    # eval mode, weights loaded
+    net, meta = zoo.load_pretrained("s2bnet", "wv3-longmont")   # the same, with the checkpoint metadata
+
+Layout of a zoo directory (the package's ``binsharp/zoo/weights`` unless ``$BINSHARP_ZOO`` names another)::
+
+    manifest.json                         index of the checkpoints (see below)
+    <dataset>/data-manifest.json          the training dataset's manifest.json (how the data was made)
+    <dataset>/<model>.safetensors         weights + metadata (binsharp checkpoint, binsharp.train.checkpoint)
+    <dataset>/<model>.json                the checkpoint metadata, readable copy
+    <dataset>/<model>.csv                 training log: the engine's per-stage metrics.csv files joined,
+                                          with a ``stage`` column (train/loss, val/q2n, val/sam, ...)
+
+``manifest.json``::
+
+    {"format": "binsharp-zoo", "format_version": 1,
+     "checkpoints": {"<dataset>": {"<model>": {
+         "checkpoint": "<dataset>/<model>.safetensors", "meta": "...json", "log": "...csv",
+         "data_manifest": "<dataset>/data-manifest.json",
+         "sha256": "<hex of the .safetensors file>", "bytes": int, "kind": "fp" | "binary",
+         "bands": int, "sensor": str, "bits": int, "ratio": int,
+         "budget": {"steps": int, "stages": [{"name", "steps", "batch_size", "lr", "scheduler"}]},
+         "seed": int, "command": str, "wall_time_s": float, "machine": {...},
+         "val": {...}, "created": str, "binsharp_version": str}}}}
+
+Checkpoints are loaded with :func:`binsharp.train.checkpoint.load_checkpoint` (safetensors: no code is
+executed) after their SHA-256 is checked against the manifest. ``benchmarks/train_zoo.py`` trains the
+models and fills the zoo with :func:`add_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from binsharp.errors import BinsharpError
+from binsharp.fileio import atomic_output
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ZOO_ENV",
+    "add_checkpoint",
+    "available",
+    "checkpoint_path",
+    "entry",
+    "load_pretrained",
+    "merge_logs",
+    "read_manifest",
+    "sha256_file",
+    "zoo_dir",
+]
+
+FORMAT = "binsharp-zoo"
+FORMAT_VERSION = 1
+#: Environment variable naming another zoo directory (tests, private zoos).
+ZOO_ENV = "BINSHARP_ZOO"
+MANIFEST = "manifest.json"
+DATA_MANIFEST = "data-manifest.json"
+
+
+def zoo_dir(root: str | os.PathLike | None = None) -> Path:
+    """The zoo directory: ``root`` if given, else ``$BINSHARP_ZOO``, else the package's ``zoo/weights``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get(ZOO_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent / "weights"
+
+
+def _empty_manifest() -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoints": {}}
+
+
+def read_manifest(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The zoo's ``manifest.json`` (an empty manifest when the directory has none).
+
+    Raises :class:`BinsharpError` for a corrupt file or a format this binsharp does not read.
+    """
+    path = zoo_dir(root) / MANIFEST
+    if not path.is_file():
+        return _empty_manifest()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BinsharpError(f"corrupt zoo manifest {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BinsharpError(f"{path} is not a binsharp zoo manifest")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise BinsharpError(
+            f"zoo manifest {path} has format version {data['format_version']}; "
+            f"this binsharp reads up to {FORMAT_VERSION}"
+        )
+    if not isinstance(data.get("checkpoints"), dict):
+        raise BinsharpError(f"corrupt zoo manifest {path}: no 'checkpoints' mapping")
+    return data
+
+
+def available(root: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """``{dataset: sorted model names}`` of the checkpoints in the zoo."""
+    cks = read_manifest(root)["checkpoints"]
+    return {ds: sorted(models) for ds, models in sorted(cks.items()) if models}
+
+
+def _describe(avail: Mapping[str, Sequence[str]]) -> str:
+    if not avail:
+        return "the zoo holds no pretrained checkpoints yet (train them with benchmarks/train_zoo.py)"
+    parts = [f"{ds}: {', '.join(models)}" for ds, models in avail.items()]
+    return "available: " + "; ".join(parts)
+
+
+def entry(model: str, dataset: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The manifest entry of ``model`` pretrained on ``dataset`` (names case-insensitive).
+
+    Raises :class:`BinsharpError` naming what the zoo holds when the pair is missing.
+    """
+    if not isinstance(model, str) or not isinstance(dataset, str):
+        raise BinsharpError(f"pretrained weights are named by strings, got {model!r} / {dataset!r}")
+    m, d = model.strip().lower(), dataset.strip().lower()
+    cks = read_manifest(root)["checkpoints"]
+    found = cks.get(d, {}).get(m)
+    if found is None:
+        avail = available(root)
+        raise BinsharpError(
+            f"no pretrained weights exist for model {m!r} on dataset {d!r}; {_describe(avail)} "
+            f"[zoo: {zoo_dir(root)}]"
+        )
+    return copy.deepcopy(found)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_path(
+    model: str, dataset: str, root: str | os.PathLike | None = None, *, verify: bool = True
+) -> Path:
+    """Path of the ``.safetensors`` checkpoint of ``model`` pretrained on ``dataset``.
+
+    With ``verify`` the file's SHA-256 is checked against the manifest (BinsharpError when it differs or the
+    file is missing).
+    """
+    e = entry(model, dataset, root)
+    path = zoo_dir(root) / e["checkpoint"]
+    if not path.is_file():
+        raise BinsharpError(f"zoo checkpoint {path} listed in the manifest is missing")
+    if verify and e.get("sha256") and sha256_file(path) != e["sha256"]:
+        raise BinsharpError(f"zoo checkpoint {path} is corrupt (SHA-256 differs from the manifest)")
+    return path
+
+
+def load_pretrained(
+    model: str,
+    dataset: str,
+    *,
+    bands: int | None = None,
+    root: str | os.PathLike | None = None,
+    device: str = "cpu",
+    **kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Build ``model`` with the weights pretrained on ``dataset``; returns ``(model, checkpoint meta)``.
+
+    The model is rebuilt from the checkpoint's own configuration and returned in eval mode. ``bands`` and
+    architecture ``kwargs``, when given, must equal the checkpoint's (BinsharpError otherwise: pretrained
+    weights fit one architecture only).
+    """
+    from binsharp.train.checkpoint import load_checkpoint
+
+    path = checkpoint_path(model, dataset, root)
+    net, meta = load_checkpoint(path, device=device)
+    config = dict(meta.get("config") or {})
+    if bands is not None and int(bands) != int(meta["bands"]):
+        raise BinsharpError(
+            f"pretrained {meta['model']!r} ({dataset}) takes {meta['bands']} bands, not {bands}"
+        )
+    for key, value in kwargs.items():
+        if key not in config:
+            raise BinsharpError(f"model {meta['model']!r} has no argument {key!r}")
+        if json.loads(json.dumps(value)) != config[key]:
+            raise BinsharpError(
+                f"pretrained {meta['model']!r} ({dataset}) was trained with {key}={config[key]!r}, "
+                f"not {value!r}; build it without pretrained weights to change the architecture"
+            )
+    return net, meta
+
+
+# ------------------------------------------------------------------------------------------ writing
+def merge_logs(stage_logs: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathLike) -> Path:
+    """Join per-stage CSV logs into one CSV at ``out`` with a leading ``stage`` column.
+
+    ``stage_logs``: ``(stage name, metrics.csv path)`` in stage order. Columns are the union of the stages'
+    columns (first appearance order); missing values are empty.
+    """
+    rows: list[dict[str, str]] = []
+    columns: list[str] = ["stage"]
+    for stage, path in stage_logs:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for name in reader.fieldnames or []:
+                if name not in columns:
+                    columns.append(name)
+            for row in reader:
+                rows.append({"stage": stage, **{k: v for k, v in row.items() if k is not None}})
+    out = Path(out)
+    with atomic_output(out, overwrite=True) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=columns, restval="")
+            w.writeheader()
+            w.writerows(rows)
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def add_checkpoint(
+    checkpoint: str | os.PathLike,
+    *,
+    dataset: str,
+    log: str | os.PathLike | None = None,
+    data_manifest: Mapping[str, Any] | None = None,
+    info: Mapping[str, Any] | None = None,
+    root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Copy a trained checkpoint into the zoo and record it in the manifest.
+
+    Args:
+        checkpoint: a binsharp ``.safetensors`` checkpoint (its ``.json`` sidecar is copied too when present).
+        dataset: name of the training dataset (the zoo key, e.g. ``"wv3-longmont"``).
+        log: training log CSV copied as ``<dataset>/<model>.csv`` (e.g. from :func:`merge_logs`).
+        data_manifest: the training dataset's manifest (default: the one stored in the checkpoint).
+        info: extra manifest fields (``command``, ``budget``, ``seed``, ``wall_time_s``, ``machine``, ...).
+        root: zoo directory (default :func:`zoo_dir`).
+        overwrite: replace an existing entry of the same model and dataset.
+
+    Returns:
+        The manifest entry written.
+    """
+    from binsharp.train.checkpoint import read_meta
+
+    src = Path(checkpoint)
+    meta = read_meta(src)
+    model = str(meta["model"]).lower()
+    ds = dataset.strip().lower()
+    base = zoo_dir(root)
+    manifest = read_manifest(base)
+    if model in manifest["checkpoints"].get(ds, {}) and not overwrite:
+        raise BinsharpError(f"the zoo already holds {model!r} for {ds!r} (pass overwrite to replace it)")
+    folder = base / ds
+    folder.mkdir(parents=True, exist_ok=True)
+    rel = f"{ds}/{model}"
+    with atomic_output(base / f"{rel}.safetensors", overwrite=True) as tmp:
+        shutil.copyfile(src, tmp)
+    sidecar = src.with_suffix(".json")
+    if sidecar.is_file():
+        with atomic_output(base / f"{rel}.json", overwrite=True) as tmp:
+            shutil.copyfile(sidecar, tmp)
+    else:
+        _write_json(base / f"{rel}.json", meta)
+    record: dict[str, Any] = {
+        "checkpoint": f"{rel}.safetensors",
+        "meta": f"{rel}.json",
+        "log": None,
+        "data_manifest": None,
+        "sha256": sha256_file(base / f"{rel}.safetensors"),
+        "bytes": (base / f"{rel}.safetensors").stat().st_size,
+        "model": model,
+        "dataset": ds,
+        "kind": meta.get("kind"),
+        "bands": meta.get("bands"),
+        "config": meta.get("config"),
+        "sensor": meta.get("sensor"),
+        "bits": meta.get("bits"),
+        "ratio": meta.get("ratio"),
+        "step": meta.get("step"),
+        "seed": meta.get("seed"),
+        "val": meta.get("val"),
+        "created": meta.get("created"),
+        "binsharp_version": meta.get("binsharp_version"),
+    }
+    if log is not None:
+        with atomic_output(base / f"{rel}.csv", overwrite=True) as tmp:
+            shutil.copyfile(log, tmp)
+        record["log"] = f"{rel}.csv"
+    dm = data_manifest if data_manifest is not None else meta.get("data_manifest")
+    if dm:
+        _write_json(folder / DATA_MANIFEST, dm)
+        record["data_manifest"] = f"{ds}/{DATA_MANIFEST}"
+    record.update(copy.deepcopy(dict(info or {})))
+    manifest = read_manifest(base)  # re-read: keep entries written meanwhile
+    manifest["checkpoints"].setdefault(ds, {})[model] = json.loads(json.dumps(record, default=str))
+    manifest["checkpoints"] = {
+        d: dict(sorted(m.items())) for d, m in sorted(manifest["checkpoints"].items())
+    }
+    _write_json(base / MANIFEST, manifest)
+    return record
