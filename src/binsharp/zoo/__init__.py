@@ -311,8 +311,6 @@ def add_checkpoint(
     record.update(copy.deepcopy(dict(info or {})))
     manifest = read_manifest(base)  # re-read: keep entries written meanwhile
     manifest["checkpoints"].setdefault(ds, {})[model] = json.loads(json.dumps(record, default=str))
-    manifest["checkpoints"] = {
-        d: dict(sorted(m.items())) for d, m in sorted(manifest["checkpoints"].items())
-    }
+    manifest["checkpoints"] = {d: dict(sorted(m.items())) for d, m in sorted(manifest["checkpoints"].items())}
     _write_json(base / MANIFEST, manifest)
     return record

@@ -1,8 +1,9 @@
 """Pretrained zoo models as fusers: the ``--model NAME --pretrained DATASET`` source of the command line.
 
 Importing this module (or :mod:`binsharp.models.fuser`, the module listed in
-:data:`binsharp.fusers.FUSER_PLUGIN_MODULES`) registers the fuser source ``model`` (``binsharp evaluate --model s2bnet --pretrained
-wv3-longmont --data ...``, ``binsharp fuse --model s2bnet --pretrained wv3-longmont --pan ... --ms ...``).
+:data:`binsharp.fusers.FUSER_PLUGIN_MODULES`) registers the fuser source ``model``
+(``binsharp evaluate --model s2bnet --pretrained wv3-longmont --data ...``,
+``binsharp fuse --model s2bnet --pretrained wv3-longmont --pan ... --ms ...``).
 The checkpoint comes from :mod:`binsharp.zoo` and runs through :class:`binsharp.train.fuser.CheckpointFuser`
 (heavy imports happen in the factory only).
 """
@@ -39,8 +40,8 @@ def pretrained_fuser(
         device: torch device.
         check_sensor: refuse data of another sensor (``False`` for cross-sensor evaluation).
 
-    Raises :class:`BinsharpError` when the zoo has no such checkpoint (naming what it has) or the data does not
-    fit the model.
+    Raises :class:`BinsharpError` when the zoo has no such checkpoint (naming what it has) or the data
+    does not fit the model.
     """
     from binsharp.train.checkpoint import check_compatible
     from binsharp.train.fuser import CheckpointFuser
