@@ -639,6 +639,64 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Float convolution, stride 1 (head/tail layers): direct, on a zero-padded input prepared by the caller */
+/* (N, Ci, Hp, Wq) with Wq >= roundup(Wo, 32) + k - 1; output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32),   */
+/* Co4 = roundup(Co, 4) (weights padded with zero channels). Register tile: 4 channels x 32 columns.   */
+/* FMA contraction is allowed here: float layers are not bit-exact with any reference anyway.          */
+
+typedef float v16f __attribute__((vector_size(64)));
+
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+fconv_rows(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, int oy, int Wr,
+           const float *bias, float *out, int64_t ostride) {
+    for (int X0 = 0; X0 < Wr; X0 += 32) {
+        v16f acc[4][2];
+        for (int q = 0; q < 4; q++) {
+            const v16f zero = {0};
+            acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);
+        }
+        for (int c = 0; c < Ci; c++)
+            for (int ky = 0; ky < k; ky++) {
+                const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;
+                const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;
+                const int64_t wq = (int64_t)Ci * k * k;
+                for (int kx = 0; kx < k; kx++) {
+                    v16f a0, a1;
+                    memcpy(&a0, row + kx, sizeof a0);
+                    memcpy(&a1, row + kx + 16, sizeof a1);
+                    for (int q = 0; q < 4; q++) {
+                        const float wv = wr[q * wq + kx];
+                        acc[q][0] += a0 * wv;
+                        acc[q][1] += a1 * wv;
+                    }
+                }
+            }
+        for (int q = 0; q < 4; q++) {
+            memcpy(out + q * ostride + X0, &acc[q][0], sizeof(v16f));
+            memcpy(out + q * ostride + X0 + 16, &acc[q][1], sizeof(v16f));
+        }
+    }
+}
+#pragma GCC pop_options
+
+BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, int Ho,
+                    int Wr, const float *bias, float *out, int nthreads) {
+    if (N < 1 || Ci < 1 || Co4 < 4 || Co4 % 4 || k < 1 || Ho < 1 || Wr < 32 || Wr % 32) return BS_EINVAL;
+    if (Hp < Ho + k - 1 || Wq < Wr + k - 1) return BS_EINVAL;
+    if (nthreads < 1) nthreads = 1;
+    const int nob = Co4 / 4;
+#pragma omp parallel for collapse(3) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int ob = 0; ob < nob; ob++)
+            for (int oy = 0; oy < Ho; oy++)
+                fconv_rows(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
+                           out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* A minimal module object so that the shared library is an importable extension (entry points are    */
 /* called through ctypes, which releases the GIL).                                                  */
 

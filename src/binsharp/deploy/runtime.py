@@ -55,34 +55,56 @@ F32 = np.float32
 def conv2d(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int, padding: int, groups: int
 ) -> np.ndarray:
-    """Float convolution (cross-correlation, zero padding) ``x`` (N, Ci, H, W), ``w`` (Co, Ci/g, k, k)."""
+    """Float convolution (cross-correlation, zero padding) ``x`` (N, Ci, H, W), ``w`` (Co, Ci/g, k, k).
+
+    Stride 1: per block of output rows, one GEMM per kernel tap on the flattened padded input (each tap is a
+    constant shift of the flat index; the 2*padding wrap-around columns are computed and dropped), so no
+    im2col copy is made. Other strides: im2col + GEMM per block of rows.
+    """
     n, ci, h, wd = x.shape
     co, cig, k, _ = w.shape
     if ci != cig * groups:
         raise BinsharpError(f"conv2d: input has {ci} channels, weights expect {cig * groups}")
     ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
     out = np.empty((n, co, ho, wo), F32)
     cog = co // groups
-    rows = max(1, min(ho, (8 << 20) // max(1, cig * k * k * wo * 4)))
-    for g in range(groups):
-        wm = w[g * cog : (g + 1) * cog].reshape(cog, -1)
-        xg = xp[:, g * cig : (g + 1) * cig]
+    if stride == 1:
+        hp, wp = h + 2 * padding, wd + 2 * padding
+        # one spare row so that the last tap's flat slice stays inside the buffer
+        xp = np.zeros((n, ci, hp + 1, wp), F32)
+        xp[:, :, padding : padding + h, padding : padding + wd] = x
+        flat = xp.reshape(n, ci, -1)
+        wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (k, k, Co, Ci/g)
+        rows = max(1, min(ho, (1 << 18) // max(1, wp * max(co, cig))))
         for i in range(n):
-            for r0 in range(0, ho, rows):
-                r1 = min(ho, r0 + rows)
-                cols = np.empty((cig, k, k, r1 - r0, wo), F32)
-                for ky in range(k):
-                    for kx in range(k):
-                        y0 = r0 * stride + ky
-                        cols[:, ky, kx] = xg[
-                            i,
-                            :,
-                            y0 : y0 + (r1 - r0 - 1) * stride + 1 : stride,
-                            kx : kx + (wo - 1) * stride + 1 : stride,
-                        ]
-                res = wm @ cols.reshape(cig * k * k, -1)
-                out[i, g * cog : (g + 1) * cog, r0:r1] = res.reshape(cog, r1 - r0, wo)
+            for g in range(groups):
+                xs = flat[i, g * cig : (g + 1) * cig]
+                for r0 in range(0, ho, rows):
+                    r1 = min(ho, r0 + rows)
+                    length = (r1 - r0) * wp
+                    acc = np.zeros((cog, length), F32)
+                    for ky in range(k):
+                        for kx in range(k):
+                            s0 = (r0 + ky) * wp + kx
+                            acc += wt[ky, kx, g * cog : (g + 1) * cog] @ xs[:, s0 : s0 + length]
+                    out[i, g * cog : (g + 1) * cog, r0:r1] = acc.reshape(cog, r1 - r0, wp)[:, :, :wo]
+    else:
+        xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
+        rows = max(1, min(ho, (8 << 20) // max(1, cig * k * k * wo * 4)))
+        for g in range(groups):
+            wm = w[g * cog : (g + 1) * cog].reshape(cog, -1)
+            xg = xp[:, g * cig : (g + 1) * cig]
+            for i in range(n):
+                for r0 in range(0, ho, rows):
+                    r1 = min(ho, r0 + rows)
+                    cols = np.empty((cig, k, k, r1 - r0, wo), F32)
+                    for ky in range(k):
+                        for kx in range(k):
+                            y0 = r0 * stride + ky
+                            ys = slice(y0, y0 + (r1 - r0 - 1) * stride + 1, stride)
+                            cols[:, ky, kx] = xg[i, :, ys, kx : kx + (wo - 1) * stride + 1 : stride]
+                    res = wm @ cols.reshape(cig * k * k, -1)
+                    out[i, g * cog : (g + 1) * cog, r0:r1] = res.reshape(cog, r1 - r0, wo)
     if b is not None:
         out += b.reshape(1, -1, 1, 1)
     return out
@@ -278,6 +300,11 @@ class Engine:
 
 # ------------------------------------------------------------------------------------------ op table
 def _op_conv2d(e: Engine, a, p, at):
+    stride, groups = int(at.get("stride", 1)), int(at.get("groups", 1))
+    if stride == 1 and groups == 1 and K.have_kernels():
+        return K.float_conv2d(
+            a[0], p["weight"], p.get("bias"), padding=int(at.get("padding", 0)), threads=e.threads
+        )
     return conv2d(
         a[0],
         p["weight"],
