@@ -416,7 +416,7 @@ def test_epoch_sampler_shards_reshuffles_and_resumes():
     a, b = list(r0), list(r1)
     assert len(a) == len(b) == len(r0) == 4 and not set(a) & set(b)  # 5 per rank -> 2 batches of 2
     r0.set_epoch(1)
-    assert list(r0) != a and sorted(list(r0)) != []  # a new permutation every epoch
+    assert list(r0) != a and set(r0) <= set(range(10))  # a new permutation every epoch
     full = EpochSampler(12, 3, seed=1)
     run = []
     for epoch in range(3):

@@ -445,6 +445,9 @@ def _run_stage(
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*number of training batches.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            # validation indexes are reduced across ranks explicitly (on_validation_epoch_end)
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
             trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
             if trainer.interrupted:
                 raise BinsharpError(f"stage {stage.name!r} was interrupted; rerun with --resume to continue")
