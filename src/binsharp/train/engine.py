@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,26 @@ def is_global_zero_process() -> bool:
     if "RANK" in os.environ:
         return int(os.environ["RANK"]) == 0
     return int(os.environ.get("NODE_RANK", 0) or 0) == 0 and int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
+
+
+def _wait_for_named_dataset(data: str | Path, timeout_s: float = 6 * 3600.0) -> None:
+    """On a non-zero local rank, wait until local rank 0 has built the named dataset ``data`` (if it is one).
+
+    Every process of a DDP launch runs :func:`train`; only local rank 0 may build a catalog dataset in the
+    cache, the others wait for the complete build (no process group exists yet at this point).
+    """
+    if int(os.environ.get("LOCAL_RANK", 0) or 0) == 0:
+        return
+    from binsharp.data import catalog
+
+    name = str(data).strip().lower()
+    if name not in catalog.list_datasets() or Path(str(data)).exists():
+        return
+    start = time.monotonic()
+    while not catalog.is_built(name):
+        if time.monotonic() - start > timeout_s:
+            raise BinsharpError(f"timed out waiting for dataset {name} to be built by local rank 0")
+        time.sleep(2.0)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -256,6 +277,7 @@ def train(
         data = dcfg.get("name")
     if data is None:
         raise BinsharpError("no training data: pass --data NAME|PATH or set data.name in the config")
+    _wait_for_named_dataset(data)
     info = resolve_data(
         data,
         val=val_data if val_data is not None else dcfg.get("val"),
