@@ -185,3 +185,16 @@ def test_bad_arguments_raise():
         K.binary_conv2d(pk, np.zeros((8, 3, 3, 2), np.uint64), out_channels=8, kernel_size=3)
     with pytest.raises(BinsharpError, match="4-D"):
         K.pack_activations(np.zeros((8, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 37, 45, 32, 3, 1), (2, 32, 8, 70, 8, 3, 1), (1, 5, 6, 6, 3, 1, 0)])
+def test_float_conv_matches_torch(shape):
+    n, ci, h, w, co, k, p = shape
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, ci, h, w)).astype(np.float32)
+    wt = rng.standard_normal((co, ci, k, k)).astype(np.float32)
+    b = rng.standard_normal(co).astype(np.float32)
+    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), padding=p).numpy()
+    out = K.float_conv2d(x, wt, b, padding=p, threads=2)
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
