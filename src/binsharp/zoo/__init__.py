@@ -15,7 +15,8 @@ Layout of a zoo directory (the package's ``binsharp/zoo/weights`` unless ``$BINS
     <dataset>/<model>.safetensors         weights + metadata (binsharp checkpoint, binsharp.train.checkpoint)
     <dataset>/<model>.json                the checkpoint metadata, readable copy
     <dataset>/<model>.csv                 training log: the engine's per-stage metrics.csv files joined,
-                                          with a ``stage`` column (train/loss, val/q2n, val/sam, ...)
+                                          with ``stage`` and ``global_step`` columns (train/loss,
+                                          train/lr, val/loss, val/q2n, val/sam, val/ergas, ...)
 
 ``manifest.json``::
 
@@ -204,22 +205,31 @@ def load_pretrained(
 
 
 # ------------------------------------------------------------------------------------------ writing
-def merge_logs(stage_logs: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathLike) -> Path:
-    """Join per-stage CSV logs into one CSV at ``out`` with a leading ``stage`` column.
+def merge_logs(
+    stage_logs: Sequence[tuple[str, str | os.PathLike] | tuple[str, str | os.PathLike, int]],
+    out: str | os.PathLike,
+) -> Path:
+    """Join per-stage CSV logs into one CSV at ``out`` with leading ``stage`` and ``global_step`` columns.
 
-    ``stage_logs``: ``(stage name, metrics.csv path)`` in stage order. Columns are the union of the stages'
-    columns (first appearance order); missing values are empty.
+    ``stage_logs``: ``(stage name, metrics.csv path)`` or ``(stage name, path, steps before the stage)`` in
+    stage order; ``global_step`` is the row's ``step`` plus that offset (the offset defaults to 0). Columns
+    are the union of the stages' columns (first appearance order); missing values are empty.
     """
     rows: list[dict[str, str]] = []
-    columns: list[str] = ["stage"]
-    for stage, path in stage_logs:
+    columns: list[str] = ["stage", "global_step"]
+    for item in stage_logs:
+        stage, path = item[0], item[1]
+        offset = int(item[2]) if len(item) > 2 else 0  # type: ignore[misc]
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             for name in reader.fieldnames or []:
                 if name not in columns:
                     columns.append(name)
             for row in reader:
-                rows.append({"stage": stage, **{k: v for k, v in row.items() if k is not None}})
+                clean = {k: v for k, v in row.items() if k is not None}
+                step = clean.get("step", "")
+                gstep = str(int(float(step)) + offset) if step not in ("", None) else ""
+                rows.append({"stage": stage, "global_step": gstep, **clean})
     out = Path(out)
     with atomic_output(out, overwrite=True) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:

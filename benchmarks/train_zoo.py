@@ -1,0 +1,242 @@
+"""Train the model zoo: every registered model on one dataset with one budget and seed, into the zoo.
+
+Usage::
+
+    python benchmarks/train_zoo.py                         # all models, wv3-longmont, 20 000 steps, seed 0
+    python benchmarks/train_zoo.py --models s2bnet,bnnpan --steps 20000 --accelerator gpu
+    python benchmarks/train_zoo.py --models pnn --steps 5 --out /tmp/zoo --runs /tmp/runs   # smoke test
+
+The budget (documented, the same for every model):
+
+* ``--steps N`` optimiser steps per model (default 20 000). Single-stage recipes run N steps; BNNPan's
+  three-stage recipe (I: 50 000, II: 20 000, III: 30 000 in its registered form) is scaled to the same total
+  N in proportion to its stages (the training engine's ``max_steps``: 10 000 / 4 000 / 6 000 for N = 20 000).
+* batch size, optimiser, learning rate and schedule: each model's registered recipe
+  (:func:`binsharp.models.model_info`; binary models: Adam 4e-4, cosine to 1e-6 over the run's steps,
+  batch 16; full-precision: the PanCollection learning rates, batch 32, step decay every 25 000 steps),
+  merged with ``binsharp/configs/<model>-<dataset>.yaml`` when that file exists (architecture switches,
+  logging cadence);
+* validation (Q2n, SAM, ERGAS on the dataset's ``val`` split) and a resumable checkpoint every N/20 steps;
+* seed ``--seed`` (default 0) for initialisation, data order and every stage.
+
+Each model is trained with the engine's Python API (:func:`binsharp.train.train`) into
+``<runs>/<model>-<dataset>`` (``--resume`` continues an interrupted run there), then its final checkpoint,
+the joined CSV log of its stages and the dataset manifest are copied into the zoo (``--out``, default the
+package's ``binsharp/zoo/weights``) and the zoo manifest records the exact command, budget, seed, wall time
+and machine (:func:`binsharp.zoo.add_checkpoint`). An existing zoo entry is replaced only with
+``--overwrite``. Prints the settings and the machine first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import binsharp
+from binsharp import models, zoo
+from binsharp.errors import BinsharpError
+
+DEFAULT_STEPS = 20_000
+DEFAULT_SEED = 0
+DEFAULT_DATA = "wv3-longmont"
+
+
+def machine() -> dict[str, Any]:
+    """CPU, core count, platform, torch version and GPU name (when CUDA is available)."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "binsharp": binsharp.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def dataset_key(data: str) -> str:
+    """Zoo key of the training data: the dataset's manifest name (or the catalog name / file stem)."""
+    from binsharp.data.catalog import CATALOG, dataset_info
+
+    if data.strip().lower() in CATALOG:
+        return data.strip().lower()
+    p = Path(data)
+    if p.is_dir():
+        name = dataset_info(p).get("name")
+        return str(name or p.name).lower()
+    return p.stem.lower()
+
+
+def config_for(model: str, dataset: str) -> Path | None:
+    """The packaged run configuration ``binsharp/configs/<model>-<dataset>.yaml`` when it exists."""
+    path = Path(binsharp.__file__).resolve().parent / "configs" / f"{model}-{dataset}.yaml"
+    return path if path.is_file() else None
+
+
+def stage_logs(run_dir: Path, stages: list[Any], steps: dict[str, int]) -> list[tuple[str, Path, int]]:
+    """``(stage name, metrics.csv, steps before the stage)`` of a finished run, in stage order (existing
+    files only); ``steps``: optimiser steps run per stage name."""
+    out = []
+    offset = 0
+    for s in stages:
+        csv_path = run_dir / "stages" / s.dirname / "logs" / "metrics.csv"
+        if csv_path.is_file():
+            out.append((s.name, csv_path, offset))
+        offset += int(steps.get(s.name, s.steps))
+    return out
+
+
+def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Train model ``name`` with the budget of ``args`` and add it to the zoo; returns the zoo entry."""
+    from binsharp.data.catalog import dataset_info
+    from binsharp.train import train
+
+    ds = dataset_key(args.data)
+    run_dir = Path(args.runs) / f"{name}-{ds}"
+    cfg = config_for(name, ds)
+    every = max(1, args.steps // 20)
+    t0 = time.perf_counter()
+    result = train(
+        name,
+        args.data,
+        out=run_dir,
+        config=cfg,
+        max_steps=args.steps,
+        stage_overrides={"val_every": every, "ckpt_every": every},
+        seed=args.seed,
+        resume=args.resume,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        progress=not args.no_progress,
+    )
+    wall = time.perf_counter() - t0
+    log_path = run_dir / "training-log.csv"
+    logs = stage_logs(run_dir, result.stages, result.steps)
+    if logs:
+        zoo.merge_logs(logs, log_path)
+    try:
+        data_manifest = dataset_info(args.data, progress=False)
+    except BinsharpError:
+        data_manifest = result.meta.get("data_manifest") or None
+    budget = {
+        "steps": int(sum(result.steps.values())),
+        "requested_steps": int(args.steps),
+        "stages": [
+            {
+                "name": s.name,
+                "steps": s.steps,
+                "batch_size": s.batch_size,
+                "optimizer": s.optimizer,
+                "lr": s.lr,
+                "scheduler": s.scheduler,
+                "eta_min": s.eta_min,
+            }
+            for s in result.stages
+        ],
+        "config": str(cfg.relative_to(Path(binsharp.__file__).resolve().parent)) if cfg else None,
+    }
+    info = {
+        "command": command,
+        "budget": budget,
+        "seed": int(args.seed),
+        "wall_time_s": round(wall, 1),
+        "machine": machine(),
+        "accelerator": args.accelerator,
+        "run_dir": str(run_dir),
+    }
+    return zoo.add_checkpoint(
+        result.checkpoint,
+        dataset=ds,
+        log=log_path if logs else None,
+        data_manifest=data_manifest,
+        info=info,
+        root=args.out,
+        overwrite=args.overwrite,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="all", help="'all' (default) or comma-separated registered names")
+    p.add_argument(
+        "--data", default=DEFAULT_DATA, help=f"training dataset name or directory ({DEFAULT_DATA})"
+    )
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"steps per model ({DEFAULT_STEPS})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed ({DEFAULT_SEED})")
+    p.add_argument("--out", default=None, help="zoo directory (default: the package's binsharp/zoo/weights)")
+    p.add_argument("--runs", default="runs/zoo", help="parent of the run directories (default runs/zoo)")
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu (default), gpu, auto")
+    p.add_argument("--devices", default=None, help="devices (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue interrupted runs in --runs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing zoo entries")
+    p.add_argument("--keep-going", action="store_true", help="continue with the next model after a failure")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    names = (
+        models.list_models()
+        if args.models.strip().lower() == "all"
+        else [n.strip().lower() for n in args.models.split(",") if n.strip()]
+    )
+    unknown = sorted(set(names) - set(models.list_models()))
+    if unknown:
+        p.error(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(models.list_models())}")
+    command = shlex.join(["python", "benchmarks/train_zoo.py", *(sys.argv[1:] if argv is None else argv)])
+    zoo_root = zoo.zoo_dir(args.out)
+    print("# train_zoo settings")
+    print(f"models: {', '.join(names)}")
+    print(
+        f"data: {args.data} (zoo key {dataset_key(args.data)}); "
+        f"budget: {args.steps} steps per model, seed {args.seed}"
+    )
+    print(
+        "recipes: each model's registered recipe (batch size, optimiser, lr, schedule); multi-stage recipes"
+    )
+    print("         scaled to the same total steps; validation and checkpoints every steps/20")
+    print(f"zoo: {zoo_root}; runs: {args.runs}; accelerator: {args.accelerator}")
+    print(f"machine: {machine()}")
+    failed = []
+    for name in names:
+        print(f"\n## {name}", flush=True)
+        try:
+            e = train_one(name, args, command)
+        except BinsharpError as exc:
+            print(f"{name}: failed: {exc}", file=sys.stderr)
+            failed.append(name)
+            if not args.keep_going:
+                return 2
+            continue
+        val = e.get("val") or {}
+        last = next(reversed(val.values()), {}) if isinstance(val, dict) and val else {}
+        print(
+            f"{name}: {e['budget']['steps']} steps in {e['wall_time_s']:.1f} s -> "
+            f"{zoo_root / e['checkpoint']} ({e['bytes']} bytes); last validation {last}"
+        )
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
