@@ -136,9 +136,9 @@ def test_bad_config_file_is_refused(tmp_path):
 def test_loss_decreases_and_validation_indexes(tiny_data, tmp_path):
     torch.manual_seed(0)
     before = l1_on(create("pnn", bands=4, channels=8), tiny_data["train"])  # same seed-0 init as the run
-    cfg = {**TINY, "recipe": {**TINY["recipe"], "val_every": 15, "scheduler": "cosine"}}
+    cfg = {**TINY, "recipe": {**TINY["recipe"], "val_every": 10, "scheduler": "cosine"}}
     res = train("pnn", tiny_data["train"], out=tmp_path / "run", val_data=tiny_data["val"], config=cfg,
-                max_steps=30, progress=False)  # fmt: skip
+                max_steps=20, progress=False)  # fmt: skip
     after = l1_on(res.model, tiny_data["train"])
     assert after < 0.7 * before
     val = res.val["main"]
@@ -146,9 +146,9 @@ def test_loss_decreases_and_validation_indexes(tiny_data, tmp_path):
     assert 0 < val["q2n"] <= 1 and val["sam"] > 0 and val["ergas"] > 0
     rows = list(csv.DictReader((tmp_path / "run/stages/01-main/logs/metrics.csv").open()))
     assert any(r.get("val/q2n") for r in rows) and any(r.get("train/loss") for r in rows)
-    assert len([r for r in rows if r.get("val/q2n")]) == 2  # steps 15 and 30
+    assert len([r for r in rows if r.get("val/q2n")]) == 2  # steps 10 and 20
     meta = read_meta(res.checkpoint)
-    assert meta["step"] == 30 and meta["bits"] == 11 and meta["sensor"] == "QB" and meta["bands"] == 4
+    assert meta["step"] == 20 and meta["bits"] == 11 and meta["sensor"] == "QB" and meta["bands"] == 4
     assert meta["recipe"][0]["scheduler"] == "cosine"
     assert meta["data_manifest"]["source"] == str(tiny_data["train"])
     # the exported checkpoint reproduces the trained model
