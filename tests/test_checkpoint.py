@@ -200,6 +200,12 @@ def test_checkpoint_fuser_matches_the_model_in_dn(ckpt):
         fuser(rng.uniform(0, 1, (8, 8, 8)), pan)
     with pytest.raises(BinsharpError, match="4-band MS images"):
         checkpoint_fuser(ckpt, sensor="WV3")
+    with pytest.raises(BinsharpError, match="11-bit data, the input is 10-bit"):
+        checkpoint_fuser(ckpt, sensor="GF2")  # 4 bands, 10 bits
+    with pytest.warns(UserWarning, match="trained on QB data, the input is from IKONOS"):
+        checkpoint_fuser(ckpt, sensor="IKONOS")  # 4 bands, 11 bits: cross-sensor use is allowed
+    with pytest.raises(BinsharpError, match="trained on QB data"):
+        checkpoint_fuser(ckpt, sensor="IKONOS", check_sensor=True)
     assert "checkpoint" in fusers.fuser_sources()
 
 

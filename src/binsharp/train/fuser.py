@@ -7,6 +7,7 @@ Importing this module registers the fuser source ``checkpoint`` (``binsharp eval
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,15 @@ def checkpoint_fuser(
     ratio: int | None = None,
     bits: int | None = None,
     device: str = "cpu",
+    check_sensor: bool = False,
 ) -> CheckpointFuser:
     """Load the binsharp checkpoint at ``path`` as a fuser.
 
     When the data's ``sensor`` (a :class:`binsharp.sensors.Sensor` or name), ``ratio`` or ``bits`` are known
-    they are checked against the checkpoint's training data and a mismatch raises :class:`BinsharpError`
-    (the band count is checked on every call).
+    they are checked against the checkpoint's training data: another band count (from the sensor; also
+    checked on every call), bit depth (``bits``, else the sensor's) or ratio raises :class:`BinsharpError`.
+    Another sensor of the same bands and bits (cross-sensor evaluation, e.g. a WV3 model on WV2 data) only
+    warns, unless ``check_sensor`` makes it an error too.
     """
     from binsharp.train.checkpoint import check_compatible
 
@@ -99,14 +103,21 @@ def checkpoint_fuser(
     s_name = getattr(sensor, "name", sensor)
     s_bits = getattr(sensor, "bits", None)
     s_bands = getattr(sensor, "n_bands", None)
+    source = f"checkpoint {path}"
     check_compatible(
         fuser.meta,
         bands=s_bands,
         bits=bits if bits is not None else s_bits,
-        sensor=str(s_name) if s_name is not None else None,
         ratio=ratio,
-        source=f"checkpoint {path}",
+        source=source,
     )
+    if s_name is not None:
+        try:
+            check_compatible(fuser.meta, sensor=str(s_name), source=source)
+        except BinsharpError as exc:
+            if check_sensor:
+                raise
+            warnings.warn(f"{exc} (cross-sensor use)", stacklevel=2)
     return fuser
 
 
