@@ -30,8 +30,10 @@ MODELS = {
     "irnet": {"n_units": 3},
     "btm": {"n_units": 3},
     "e2fif": {"n_units": 2},
-    "bisrnet": {},
+    "bisrnet": {"dim": 16},
     "fabnet": {"n_low": 2, "n_high": 2},
+    "s2bnet": {"dim": 16},
+    "bnnpan": {"n_modules": 2, "zero_tail": False},
 }
 
 
@@ -48,6 +50,10 @@ def _randomised(name: str, seed: int = 0, **kw) -> torch.nn.Module:
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_mean.normal_(0, 0.1)
                 mod.running_var.uniform_(0.5, 2.0)
+            if type(mod).__name__ == "LatentPriorModulation":  # identity-initialised
+                mod.linear.weight.normal_(0, 0.05)
+            if type(mod).__name__ == "DynamicSRM":  # zero-initialised
+                mod.fc2.weight.normal_(0, 0.1)
     return m
 
 

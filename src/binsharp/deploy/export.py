@@ -120,13 +120,14 @@ class Lowerer:
             fn = self.converters.get(cls)
             if fn is not None:
                 return fn(module, ins)
-        by_name = self.converters.get(type(module).__name__)  # type: ignore[call-overload]
-        if by_name is not None:
-            return by_name(module, ins)
+        for cls in type(module).__mro__:
+            by_name = self.converters.get(cls.__name__)  # type: ignore[call-overload]
+            if by_name is not None:
+                return by_name(module, ins)
         return self.trace(module, ins, name)
 
     def is_leaf(self, m: nn.Module) -> bool:
-        return any(c in self.converters for c in type(m).__mro__) or type(m).__name__ in self.converters
+        return any(c in self.converters or c.__name__ in self.converters for c in type(m).__mro__)
 
     def trace(self, module: nn.Module, ins: list[str], name: str = "") -> list[str]:
         lowerer = self
@@ -292,6 +293,25 @@ class Lowerer:
         c["BinaryUNetBody"] = self._unet
         c["WaveletBody"] = self._wavelet
         c["WeightedSum"] = lambda m, i: self._weighted_sum(m.weight, i)
+        c[nn.Linear] = lambda m, i: self.b.op(
+            "linear", i, params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)}
+        )
+        c[nn.Sigmoid] = lambda m, i: self.b.op("sigmoid", i)
+        c[nn.Tanh] = lambda m, i: self.b.op("tanh", i)
+        c[nn.PixelUnshuffle] = lambda m, i: self.b.op(
+            "pixel_unshuffle", i, attrs={"r": int(m.downscale_factor)}
+        )
+        c[nn.AdaptiveAvgPool2d] = self._adaptive_pool
+        c["DynamicSRM"] = self._dynamic_srm
+        c["GaborActivationFilter"] = self._gabor_activation
+        c["BNNPan"] = self._bnnpan
+        c["PIBF"] = self._pibf
+        c["BinaryWaveletConv"] = self._bwtc
+        c["StatisticsRestandardization"] = self._restd
+        c["LatentPriorModulation"] = self._ldpc
+        c["ChannelCalibration"] = self._cdc
+        c["LatentEncoder"] = self._latent_encoder
+        c["LatentDiffusionPrior"] = self._prior
 
     def _conv(self, m: nn.Conv2d, ins):
         _check_conv(m)
@@ -404,6 +424,117 @@ class Lowerer:
             fea = self.emit(block, [fea], f"decoder{i}.block")[0]
         out = self.emit(m.mapping, [fea], "mapping")[0]
         return self.b.op("crop_like", [out, x0])
+
+    def _adaptive_pool(self, m, ins):
+        size = m.output_size
+        if size not in (1, (1, 1)):
+            raise BinsharpError("only global average pooling (output size 1) can be exported")
+        return self.b.op("mean_hw", ins)
+
+    def _dynamic_srm(self, m, ins):
+        """``k(x) * x + b(x)``: per-sample coefficients from the global mean (S2BNet SRM)."""
+        x = ins[0]
+        s = self.b.op("flatten", self.b.op("mean_hw", [x]))[0]
+        h = self.emit(m.act, self.emit(m.fc1, [s]))[0]
+        kr, br = self.b.op("chunk", self.emit(m.fc2, [h]), nout=2, attrs={"chunks": 2})
+        k = self.b.op("add_scalar", self.b.op("tanh", [kr]), attrs={"value": 1.0})[0]
+        b = self.b.op("tanh", [br])[0]
+        k4 = self.b.op("unflatten", [k])[0]
+        b4 = self.b.op("unflatten", [b])[0]
+        return self.b.op("add", [b4, self.b.op("mul", [x, k4])[0]])
+
+    def _gabor_activation(self, m, ins):
+        g = m.gabor.bank.to(torch.float32) * m.lam
+        k = g.shape[-1]
+        y = self.b.op(
+            "conv2d",
+            ins,
+            attrs={"stride": 1, "padding": k // 2, "groups": int(g.shape[0])},
+            params={"weight": _np(g)},
+        )[0]
+        return self.b.op("add", [ins[0], y])
+
+    # -- BNNPan
+    def _bnnpan(self, m, ins):
+        lms, pan = ins
+        lms_p = self.b.op("pad_to_multiple", [lms], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
+        pan_p = self.b.op("pad_to_multiple", [pan], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
+        z = self.emit(m.prior, [pan_p, lms_p], "prior")[0] if m.prior is not None else None
+        f = self.emit(m.head, [self.b.op("cat", [pan_p, lms_p])[0]], "head")[0]
+        for i, pibf in enumerate(m.body):
+            f = self._pibf(pibf, [f] + ([z] if z is not None else []), f"body.{i}")[0]
+        out = self.b.op("add", [self.emit(m.tail, [f], "tail")[0], lms_p])[0]
+        return self.b.op("crop_like", [out, lms])
+
+    def _pibf(self, m, ins, name: str = "pibf"):
+        y = self.emit(m.bwtc, [ins[0]], f"{name}.bwtc")[0]
+        y_mod = self._ldpc(m.ldpc, [y, ins[1]])[0] if m.ldpc is not None else y
+        return self._cdc(m.cdc, [y_mod, y])
+
+    def _bwtc(self, m, ins):
+        if m.dwt is None:
+            return self.emit(m.bands[0], ins, "band")
+        sub = self.b.op("split_bands", [self.b.op("haar_dwt", ins)[0]], nout=4)
+        outs = [
+            self.emit(nbc, [s], f"band{i}")[0] for i, (nbc, s) in enumerate(zip(m.bands, sub, strict=True))
+        ]
+        return self.b.op("haar_idwt", self.b.op("merge_bands", outs))
+
+    def _stats(self, x: str, eps: float) -> tuple[str, str]:
+        mu, sd = self.b.op("stats", [x], nout=2, attrs={"eps": float(eps)})
+        return mu, sd
+
+    def _restd(self, m, ins):
+        """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` in the PyTorch evaluation order."""
+        xb, xf = ins
+        mu_b, sd_b = self._stats(xb, m.eps)
+        mu_f, sd_f = self._stats(xf, m.eps)
+        lam = self.b.op("const", [], params={"value": _np(m.lam)})[0]
+        eta = self.b.op("const", [], params={"value": _np(m.eta)})[0]
+        r = self.b.op("div", [sd_f, lam])[0]
+        d = self.b.op("sub", [xb, mu_b])[0]
+        t = self.b.op("div", [self.b.op("mul", [r, d])[0], sd_b])[0]
+        return self.b.op("add", [self.b.op("add", [t, mu_f])[0], eta])
+
+    def _ldpc(self, m, ins):
+        y, z = ins
+        zz = self.b.op("unflatten", self.emit(m.linear, [z]))[0]
+        zw, zb = self.b.op("chunk", [zz], nout=2, attrs={"chunks": 2})
+        if m.offset:
+            zw = self.b.op("add_scalar", [zw], attrs={"value": float(m.offset)})[0]
+        return self.b.op("add", [self.b.op("mul", [y, zw])[0], zb])
+
+    def _cdc(self, m, ins):
+        y_mod, y = ins
+        mu, sd = self._stats(y_mod, m.eps)
+        am = self.b.op("flatten", self.b.op("mean_hw", self.b.op("abs", [y_mod])))[0]
+        stats = self.b.op("cat", [am, self.b.op("flatten", [mu])[0], self.b.op("flatten", [sd])[0]])[0]
+        w = self.b.op("unflatten", self.emit(m.gate, self.emit(m.linear, [stats])))[0]
+        return self.b.op("add", [self.b.op("mul", [w, y_mod])[0], y])
+
+    def _latent_encoder(self, m, ins):
+        x = self.emit(m.unshuffle, ins)[0]
+        x = self.emit(m.features, [x])[0]
+        x = self.b.op("flatten", self.emit(m.pool, [x]))[0]
+        return self.emit(m.mlp, [x])
+
+    def _prior(self, m, ins):
+        """Inference path of the latent diffusion prior: seeded noise, T deterministic reverse steps."""
+        pan, lms = ins
+        c = self.emit(m.condition, [self.b.op("cat", [pan, lms])[0]], "prior.condition")[0]
+        g = torch.Generator().manual_seed(m.noise_seed)
+        noise = torch.randn(1, m.latent_dim, generator=g, dtype=torch.float32)
+        z = self.b.op("broadcast_rows", [self.b.op("const", [], params={"value": _np(noise)})[0], c])[0]
+        for i in reversed(range(m.timesteps)):
+            t = self.b.op("fill_rows", [c], attrs={"value": float(np.float32((i + 1) / m.timesteps))})[0]
+            x0 = self.emit(m.denoiser.net, [self.b.op("cat", [c, t, z])[0]], "prior.denoiser")[0]
+            if i > 0:
+                a = self.b.op("mul_scalar", [x0], attrs={"value": float(m._coef1[i])})[0]
+                bb = self.b.op("mul_scalar", [z], attrs={"value": float(m._coef2[i])})[0]
+                z = self.b.op("add", [a, bb])[0]
+            else:
+                z = x0
+        return [z]
 
     def _weighted_sum(self, weight: torch.Tensor, ins: list[str]) -> list[str]:
         w = weight.detach().to(torch.float32).reshape(-1)
@@ -633,7 +764,7 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
     inputs = list(getattr(model, "inputs", ("lms", "pan")))
     with torch.no_grad():
         lw = Lowerer(b)
-        if type(model).__name__ not in lw.converters and not lw.is_leaf(model):
+        if not lw.is_leaf(model):
             raise BinsharpError(
                 f"model {getattr(model, 'model_name', type(model).__name__)!r} cannot be exported "
                 "to the engine yet"

@@ -423,10 +423,49 @@ def _op_pad_to_multiple(e, a, p, at):
     if not (ph or pw):
         return a[0]
     mode = "reflect" if ph < h and pw < w else "edge"
+    if at.get("mode") == "replicate":
+        mode = "edge"
     return np.pad(a[0], ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
 
 
+def _op_stats(e, a, p, at):
+    """Per-sample, per-channel mean and sqrt(population var + eps) over H x W, each (N, C, 1, 1)."""
+    x = a[0]
+    mu = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+    var = ((x - mu) ** 2).mean(axis=(2, 3), keepdims=True)
+    return mu.astype(F32), np.sqrt(var.astype(F32) + F32(at.get("eps", 1e-5))).astype(F32)
+
+
+def _op_pixel_unshuffle(e, a, p, at):
+    r = int(at["r"])
+    n, c, h, w = a[0].shape
+    x = a[0].reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)
+    return np.ascontiguousarray(x.reshape(n, c * r * r, h // r, w // r))
+
+
+def _op_linear(e, a, p, at):
+    y = a[0] @ p["weight"].T
+    if "bias" in p:
+        y = y + p["bias"]
+    return y.astype(F32, copy=False)
+
+
 _OPS: dict[str, Callable] = {
+    "linear": _op_linear,
+    "sigmoid": lambda e, a, p, at: (F32(1) / (F32(1) + np.exp(-a[0]))).astype(F32, copy=False),
+    "tanh": lambda e, a, p, at: np.tanh(a[0]),
+    "abs": lambda e, a, p, at: np.abs(a[0]),
+    "sub": lambda e, a, p, at: np.subtract(a[0], a[1], dtype=F32),
+    "div": lambda e, a, p, at: np.divide(a[0], a[1], dtype=F32),
+    "mean_hw": lambda e, a, p, at: a[0].mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(F32),
+    "stats": _op_stats,
+    "flatten": lambda e, a, p, at: a[0].reshape(a[0].shape[0], -1),
+    "unflatten": lambda e, a, p, at: a[0].reshape(a[0].shape[0], -1, 1, 1),
+    "pixel_unshuffle": _op_pixel_unshuffle,
+    "broadcast_rows": lambda e, a, p, at: np.ascontiguousarray(
+        np.broadcast_to(a[0], (a[1].shape[0], a[0].shape[1]))
+    ),
+    "fill_rows": lambda e, a, p, at: np.full((a[0].shape[0], 1), F32(at["value"]), F32),
     "conv2d": _op_conv2d,
     "bconv": _op_bconv,
     "affine": _op_affine,
