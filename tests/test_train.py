@@ -431,3 +431,51 @@ def test_epoch_sampler_shards_reshuffles_and_resumes():
     assert EpochSampler(3, 16).batch_size == 3
     with pytest.raises(BinsharpError, match="cannot be shared"):
         EpochSampler(1, 4, world_size=2)
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({"scheduler": "step", "step_size": 2, "gamma": 0.5}, [1, 1, 0.5, 0.5, 0.25, 0.25]),
+        ({"scheduler": "multistep", "milestones": [1, 4], "gamma": 0.1}, [1, 0.1, 0.1, 0.1, 0.01, 0.01]),
+        (
+            {"scheduler": "cosine", "eta_min": 0.1},
+            [1, 0.1 + 0.9 * 0.8535533905932737, 0.55, 0.1 + 0.9 * 0.1464466094067262, 0.1, 0.1],
+        ),
+        ({"scheduler": "none", "warmup_steps": 2}, [0.5, 1, 1, 1, 1, 1]),
+    ],
+)
+def test_schedules_and_optimizers(settings, expected):
+    from binsharp.train.task import PanSharpeningTask
+
+    stage = resolve_stages({"lr": 1.0, "steps": 4 if settings["scheduler"] == "cosine" else 6,
+                            "optimizer": "adamw", "weight_decay": 0.01, **settings})[0]  # fmt: skip
+    task = PanSharpeningTask(create("pnn", bands=4, channels=4), stage)
+    conf = task.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.01
+    lrs = []
+    for _ in expected:
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs, expected, atol=1e-12)
+
+
+class _GradNorm(L.Callback):
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        grads = [p.grad.norm() for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack(grads))))
+
+
+def test_gradient_clipping(tiny_data, tmp_path):
+    free, clipped = _GradNorm(), _GradNorm()
+    base = {"model": {"channels": 4}, "recipe": {"batch_size": 4, "steps": 2}}
+    train("pnn", tiny_data["train"], out=tmp_path / "a", config=base, progress=False, callbacks=[free])
+    cfg = {**base, "recipe": {**base["recipe"], "grad_clip": 1e-3}}
+    train("pnn", tiny_data["train"], out=tmp_path / "b", config=cfg, progress=False, callbacks=[clipped])
+    assert min(free.norms) > 1e-2
+    assert max(clipped.norms) <= 1e-3 * (1 + 1e-4)
