@@ -3,6 +3,7 @@
 Examples::
 
     binsharp export --checkpoint runs/bbcu/model.safetensors -o bbcu.bsp
+    binsharp export --model bbcu --pretrained wv3-longmont -o bbcu.bsp   # model-zoo weights
     binsharp export --model bbcu --bands 8 -o bbcu-random.bsp      # random weights, for testing
 
 The file holds the graph, the binary weights packed one bit per weight and the float layers in float32,
@@ -27,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="CKPT", help="binsharp checkpoint written by 'binsharp train'")
-    src.add_argument("--model", metavar="NAME", help="registered model name, random initialisation")
+    src.add_argument(
+        "--model", metavar="NAME", help="registered model name (random weights unless --pretrained)"
+    )
+    p.add_argument("--pretrained", metavar="DATASET", default=None, help="with --model: model-zoo weights")
     p.add_argument("--bands", type=int, default=8, help="MS bands for --model (default 8)")
     p.add_argument("--bits", type=int, default=None, help="bit depth of the data to store (--model only)")
     p.add_argument("--ratio", type=int, default=4, help="PAN/MS ratio to store (--model only, default 4)")
@@ -49,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         from binsharp.train.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(args.checkpoint)
+    elif args.pretrained:
+        from binsharp.zoo import load_pretrained
+
+        model, meta = load_pretrained(args.model, args.pretrained)
     else:
         from binsharp import models
 

@@ -1,0 +1,72 @@
+"""The engine on a real WV3 tile: same binarization decisions and output as PyTorch; ``--engine`` fuses
+like ``--checkpoint`` (export from a saved checkpoint)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from binsharp import models
+from binsharp.deploy import kernels as K
+from binsharp.deploy.export import lower_model
+from binsharp.deploy.runtime import Engine
+from binsharp.nn import BinaryConv2d
+
+pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
+
+
+def _model(name: str, **kw):
+    torch.manual_seed(1)
+    m = models.create(name, bands=8, **kw).eval()
+    with torch.no_grad():
+        for pname, p in m.named_parameters():
+            if (p.dim() == 1 or (p.dim() == 4 and p.shape[0] == 1)) and "weight" not in pname:
+                p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+@pytest.mark.parametrize(
+    "name,kw", [("bbcu", {"n_units": 6}), ("s2bnet", {"dim": 16}), ("bnnpan", {"n_modules": 2})]
+)
+def test_real_tile_identical_decisions(conformance_case, name, kw):
+    case = conformance_case("rr_wv3")
+    s = 2047.0
+    lms = torch.from_numpy(case["ms_up"][:, 64:128, 96:160].astype(np.float32) / s)[None]
+    pan = torch.from_numpy(case["pan"][:, 64:128, 96:160].astype(np.float32) / s)[None]
+    m = _model(name, **kw)
+    dec: list[np.ndarray] = []
+    hooks = [mm.register_forward_hook(lambda mod, a, o: dec.append(mod.input_quantizer(a[0]).numpy()))
+             for mm in m.modules() if isinstance(mm, BinaryConv2d) and mm.is_binary]  # fmt: skip
+    with torch.no_grad():
+        ref = m(lms=lms, pan=pan).numpy()
+    for h in hooks:
+        h.remove()
+    eng = Engine(lower_model(m))
+    seen: list[np.ndarray] = []
+    eng.on_binary_input = lambda at, packed: seen.append(packed.signs())
+    out = eng(lms=lms.numpy(), pan=pan.numpy())
+    assert len(seen) == len(dec) > 0
+    flips = sum(int((a != b).sum()) for a, b in zip(seen, dec, strict=True))
+    assert flips == 0
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_engine_fuser_equals_checkpoint_fuser(tmp_path, conformance_case):
+    from binsharp.cli import main
+    from binsharp.deploy.fuser import engine_fuser
+    from binsharp.train.checkpoint import save_checkpoint
+    from binsharp.train.fuser import checkpoint_fuser
+
+    m = _model("bbcu", n_units=4)
+    ckpt = save_checkpoint(tmp_path / "bbcu.safetensors", m, {"sensor": "WV3", "bits": 11, "ratio": 4})
+    out = tmp_path / "bbcu.bsp"
+    assert main(["export", "--checkpoint", str(ckpt), "-o", str(out)]) == 0
+    case = conformance_case("rr_wv3")
+    ms, pan, lms = case["ms_lr"][:, :16, :20], case["pan"][:, :64, :80], case["ms_up"][:, :64, :80]
+    eng = engine_fuser(out)
+    ref = checkpoint_fuser(ckpt)(ms, pan, lms)
+    got = eng(ms, pan, lms)
+    assert eng.bits == 11 and eng.ratio == 4
+    assert got.shape == ref.shape == (8, 64, 80)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
