@@ -30,7 +30,9 @@ from binsharp.models.bnnpan_prior import LatentDiffusionPrior, diffusion_schedul
 from binsharp.nn import HaarDWT, HaarIDWT
 from binsharp.train.recipe import build_run_config
 
-TINY_MODEL = {"dim": 8, "n_modules": 2, "latent_dim": 8, "prior_channels": 8, "denoiser_hidden": 16}
+TINY_MODEL = {
+    "dim": 8, "n_modules": 2, "latent_dim": 8, "prior_channels": 8, "denoiser_hidden": 16, "zero_tail": False
+}  # fmt: skip
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -297,6 +299,10 @@ def test_switches():
         assert m(**x).shape == x["lms"].shape
     m = create("bnnpan", bands=4, **{**TINY_MODEL, "latent_dim": 5, "timesteps": 2})
     assert m.prior.latent_dim == 5 and m.prior.timesteps == 2 and m(**x).shape == x["lms"].shape
+    zero = create("bnnpan", bands=4)
+    assert torch.count_nonzero(zero.tail.weight) == 0 and torch.equal(
+        zero(**x), x["lms"]
+    )  # SR = M_up at init
     with pytest.raises(BinsharpError):
         create("bnnpan", bands=4, n_modules=0)
     with pytest.raises(BinsharpError):

@@ -26,7 +26,7 @@ NBC (:class:`NormalizedBinaryConv`), on X_f (B, D, h, w)::
 The latent ``z`` comes from the stage-I encoder (sees ``gt``) during stage I and from the diffusion prior
 (:mod:`binsharp.models.bnnpan_prior`) otherwise. Switches (constructor arguments, stored in ``config``):
 ``dwt``, ``norm``, ``prior``, ``n_modules``, ``latent_dim``, ``timesteps``, ``dim``, ``prior_init``,
-``prior_channels``, ``denoiser_hidden``, ``noise_seed``.
+``prior_channels``, ``denoiser_hidden``, ``noise_seed``, ``zero_tail``.
 
 Training: three stages (:func:`bnnpan_recipe`), the model side of the engine's hook protocol is
 :meth:`BNNPan.training_loss` / :meth:`BNNPan.validation_output`; each stage's ``options.phase`` says which
@@ -367,6 +367,9 @@ class BNNPan(PanModel):
         prior_channels: width of the prior encoders' conv stacks.
         denoiser_hidden: width of the denoiser MLP.
         noise_seed: seed of the inference noise of the reverse diffusion.
+        zero_tail: initialise the tail convolution to zero, so that ``SR = M_up`` at initialisation (the
+            PIBF cascade amplifies its input about 3x per module at initialisation: NBC adds a branch with the
+            input's own statistics, CDC adds ``W_c Y~`` with ``W_c`` about 0.5); False: PyTorch's default.
 
     Forward: ``lms`` (B, C, H, W), ``pan`` (B, 1, H, W), optional ``gt`` (B, C, H, W), normalised ->
     (B, C, H, W). With ``gt`` the latent comes from the stage-I encoder, otherwise from the diffusion prior.
@@ -391,6 +394,7 @@ class BNNPan(PanModel):
         prior_channels: int = 32,
         denoiser_hidden: int = 64,
         noise_seed: int = 0,
+        zero_tail: bool = True,
     ) -> None:
         super().__init__(bands)
         for name, v in (("dim", dim), ("n_modules", n_modules), ("latent_dim", latent_dim)):
@@ -407,6 +411,7 @@ class BNNPan(PanModel):
             "bands": self.bands, "dim": dim, "n_modules": n_modules, "dwt": dwt, "norm": norm, "prior": prior,
             "latent_dim": latent_dim, "timesteps": timesteps, "prior_init": prior_init,
             "prior_channels": prior_channels, "denoiser_hidden": denoiser_hidden, "noise_seed": noise_seed,
+            "zero_tail": zero_tail,
         }  # fmt: skip
         self.head = nn.Conv2d(bands + 1, self.dim, 3, padding=1, bias=False)
         self.body = nn.ModuleList(
@@ -414,6 +419,8 @@ class BNNPan(PanModel):
             for _ in range(self.n_modules)
         )
         self.tail = nn.Conv2d(self.dim, bands, 3, padding=1, bias=False)
+        if zero_tail:
+            nn.init.zeros_(self.tail.weight)
         self.prior = (
             LatentDiffusionPrior(bands, latent_dim, prior_channels, denoiser_hidden, timesteps, noise_seed)
             if prior
