@@ -15,7 +15,7 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 
 #: Subcommand modules, in the order they appear in ``binsharp --help``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "evaluate", "fuse", "train", "export")
+COMMAND_MODULES: tuple[str, ...] = ("data", "evaluate", "fuse", "train", "export", "bench", "quickstart")
 
 EXIT_BAD_INPUT = 2
 
