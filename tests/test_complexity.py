@@ -161,7 +161,9 @@ def test_mixed_model_totals_and_rows():
     assert r.weight_bytes == (r.params_binary + 7) // 8 + 4 * r.params_float
     assert r.inputs == {"lms": (1, 8, h, w), "pan": (1, 1, h, w)}
     text = r.table()
-    assert "bconv" in text and "OPs = BOPs/64 + FLOPs" in text and "BinaryConv2d" in text
+    assert "bconv" in text and "OPs = BOPs/64 + FLOPs" in text and "BinaryConv2d (binary)" in text
+    assert rows[("conv", "BinaryConv2d")].note == "binary weights"
+    assert rows[("bconv", "BinaryConv2d")].note == "binary"
     assert str(r) == text
     d = json.loads(json.dumps(r.to_dict()))
     assert d["bops"] == r.bops and len(d["per_layer"]) == len(r.per_layer)

@@ -287,7 +287,12 @@ _register_defaults()
 # ------------------------------------------------------------------------------------------- report
 @dataclass
 class LayerRow:
-    """One row of the per-layer table (totals over all calls of the module)."""
+    """One row of the per-layer table (totals over all calls of the module).
+
+    ``type`` is the module's class name, or ``functional`` for ATen-level work attributed to a module
+    without a rule; ``note`` says for binary layers whether they run ``binary``, with ``binary weights``
+    only (BiConnect) or in ``float``.
+    """
 
     name: str
     type: str
@@ -298,6 +303,7 @@ class LayerRow:
     elementwise: int = 0
     params_binary: int = 0
     params_float: int = 0
+    note: str = ""
 
 
 @dataclass
@@ -341,7 +347,7 @@ class Report:
             if r.calls > 1:
                 shape += f" (x{r.calls})"
             rows.append(
-                (name, r.type, shape)
+                (name, f"{r.type} ({r.note})" if r.note else r.type, shape)
                 + tuple(f"{v:,}" for v in (r.bops, r.flops, r.elementwise, r.params_binary, r.params_float))
             )
         total = ("Total", "", "") + tuple(
@@ -589,6 +595,9 @@ def count(model: nn.Module, inputs: dict[str, Any], *, strict: bool = True) -> R
             row = LayerRow(label, type(m).__name__, calls[name], shapes.get(name))
             row.bops, row.flops, row.elementwise = w.bops, w.flops, w.elementwise
             row.params_binary, row.params_float = pb, pf
+            if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                weights_only = m.kernel_quantizer is not None
+                row.note = "binary" if m.is_binary else ("binary weights" if weights_only else "float")
             rows.append(row)
         fe = tracker.func_elementwise.get(name, 0)
         fm = tracker.func_macs.get(name, 0)
