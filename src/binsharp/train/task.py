@@ -237,13 +237,21 @@ class PanSharpeningTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the torch RNG state, so that a resumed run draws the same random numbers."""
-        checkpoint["binsharp_rng"] = {"torch": torch.get_rng_state()}
+        """Store the torch RNG states (CPU, and CUDA when in use), so that a resumed run draws the same
+        random numbers as an uninterrupted one."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["binsharp_rng"] = rng
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("binsharp_rng", {}).get("torch")
+        rng = checkpoint.get("binsharp_rng", {})
+        state = rng.get("torch")
         if isinstance(state, Tensor):
             torch.set_rng_state(state.to(torch.uint8).cpu())
+        cuda = rng.get("cuda")
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.to(torch.uint8).cpu() for s in cuda])
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
