@@ -468,6 +468,14 @@ static const mkdw_fn MKDW[BS_NPATHS] = {mkdw_generic, mkdw_popcnt, mkdw_avx2, mk
 static const epi_fn EPI[BS_NPATHS] = {epi_generic, epi_popcnt, epi_avx2, epi_avx512};
 static const pack_fn PACK[BS_NPATHS] = {pack_row_generic, pack_row_popcnt, pack_row_avx2, pack_row_avx512};
 
+/* Threads worth using for `work` elementary operations (small layers run on one thread). */
+static int useful_threads(int nthreads, double work) {
+    if (nthreads < 1) nthreads = 1;
+    int t = (int)(work / 4.0e6);
+    if (t < 1) t = 1;
+    return t < nthreads ? t : nthreads;
+}
+
 static int resolve_path(int path) {
     if (path < 0) return bs_best_path();
     if (path >= BS_NPATHS || !bs_path_available(path)) return -1;
@@ -486,7 +494,7 @@ BS_API int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, con
     const int Hp = H + 2 * halo, Wp = W + 2 * halo;
     const int64_t plane = (int64_t)Hp * Wp, img = plane * groups * nwg;
     const pack_fn f = PACK[path];
-    if (nthreads < 1) nthreads = 1;
+    nthreads = useful_threads(nthreads, (double)N * C * H * W);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)
         for (int y = 0; y < H; y++)
@@ -603,7 +611,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     const epi_fn ep = EPI[path];
     const int ntx = (g.Wo + TX - 1) / TX;
     int err = 0;
-    if (nthreads < 1) nthreads = 1;
+    nthreads = useful_threads(nthreads, (double)N * g.Ho * g.Wo * Co * (k * k * (double)(g.depthwise ? 1 : g.nwg) + 4));
 #pragma omp parallel num_threads(nthreads)
     {
         int32_t *acc = aligned_alloc(64, sizeof(int32_t) * (size_t)Co * TX + 64);
@@ -685,7 +693,7 @@ BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const fl
                     int Wr, const float *bias, float *out, int nthreads) {
     if (N < 1 || Ci < 1 || Co4 < 4 || Co4 % 4 || k < 1 || Ho < 1 || Wr < 32 || Wr % 32) return BS_EINVAL;
     if (Hp < Ho + k - 1 || Wq < Wr + k - 1) return BS_EINVAL;
-    if (nthreads < 1) nthreads = 1;
+    nthreads = useful_threads(nthreads, (double)N * Ho * Wr * Co4 * Ci * k * k / 4.0);
     const int nob = Co4 / 4;
 #pragma omp parallel for collapse(3) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)

@@ -62,6 +62,9 @@ def _lib() -> ctypes.CDLL | None:
     spec = importlib.util.find_spec("binsharp.deploy._bitkern")
     if spec is None or not spec.origin:
         return None
+    # Idle OpenMP threads sleep instead of spinning (read by the OpenMP runtime when it loads): the kernels
+    # run one parallel region per layer, and spinning threads starve each other on a busy machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     lib = ctypes.CDLL(spec.origin)
     i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.bs_cpu_flags.restype = i32
