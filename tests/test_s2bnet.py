@@ -257,8 +257,8 @@ def test_reduces_to_bisr_conv(kernel_size: int, groups: int) -> None:
 
 
 def test_static_gsfa_off_model_counts_like_bisrnet() -> None:
-    s2b = models.create("s2bnet", bands=8, srm="static", gsfa="off", **SMALL)
-    bisr = models.create("bisrnet", bands=8, **SMALL)
+    s2b = models.create("s2bnet", bands=8, srm="static", gsfa="off", **TINY)
+    bisr = models.create("bisrnet", bands=8, **TINY)
     bisr.load_state_dict(s2b.state_dict(), strict=True)
     x = s2b.example_inputs(8)
     assert torch.equal(s2b(**x), bisr(**x))
@@ -377,9 +377,11 @@ def test_complexity_against_bisrnet() -> None:
     assert math.isclose(r.ops, r.bops / 64 + r.flops)
     assert any(row.type == "DynamicSRM" and row.elementwise > 0 for row in r.per_layer)
     # the activation-path Gabor filter is counted as k*k float MACs per element of each 3x3 unit
-    act = models.create("s2bnet", bands=8, gsfa="activation", **SMALL)
-    ra = count(act, x)
+    tiny = models.create("s2bnet", bands=8, **TINY)
+    act = models.create("s2bnet", bands=8, gsfa="activation", **TINY)
+    rt, ra = count(tiny, x), count(act, x)
     filt = [row for row in ra.per_layer if row.type == "GaborActivationFilter"]
-    assert filt and ra.bops == r.bops
-    assert ra.flops - r.flops == sum(row.flops for row in filt)
+    assert len(filt) == sum(1 for m in act.modules() if isinstance(m, S2BConv) and m.kernel_size == 3)
+    assert ra.bops == rt.bops and ra.params == rt.params
+    assert ra.flops - rt.flops == sum(row.flops for row in filt)
     assert all(row.flops == 9 * math.prod(row.output_shape) * row.calls for row in filt)
