@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import h5py
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -367,6 +368,7 @@ TINY_RUN = {
     "recipe": {
         "batch_size": 4,
         "lr": 5e-3,
+        "ckpt_every": 1,
         "stages": [
             {"name": "I", "steps": 3},
             {"name": "II", "steps": 3, "lr": 5e-3},
@@ -382,16 +384,28 @@ def _changed(a: dict, b: dict) -> set[str]:
     return {k for k in a if not torch.equal(a[k], b[k])}
 
 
-def test_three_stage_recipe_end_to_end_and_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def three_stage_run(tmp_path_factory) -> dict:
+    """One run of the three-stage recipe through the training engine on a tiny generated data set."""
+    from binsharp.train.engine import train
+
+    d = tmp_path_factory.mktemp("bnnpan")
+    data = {"train": _write_panc_h5(d / "train.h5", 12), "val": _write_panc_h5(d / "val.h5", 4, seed=1)}
+    torch.manual_seed(0)  # the engine seeds the run the same way before building the model
+    init = {k: v.clone() for k, v in create("bnnpan", bands=4, **TINY_MODEL).state_dict().items()}
+    out = d / "run"
+    res = train(
+        "bnnpan", data["train"], out=out, val_data=data["val"], config=TINY_RUN, progress=False, seed=0
+    )
+    return {"data": data, "init": init, "out": out, "res": res}
+
+
+def test_three_stage_recipe_end_to_end_and_checkpoint(three_stage_run):
     from binsharp.train.checkpoint import load_checkpoint, load_state, read_meta
     from binsharp.train.engine import train
 
-    train_h5 = _write_panc_h5(tmp_path / "train.h5", 12)
-    val_h5 = _write_panc_h5(tmp_path / "val.h5", 4, seed=1)
-    torch.manual_seed(0)
-    init = {k: v.clone() for k, v in create("bnnpan", bands=4, **TINY_MODEL).state_dict().items()}
-    out = tmp_path / "run"
-    res = train("bnnpan", train_h5, out=out, val_data=val_h5, config=TINY_RUN, progress=False, seed=0)
+    data, init, out, res = (three_stage_run[k] for k in ("data", "init", "out", "res"))
+    train_h5, val_h5 = data["train"], data["val"]
     assert res.steps == {"I": 3, "II": 3, "III": 3}
     s = {n: load_state(out / f"stages/{d}/weights.safetensors") for n, d in
          (("I", "01-I"), ("II", "02-II"), ("III", "03-III"))}  # fmt: skip
@@ -457,3 +471,29 @@ def test_bad_phase_is_refused():
     with pytest.raises(BinsharpError, match="phase"):
         m.on_stage_start(S())
     assert isinstance(m, BNNPan)
+
+
+class _StopInStage(L.Callback):
+    def __init__(self, stage: str, at: int) -> None:
+        self.stage, self.at = stage, at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if pl_module.stage.name == self.stage and trainer.global_step == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint")
+def test_interrupted_stage_ii_resumes_to_the_same_weights(three_stage_run, tmp_path):
+    """Stage II draws training noise from the global generator; a resumed run must reproduce it exactly."""
+    from binsharp.train.engine import train, weights_digest
+
+    data, ref = three_stage_run["data"], three_stage_run["res"]
+    out = tmp_path / "run"
+    kw = {"val_data": data["val"], "config": TINY_RUN, "progress": False, "seed": 0}
+    with pytest.raises(SystemExit):
+        train("bnnpan", data["train"], out=out, callbacks=[_StopInStage("II", 2)], **kw)
+    assert (out / "stages/01-I/weights.safetensors").is_file()
+    assert not (out / "stages/02-II/weights.safetensors").exists()
+    res = train("bnnpan", data["train"], out=out, resume=True, **kw)
+    assert res.steps == {"I": 3, "II": 3, "III": 3}
+    assert weights_digest(res.model) == weights_digest(ref.model)
