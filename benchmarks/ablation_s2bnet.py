@@ -251,4 +251,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from binsharp.errors import BinsharpError
+
+    try:
+        sys.exit(main())
+    except BinsharpError as exc:
+        print(f"ablation_s2bnet: error: {exc}", file=sys.stderr)
+        sys.exit(2)
