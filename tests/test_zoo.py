@@ -1,0 +1,226 @@
+"""Model zoo: training script into a temporary zoo, pretrained loading round trip, missing/corrupt entries,
+the --model/--pretrained fuser source.
+
+``tiny_assets`` (also used by the bench, quickstart and report tests) builds once per session a small
+generated 8-band WV3-like dataset and a zoo holding ``pnn`` and ``bnn`` trained for two steps on it by
+``benchmarks/train_zoo.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from affine import Affine
+
+from binsharp import models, zoo
+from binsharp.cli import main
+from binsharp.data.builder import build_dataset
+from binsharp.data.io import Raster
+from binsharp.errors import BinsharpError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "tiny"
+ZOO_MODELS = ("pnn", "bnn")
+
+
+def make_scene(h: int = 128, w: int = 448, bands: int = 8, seed: int = 0) -> tuple[Raster, Raster]:
+    """A smooth synthetic scene: PAN (1, 4h, 4w) and MS (bands, h, w), uint16 DN, north-up, no CRS."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : h * 4, 0 : w * 4].astype(np.float64)
+    pan = 700 + 300 * np.sin(x / 23.0) * np.cos(y / 17.0) + 120 * np.sin((x + 2 * y) / 7.0)
+    pan += rng.normal(0, 15, x.shape)
+    blocks = pan.reshape(h, 4, w, 4).mean(axis=(1, 3))
+    ms = np.stack([blocks * (0.7 + 0.08 * b) + 20 * b for b in range(bands)])
+    pan_a = np.clip(pan, 1, 2047)[None].astype(np.uint16)
+    ms_a = np.clip(ms, 1, 2047).astype(np.uint16)
+    return Raster(pan_a, None, Affine(0.5, 0, 0, 0, -0.5, 0)), Raster(ms_a, None, Affine(2, 0, 0, 0, -2, 0))
+
+
+def load_train_zoo():
+    """The ``benchmarks/train_zoo.py`` script as a module."""
+    spec = importlib.util.spec_from_file_location("train_zoo", ROOT / "benchmarks" / "train_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_assets(tmp_path_factory) -> dict[str, Path]:
+    """``{"data": dataset dir, "zoo": zoo dir, "runs": run dirs}``, built once per test session."""
+    base = tmp_path_factory.getbasetemp() / "binsharp-tiny-assets"
+    done = base / "done"
+    paths = {"data": base / "data", "zoo": base / "zoo", "runs": base / "runs"}
+    if done.is_file():
+        return paths
+    base.mkdir(parents=True, exist_ok=True)
+    pan, ms = make_scene()
+    build_dataset(
+        pan,
+        ms,
+        sensor="WV3",
+        out_dir=paths["data"],
+        name=DATASET,
+        splits={"train": 0.35, "val": 0.15, "test": 0.5},
+        patch=32,
+        stride=16,
+        test_tile=96,
+        min_test_tiles=2,
+        fr_tile=64,
+        margin=20,
+        progress=False,
+        overwrite=True,
+    )
+    rc = load_train_zoo().main(
+        [
+            "--models",
+            ",".join(ZOO_MODELS),
+            "--data",
+            str(paths["data"]),
+            "--steps",
+            "2",
+            "--out",
+            str(paths["zoo"]),
+            "--runs",
+            str(paths["runs"]),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    done.write_text("ok")
+    return paths
+
+
+@pytest.fixture
+def assets(tmp_path_factory, monkeypatch) -> dict[str, Path]:
+    paths = tiny_assets(tmp_path_factory)
+    monkeypatch.setenv(zoo.ZOO_ENV, str(paths["zoo"]))
+    return paths
+
+
+def test_train_zoo_fills_the_zoo_with_checkpoint_log_manifest_and_provenance(assets):
+    manifest = json.loads((assets["zoo"] / "manifest.json").read_text())
+    assert manifest["format"] == zoo.FORMAT
+    assert zoo.available() == {DATASET: sorted(ZOO_MODELS)}
+    for name in ZOO_MODELS:
+        e = manifest["checkpoints"][DATASET][name]
+        ck = assets["zoo"] / e["checkpoint"]
+        assert ck == assets["zoo"] / DATASET / f"{name}.safetensors" and ck.is_file()
+        assert e["sha256"] == zoo.sha256_file(ck) and e["bytes"] == ck.stat().st_size
+        assert (assets["zoo"] / e["meta"]).is_file()
+        # budget, seed, command, wall time and machine are recorded
+        assert e["budget"]["steps"] == 2 and e["budget"]["stages"][0]["batch_size"] >= 1
+        assert e["seed"] == 0 and "--steps 2" in e["command"] and e["wall_time_s"] > 0
+        assert e["machine"]["cpu_count"] >= 1 and "torch" in e["machine"]
+        assert e["kind"] == models.model_info(name)["kind"] and e["bands"] == 8 and e["sensor"] == "WV3"
+        # the training log joins the stage logs with the global step; the data manifest is the dataset's
+        log = (assets["zoo"] / e["log"]).read_text().splitlines()
+        assert log[0].startswith("stage,global_step") and "val/q2n" in log[0] and len(log) >= 2
+        dm = json.loads((assets["zoo"] / e["data_manifest"]).read_text())
+        assert dm == json.loads((assets["data"] / "manifest.json").read_text())
+    # the package's own zoo was not touched
+    assert zoo.zoo_dir(ROOT / "src" / "binsharp" / "zoo" / "weights") != assets["zoo"]
+
+
+def test_pretrained_round_trip_matches_the_checkpoint(assets):
+    from binsharp.train.checkpoint import load_checkpoint
+
+    net = models.create("pnn", pretrained=DATASET)
+    assert not net.training and net.model_name == "pnn"
+    ref, meta = load_checkpoint(assets["zoo"] / DATASET / "pnn.safetensors")
+    x = net.example_inputs(32)
+    with torch.no_grad():
+        assert torch.equal(net(**x), ref(**x))
+    # same through the zoo API, with the metadata
+    net2, meta2 = zoo.load_pretrained("PNN", DATASET.upper())
+    assert meta2["model"] == "pnn" and meta2["step"] == 2 and meta2["data_manifest"]["name"] == DATASET
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, net2.state_dict()[k])
+
+
+def test_missing_pretrained_names_what_exists(assets):
+    with pytest.raises(
+        BinsharpError, match=r"no pretrained weights exist for model 's2bnet'.*tiny: bnn, pnn"
+    ):
+        models.create("s2bnet", pretrained=DATASET)
+    with pytest.raises(BinsharpError, match=r"dataset 'wv3-longmont'.*available: tiny: bnn, pnn"):
+        models.create("pnn", pretrained="wv3-longmont")
+    with pytest.raises(BinsharpError, match="unknown model"):
+        models.create("nope", pretrained=DATASET)
+    # architecture arguments must match the checkpoint
+    with pytest.raises(BinsharpError, match="takes 8 bands, not 4"):
+        models.create("pnn", bands=4, pretrained=DATASET)
+
+
+def test_empty_zoo_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv(zoo.ZOO_ENV, str(tmp_path / "empty"))
+    assert zoo.available() == {}
+    with pytest.raises(BinsharpError, match="holds no pretrained checkpoints"):
+        models.create("s2bnet", pretrained="wv3-longmont")
+
+
+def test_corrupt_zoo_checkpoint_and_manifest_are_refused(assets, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "zoo"
+    shutil.copytree(assets["zoo"], copy)
+    monkeypatch.setenv(zoo.ZOO_ENV, str(copy))
+    ck = copy / DATASET / "pnn.safetensors"
+    data = bytearray(ck.read_bytes())
+    data[-1] ^= 0xFF
+    ck.write_bytes(bytes(data))
+    with pytest.raises(BinsharpError, match="corrupt"):
+        models.create("pnn", pretrained=DATASET)
+    ck.unlink()
+    with pytest.raises(BinsharpError, match="missing"):
+        zoo.checkpoint_path("pnn", DATASET)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(BinsharpError, match="corrupt zoo manifest"):
+        zoo.available()
+
+
+def test_add_checkpoint_refuses_to_replace_without_overwrite(assets, tmp_path):
+    ck = assets["zoo"] / DATASET / "pnn.safetensors"
+    root = tmp_path / "z"
+    e = zoo.add_checkpoint(ck, dataset=DATASET, root=root, info={"seed": 7})
+    assert e["seed"] == 7 and zoo.available(root) == {DATASET: ["pnn"]}
+    with pytest.raises(BinsharpError, match="already holds"):
+        zoo.add_checkpoint(ck, dataset=DATASET, root=root)
+    zoo.add_checkpoint(ck, dataset=DATASET, root=root, overwrite=True)
+
+
+def test_cli_evaluate_and_fuse_with_model_and_pretrained(assets, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    rc = main(
+        ["evaluate", "--model", "pnn", "--pretrained", DATASET, "--data", str(assets["data"]),
+         "--split", "rr", "--json", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]["rr"]) == {"pnn"}
+    assert np.isfinite(report["results"]["rr"]["pnn"]["mean"]["q2n"])
+    rc = main(["evaluate", "--model", "s2bnet", "--pretrained", DATASET, "--data", str(assets["data"])])
+    assert rc == 2
+    assert "no pretrained weights exist for model 's2bnet'" in capsys.readouterr().err
+
+    import rasterio
+
+    pan, ms = make_scene(16, 16)
+    for name, r in (("pan.tif", pan), ("ms.tif", ms)):
+        with rasterio.open(
+            tmp_path / name, "w", driver="GTiff", count=r.array.shape[0], height=r.array.shape[1],
+            width=r.array.shape[2], dtype="uint16", crs="EPSG:32613", transform=r.transform,
+        ) as dst:  # fmt: skip
+            dst.write(r.array)
+    fused = tmp_path / "fused.tif"
+    rc = main(
+        ["fuse", "--model", "pnn", "--pretrained", DATASET, "--pan", str(tmp_path / "pan.tif"), "--ms",
+         str(tmp_path / "ms.tif"), "-o", str(fused), "--tile", "0"]
+    )  # fmt: skip
+    assert rc == 0
+    with rasterio.open(fused) as src:
+        assert (src.count, src.height, src.width) == (8, 64, 64)
+        assert np.isfinite(src.read()).all()
