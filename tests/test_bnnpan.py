@@ -497,3 +497,31 @@ def test_interrupted_stage_ii_resumes_to_the_same_weights(three_stage_run, tmp_p
     res = train("bnnpan", data["train"], out=out, resume=True, **kw)
     assert res.steps == {"I": 3, "II": 3, "III": 3}
     assert weights_digest(res.model) == weights_digest(ref.model)
+
+
+def test_training_loss_per_phase_and_validation_output():
+    from binsharp.train.recipe import resolve_stages
+
+    torch.manual_seed(7)
+    m = create("bnnpan", bands=4, **{**TINY_MODEL, "prior_init": "offset"})
+    stages = {s.name: s for s in resolve_stages(m.default_recipe())}
+    x = m.example_inputs(16, batch=2)
+    batch = {**x, "gt": torch.rand_like(x["lms"])}
+    for name, keys in (("I", {"loss", "sr_loss"}), ("II", {"loss", "latent_l1"}),
+                       ("III", {"loss", "sr_loss", "latent_l1"})):  # fmt: skip
+        m.zero_grad(set_to_none=True)
+        out = m.training_loss(batch, stages[name])
+        assert set(out) == keys and out["loss"].dim() == 0 and torch.isfinite(out["loss"])
+        out["loss"].backward()
+        grads = {n for n, p in m.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        enc = any(n.startswith("prior.encoder") for n in grads)
+        den = any(n.startswith("prior.denoiser") for n in grads)
+        body = any(n.startswith("body.") for n in grads)
+        assert (enc, den, body) == {"I": (True, False, True), "II": (False, True, False),
+                                    "III": (False, True, True)}[name]  # fmt: skip
+    torch.testing.assert_close(out["loss"].detach(), out["sr_loss"] + out["latent_l1"])  # latent_weight 1
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m.validation_output(batch, stages["I"]), m(**x, gt=batch["gt"]))
+        assert torch.equal(m.validation_output(batch, stages["III"]), m(**x))
+        assert not torch.equal(m(**x, gt=batch["gt"]), m(**x))
