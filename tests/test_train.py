@@ -188,7 +188,8 @@ class _FirstStep(L.Callback):
 
 
 def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
-    cfg = {**TINY, "recipe": {**TINY["recipe"], "ckpt_every": 3}}  # 4 batches per epoch: step 3 is mid-epoch
+    # 4 batches per epoch: step 3 is mid-epoch
+    cfg = {**TINY, "recipe": {**TINY["recipe"], "ckpt_every": 3}, "trainer": {"log_every": 1}}
     out = tmp_path / "run"
     with pytest.raises(SystemExit):
         train(
@@ -215,6 +216,15 @@ def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
     # same batches, same random numbers: the resumed run ends exactly where an uninterrupted one does
     ref = train("pnn", tiny_data["train"], out=tmp_path / "ref", config=cfg, max_steps=7, progress=False)
     assert weights_digest(ref.model) == weights_digest(res.model)
+    # the stage log holds every step once: the rows before the checkpoint, then the resumed ones
+
+    def losses(run: Path) -> list[tuple[str, str]]:
+        rows = csv.DictReader((run / "stages/01-main/logs/metrics.csv").open())
+        return [(r["step"], r["train/loss"]) for r in rows if r.get("train/loss")]
+
+    assert [s for s, _ in losses(out)] == [str(i) for i in range(7)]
+    assert losses(out) == losses(tmp_path / "ref")
+    assert not (out / "stages/01-main/logs/metrics.before-resume.csv").exists()
     # a finished run resumes to the same result without training
     again = _FirstStep()
     res2 = train("pnn", tiny_data["train"], out=out, config=cfg, max_steps=7, progress=False, resume=True,

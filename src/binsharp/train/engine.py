@@ -6,14 +6,16 @@ Run directory layout (``out``)::
     model.safetensors, model.json  the final model (binsharp checkpoint, see binsharp.train.checkpoint)
     stages/01-<name>/
         checkpoints/last.ckpt      resumable Lightning checkpoint (every ``ckpt_every`` steps)
-        logs/metrics.csv           per-stage CSV log (train/loss, train/lr, val/q2n, val/sam, val/ergas, ...)
+        logs/metrics.csv           per-stage CSV log (train/loss, train/lr, val/q2n, val/sam, val/ergas, ...);
+                                   a resumed stage keeps the rows logged before its checkpoint
         logs/events.*              TensorBoard events, when tensorboard is installed
         weights.safetensors        the weights at the end of the stage (marks the stage as done)
         ddp_sync.json              under DDP: each rank's weight digest at the end of the stage
 
 Resume (``resume=True``): stages with ``weights.safetensors`` are skipped (their weights are loaded), the
-first unfinished stage continues from its ``last.ckpt`` (optimiser, scheduler and step restored; the
-data order of the interrupted epoch restarts), later stages run normally. Without ``resume`` the run
+first unfinished stage continues from its ``last.ckpt`` (weights, optimiser, scheduler, step, torch RNG
+state and the position in the data order restored: the result equals that of an uninterrupted run), later
+stages run normally. Without ``resume`` the run
 directory must not exist or be empty.
 
 Distributed training uses Lightning's DDP: ``devices``/``num_nodes``/``strategy="ddp"``. Either let
@@ -172,6 +174,62 @@ def _loggers(stage_dir: Path) -> list[Logger]:
     except (ImportError, ModuleNotFoundError):
         pass
     return loggers
+
+
+def _csv_log_path(stage_dir: Path) -> Path:
+    return stage_dir / "logs" / "metrics.csv"
+
+
+def _stash_csv_log(stage_dir: Path) -> Path | None:
+    """Before resuming a stage, move its CSV log aside (Lightning's CSV logger would delete it)."""
+    path = _csv_log_path(stage_dir)
+    if not path.is_file():
+        stash = path.with_name("metrics.before-resume.csv")
+        return stash if stash.is_file() else None  # left by an earlier resume that was interrupted
+    stash = path.with_name("metrics.before-resume.csv")
+    if stash.is_file():  # an earlier resume was interrupted before merging: merge it first
+        _merge_csv_log(stage_dir, stash, None)
+    os.replace(path, stash)
+    return stash
+
+
+def _merge_csv_log(stage_dir: Path, earlier: Path, resume_step: int | None) -> None:
+    """Write ``metrics.csv`` = the earlier rows logged before ``resume_step`` + the rows of this attempt.
+
+    Rows the interrupted attempt logged at or after the resumed step are dropped: the resumed run logs them
+    again. ``resume_step=None`` keeps every earlier row.
+    """
+    import csv
+
+    path = _csv_log_path(stage_dir)
+
+    def rows_of(p: Path) -> tuple[list[dict[str, str]], list[str]]:
+        if not p.is_file():
+            return [], []
+        with p.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader), list(reader.fieldnames or [])
+
+    old, old_keys = rows_of(earlier)
+    new, new_keys = rows_of(path)
+
+    def step_of(row: dict[str, str]) -> float:
+        try:
+            return float(row.get("step") or 0)
+        except ValueError:
+            return 0.0
+
+    if resume_step is not None:
+        old = [r for r in old if step_of(r) < resume_step]
+    keys = sorted(set(old_keys) | set(new_keys), key=lambda k: (k not in ("epoch", "step"), k))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".metrics.csv.part")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(old + new)
+    os.replace(tmp, path)
+    earlier.unlink()
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -345,9 +403,11 @@ def train(
             log.info("stage %s already done (%d steps): skipped", stage.name, result.steps[stage.name])
             continue
         ckpt_path = None
+        resume_step = 0
         last = stage_dir / "checkpoints" / "last.ckpt"
         if resume and last.is_file():
-            load_resume_checkpoint(last)  # refuses unsafe or corrupt files with a clear message
+            # refuses unsafe or corrupt files with a clear message
+            resume_step = int(load_resume_checkpoint(last)["global_step"])
             ckpt_path = str(last)
         steps_done, val = _run_stage(
             net,
@@ -356,6 +416,7 @@ def train(
             cfg,
             stage_dir,
             ckpt_path=ckpt_path,
+            resume_step=resume_step,
             base_step=total,
             progress=progress,
             callbacks=callbacks,
@@ -394,6 +455,7 @@ def _run_stage(
     stage_dir: Path,
     *,
     ckpt_path: str | None,
+    resume_step: int,
     base_step: int,
     progress: bool,
     callbacks: Sequence[Callback],
@@ -461,6 +523,7 @@ def _run_stage(
         benchmark=False,
         use_distributed_sampler=False,  # EpochSampler shards by rank itself
     )
+    earlier_log = _stash_csv_log(stage_dir) if ckpt_path and is_global_zero_process() else None
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
         with warnings.catch_warnings():
@@ -470,6 +533,11 @@ def _run_stage(
             # validation indexes are reduced across ranks explicitly (on_validation_epoch_end)
             warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            # resume: the sampler is positioned by the restored step (EpochSampler), the log merged afterwards
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+            warnings.filterwarnings(
+                "ignore", message=".*Experiment logs directory .* exists and is not empty.*"
+            )
             trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
             if trainer.interrupted:
                 raise BinsharpError(f"stage {stage.name!r} was interrupted; rerun with --resume to continue")
@@ -477,6 +545,8 @@ def _run_stage(
                 trainer.validate(task, datamodule=dm, verbose=False)
     finally:  # Trainer(deterministic=True) switches torch to deterministic algorithms process-wide
         torch.use_deterministic_algorithms(deterministic_before)
+        if earlier_log is not None:
+            _merge_csv_log(stage_dir, earlier_log, resume_step)
     val = dict(getattr(task, "last_val", {}) or {})
     if not val:  # ddp_spawn: the task of the main process did not validate; use the reduced metrics
         val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
