@@ -627,6 +627,43 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
                 ops[u]["params"]["in_bias"] = op["params"]["bias"]
             dead.add(i)
     ops = [op for i, op in enumerate(ops) if i not in dead]
+    # 1b. a per-sample affine ``b + x * k`` (k, b of shape (N, C, 1, 1), e.g. S2BNet's dynamic SRM) feeding
+    #     only binary convs becomes their per-sample input transform
+    cons = consumers()
+    producer = {o: i for i, op in enumerate(ops) for o in op["out"] if o}
+    dead = set()
+    for i, op in enumerate(ops):
+        if op["op"] != "add" or len(op["in"]) != 2:
+            continue
+        for bi in (0, 1):
+            b4, mo = op["in"][bi], op["in"][1 - bi]
+            pm, pb = producer.get(mo), producer.get(b4)
+            if pm is None or pb is None or ops[pm]["op"] != "mul" or ops[pb]["op"] != "unflatten":
+                continue
+            if cons.get(mo) != [i]:
+                continue
+            x, k4 = ops[pm]["in"]
+            if producer.get(k4) is None or ops[producer[k4]]["op"] != "unflatten":
+                x, k4 = k4, x
+                if producer.get(k4) is None or ops[producer[k4]]["op"] != "unflatten":
+                    continue
+            users = cons.get(op["out"][0], [])
+            if not users or not all(
+                u >= 0
+                and ops[u]["op"] == "bconv"
+                and ops[u]["in"][0] == op["out"][0]
+                and not ops[u]["params"].get("in_scale")
+                and not ops[u]["params"].get("in_bias")
+                for u in users
+            ):
+                continue
+            for u in users:
+                ops[u]["in"][0] = x
+                _set_input(ops[u], "scale_t", k4)
+                _set_input(ops[u], "bias_t", b4)
+            dead.update((i, pm))
+            break
+    ops = [op for i, op in enumerate(ops) if i not in dead]
     # 2. epilogue folding
     changed = True
     while changed:
@@ -643,7 +680,7 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
             j = users[0]
             nxt = ops[j]
             st = op.setdefault("_stage", 0)  # 0 conv, 1 affine, 2 act, 3 res, 4 clamp
-            has_act, has_res = "gamma" in op["params"], len(op["in"]) > 1
+            has_act, has_res = "gamma" in op["params"], "res" in _roles(op)
             ok = False
             if nxt["op"] == "affine" and st < 1 and not nxt["attrs"].get("redistribution"):
                 s = nxt["params"].get("scale")
@@ -678,7 +715,7 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
             elif nxt["op"] == "add" and not has_res and st < 4 and out in nxt["in"]:
                 other = nxt["in"][1] if nxt["in"][0] == out else nxt["in"][0]
                 if other != out and _defined_before(ops, other, i):
-                    op["in"] = [op["in"][0], other]
+                    _set_input(op, "res", other)
                     op["_stage"], ok = 3, True
             elif nxt["op"] == "hardtanh" and st < 4:
                 op["attrs"]["clamp"] = [nxt["attrs"]["lo"], nxt["attrs"]["hi"]]
@@ -699,7 +736,10 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
         bus = [
             u
             for u in users
-            if ops[u]["op"] == "bconv" and ops[u]["in"][0] == out and ops[u]["attrs"]["padding"] <= 1
+            if ops[u]["op"] == "bconv"
+            and ops[u]["in"][0] == out
+            and ops[u]["attrs"]["padding"] <= 1
+            and "scale_t" not in _roles(ops[u])
         ]
         if not bus:
             continue
@@ -725,6 +765,21 @@ def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) ->
         for k in [k for k, v in op["params"].items() if v is None]:
             del op["params"][k]
     return ops
+
+
+def _roles(op: dict) -> list[str]:
+    """Roles of a bconv's inputs: ``x`` first, then any of ``res``, ``scale_t``, ``bias_t``."""
+    return list(op["attrs"].get("in_roles") or ["x", "res"][: len(op["in"])])
+
+
+def _set_input(op: dict, role: str, name: str) -> None:
+    roles = _roles(op)
+    if role in roles:
+        op["in"][roles.index(role)] = name
+    else:
+        op["in"].append(name)
+        roles.append(role)
+    op["attrs"]["in_roles"] = roles
 
 
 def _defined_before(ops: list[dict], name: str, i: int) -> bool:

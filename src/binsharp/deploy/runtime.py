@@ -316,7 +316,9 @@ def _op_conv2d(e: Engine, a, p, at):
 
 
 def _op_bconv(e: Engine, a, p, at):
-    x = a[0]
+    roles = at.get("in_roles") or ["x", "res"][: len(a)]
+    vals = dict(zip(roles, a, strict=True))
+    x = vals["x"]
     cin, cout, k = int(at["cin"]), int(at["cout"]), int(at["k"])
     groups, pad, stride = int(at.get("groups", 1)), int(at.get("padding", 0)), int(at.get("stride", 1))
     depthwise = groups > 1 and groups == cin == cout
@@ -327,15 +329,33 @@ def _op_bconv(e: Engine, a, p, at):
     else:
         if isinstance(x, K.Packed) or x.shape[1] != cin:
             raise BinsharpError(f"bconv: expected float input with {cin} channels")
-        packed = K.pack_activations(
-            x,
-            scale=p.get("in_scale"),
-            bias=p.get("in_bias"),
-            groups=1 if depthwise else groups,
-            halo=max(1, pad),
-            path=e.path,
-            threads=e.threads,
-        )
+        pg, halo = 1 if depthwise else groups, max(1, pad)
+        if "scale_t" in vals or "bias_t" in vals:  # per-sample transform (N, C, 1, 1)
+            n = x.shape[0]
+            st, bt = vals.get("scale_t"), vals.get("bias_t")
+            packed = K.Packed.empty(n, cin, x.shape[2], x.shape[3], groups=pg, halo=halo)
+            for i in range(n):
+                view = K.Packed(packed.data[i : i + 1], cin, pg, halo)
+                K.pack_activations(
+                    x[i : i + 1],
+                    scale=None if st is None else st[min(i, st.shape[0] - 1)].reshape(-1),
+                    bias=None if bt is None else bt[min(i, bt.shape[0] - 1)].reshape(-1),
+                    groups=pg,
+                    halo=halo,
+                    out=view,
+                    path=e.path,
+                    threads=e.threads,
+                )
+        else:
+            packed = K.pack_activations(
+                x,
+                scale=p.get("in_scale"),
+                bias=p.get("in_bias"),
+                groups=pg,
+                halo=halo,
+                path=e.path,
+                threads=e.threads,
+            )
     if e.on_binary_input is not None:
         e.on_binary_input(at, packed)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
@@ -363,7 +383,7 @@ def _op_bconv(e: Engine, a, p, at):
         affine=affine,
         act=act,
         act_first=bool(at.get("act_first", 1)),
-        residual=a[1] if len(a) > 1 else None,
+        residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
         float_out=bool(outs[0]),
         pack_out=pack_out,
