@@ -78,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine", action=argparse.BooleanOptionalAction, default=True, help="export/time the packed engine"
     )
     p.add_argument("--repeats", type=_positive, default=3, help="timed runs per latency (median; default 3)")
+    p.add_argument(
+        "--size",
+        type=_positive,
+        default=256,
+        help="PAN side of the OPs count and latency input (default 256)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=run)
@@ -105,6 +111,7 @@ def settings_from_args(args: argparse.Namespace) -> object:
         latency=args.latency,
         engine=args.engine,
         latency_repeats=args.repeats,
+        complexity_size=args.size,
         progress=not args.no_progress,
     )
 
