@@ -489,3 +489,33 @@ def test_gradient_clipping(tiny_data, tmp_path):
     train("pnn", tiny_data["train"], out=tmp_path / "b", config=cfg, progress=False, callbacks=[clipped])
     assert min(free.norms) > 1e-2
     assert max(clipped.norms) <= 1e-3 * (1 + 1e-4)
+
+
+class LatentNet(PanModel):
+    """One BNN-weight convolution (latent weights clipped to [-1, 1] after every step) on cat(lms, pan)."""
+
+    kind = "binary"
+    inputs = ("lms", "pan")
+
+    def __init__(self, bands: int = 4) -> None:
+        from binsharp.nn import BinaryConv2d, BNNWeight
+
+        super().__init__(bands)
+        self.conv = BinaryConv2d(bands + 1, bands, 3, padding=1, kernel_quantizer=BNNWeight())
+        self.scale = nn.Parameter(torch.tensor(0.01))
+
+    def forward(self, *, ms=None, lms=None, pan=None):
+        self.check_inputs(ms=ms, lms=lms, pan=pan)
+        return lms + self.scale * self.conv(torch.cat([lms, pan], 1))
+
+
+register_model("test-latent", kind="binary")(LatentNet)
+
+
+def test_bnn_latent_weights_are_clipped_after_every_step(tiny_data, tmp_path):
+    # one Adam step of lr 3 moves every latent weight (|w| < 0.2 at init) by about 3: all end clipped at +-1
+    cfg = {"recipe": {"batch_size": 4, "steps": 1, "lr": 3.0, "scheduler": "none"}}
+    res = train("test-latent", tiny_data["train"], out=tmp_path / "run", config=cfg, progress=False)
+    w = res.model.conv.weight.detach()
+    assert torch.equal(w.abs(), torch.ones_like(w))
+    assert abs(float(res.model.scale)) > 1.0  # the unclipped full-precision parameter took the full step

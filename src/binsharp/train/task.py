@@ -31,7 +31,7 @@ A stage's ``hooks`` setting adds model methods by dotted name per event, e.g.
 with the event's arguments (``stage`` for the stage events, nothing for ``after_optimizer_step``).
 
 Trainable parameters: at the start of a stage, a parameter is trainable when its name matches the stage's
-``trainable`` patterns and none of its ``frozen`` patterns, and it was trainable when the task was built
+``trainable`` patterns and none of its ``frozen`` patterns, and it was trainable before the first stage
 (parameters a model creates with ``requires_grad=False`` stay fixed). Only trainable parameters are given
 to the optimiser. Modules matching ``eval_modules`` are kept in eval mode during training.
 """
