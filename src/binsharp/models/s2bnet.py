@@ -18,9 +18,9 @@ SRM (``srm=``):
 
 * ``"dynamic"`` (default, :class:`DynamicSRM`): ``s = GAP(x)`` (B, C); ``h = ReLU(FC(C -> C/r))``;
   ``k_raw, b_raw = FC(C/r -> 2C)`` zero-initialised; ``k = 1 + tanh(k_raw)`` in (0, 2),
-  ``b = tanh(b_raw)`` in (-1, 1); per sample and channel. ``r = srm_reduction`` (4). At initialisation the
-  SRM is the identity. It reads global feature statistics, so tiled inference differs slightly from
-  inference on the whole image.
+  ``b = tanh(b_raw)`` in (-1, 1); per sample and channel. ``r = srm_reduction`` (16, see the size note of
+  :class:`S2BNet`). At initialisation the SRM is the identity. It reads global feature statistics, so
+  tiled inference differs slightly from inference on the whole image.
 * ``"static"``: learnable per-channel ``k, b`` (:class:`binsharp.nn.ReDistribution`, BiSR-Conv's
   redistribution).
 * ``"off"``: identity.
@@ -414,7 +414,7 @@ class S2BConv(nn.Module):
         *,
         srm: str = "dynamic",
         gsfa: str = "weight",
-        srm_reduction: int = 4,
+        srm_reduction: int = 16,
         gabor_freq: Range = (0.1, 0.5),
         gabor_theta: Range = (0.0, math.pi),
         gabor_sigma: Range = 1.0,
@@ -528,7 +528,7 @@ class S2BNet(BinaryPanBackbone):
         num_blocks: blocks per encoder level and bottleneck, ``stages + 1`` values ((1, 1, 1)).
         srm: ``"dynamic"`` | ``"static"`` | ``"off"`` (see :class:`S2BConv`).
         gsfa: ``"weight"`` | ``"init"`` | ``"activation"`` | ``"off"``.
-        srm_reduction: hidden-width reduction of the dynamic SRM (4).
+        srm_reduction: hidden-width reduction of the dynamic SRM (16).
         gabor_freq: (low, high) cycles/pixel ((0.1, 0.5)); gabor_theta: (low, high) radians ((0, pi));
         gabor_sigma: pixels (1.0) or a (low, high) range; gabor_gamma (1.0), gabor_psi (0.0);
         gabor_lambda: modulation strength (1.0); gabor_seed: seed of the banks (0).
@@ -537,9 +537,9 @@ class S2BNet(BinaryPanBackbone):
     H x W (padded to a multiple of 4 inside the body and cropped back).
 
     Size: the binary convolutions (BOPs, binary weights) are those of BiSRNet; the dynamic SRM adds
-    ``3 C^2 / srm_reduction`` full-precision FC parameters per unit, about 745 K in all with the defaults
-    (about 12x BiSRNet's Params; ``srm_reduction`` 16 to 32 gives the 2-4x the paper reports), and a
-    negligible number of FLOPs (per image, not per pixel).
+    ``3 C^2 / srm_reduction`` full-precision FC parameters per unit, and a negligible number of FLOPs (per
+    image, not per pixel). The default ``srm_reduction=16`` gives about 3.8x BiSRNet's Params, the closest
+    power of two to the "about 3x" the paper reports (4 gives 12x, 32 gives 2.4x).
     """
 
     kind = "binary"
@@ -553,7 +553,7 @@ class S2BNet(BinaryPanBackbone):
         num_blocks: Sequence[int] = (1, 1, 1),
         srm: str = "dynamic",
         gsfa: str = "weight",
-        srm_reduction: int = 4,
+        srm_reduction: int = 16,
         gabor_freq: Range = (0.1, 0.5),
         gabor_theta: Range = (0.0, math.pi),
         gabor_sigma: Range = 1.0,
