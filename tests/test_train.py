@@ -39,6 +39,18 @@ def make_h5(path: Path, n: int, *, bands: int = 4, size: int = 16, seed: int = 0
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _test_models():
+    """Register this module's test networks for its tests only (other modules see the real registry)."""
+    from binsharp.models import registry
+
+    register_model("test-hooked", kind="fp")(HookedNet)
+    register_model("test-latent", kind="binary")(LatentNet)
+    yield
+    for name in ("test-hooked", "test-latent"):
+        registry._REGISTRY.pop(name, None)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("tiny")
@@ -269,8 +281,6 @@ class HookedNet(PanModel):
     def mark(self, stage):
         self.calls.append(f"mark:{stage.name}")
 
-
-register_model("test-hooked", kind="fp")(HookedNet)
 
 TWO_STAGES = {
     "recipe": {
@@ -507,9 +517,6 @@ class LatentNet(PanModel):
     def forward(self, *, ms=None, lms=None, pan=None):
         self.check_inputs(ms=ms, lms=lms, pan=pan)
         return lms + self.scale * self.conv(torch.cat([lms, pan], 1))
-
-
-register_model("test-latent", kind="binary")(LatentNet)
 
 
 def test_bnn_latent_weights_are_clipped_after_every_step(tiny_data, tmp_path):
