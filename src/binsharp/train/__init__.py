@@ -4,7 +4,8 @@
   resumable stages, CSV/TensorBoard logs, validation indexes and a final safetensors checkpoint.
 * :class:`PanSharpeningTask` (:mod:`binsharp.train.task`): the LightningModule of one stage, and the
   optional model hook protocol (``training_loss``, ``after_optimizer_step``, ...).
-* :class:`PanDataModule`, :func:`resolve_data` (:mod:`binsharp.train.data`): loaders over dataset splits.
+* :class:`PanDataModule`, :func:`resolve_data`, :class:`EpochSampler` (:mod:`binsharp.train.data`): loaders
+  over dataset splits with a resumable, rank-sharded shuffling order.
 * :mod:`binsharp.train.recipe`: recipe/config format, :class:`Stage`, merging rules.
 * :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`check_compatible`
   (:mod:`binsharp.train.checkpoint`): safetensors weights + JSON metadata, never pickle.
@@ -25,6 +26,7 @@ _EXPORTS = {
     "WeightSyncCheck": "binsharp.train.engine",
     "PanSharpeningTask": "binsharp.train.task",
     "PanDataModule": "binsharp.train.data",
+    "EpochSampler": "binsharp.train.data",
     "DataInfo": "binsharp.train.data",
     "resolve_data": "binsharp.train.data",
     "Stage": "binsharp.train.recipe",
