@@ -7,12 +7,21 @@ Examples::
     binsharp train --model s2bnet --data train_wv3.h5 --val-data valid_wv3.h5 --bits 11 --out runs/s2bnet
     # DDP, Lightning starts the processes:
     binsharp train --model pnn --data wv3-longmont --accelerator gpu --devices 4 --strategy ddp --out runs/pnn
-    # DDP, one process per device started by torchrun (add --nnodes/--node-rank/--rdzv-* for multi-node):
+    # DDP, one process per device started by torchrun:
     torchrun --nproc_per_node 4 -m binsharp.cli train --model pnn --data wv3-longmont \\
         --accelerator gpu --devices 4 --strategy ddp --out runs/pnn
+    # two nodes of 4 GPUs (run on each node with its --node-rank; the run directory on shared storage):
+    torchrun --nnodes 2 --node-rank R --master-addr HOST0 --master-port 29500 --nproc_per_node 4 \\
+        -m binsharp.cli train --model pnn --data wv3-longmont --accelerator gpu --devices 4 \\
+        --num-nodes 2 --strategy ddp --out /shared/runs/pnn
+    # CPU only, two processes with the gloo backend (as in the test suite):
+    torchrun --standalone --nproc_per_node 2 -m binsharp.cli train --model pnn --data wv3-longmont \\
+        --accelerator cpu --devices 2 --strategy ddp --out runs/pnn-ddp
 
 The run directory receives ``model.safetensors`` + ``model.json`` (the final checkpoint), ``run.json`` and
-``stages/<NN>-<stage>/`` with resumable checkpoints and CSV (and TensorBoard) logs.
+``stages/<NN>-<stage>/`` with resumable checkpoints and CSV (and TensorBoard) logs. ``--batch-size`` is per
+process: the effective batch is ``batch_size * devices * num_nodes``. Build a catalog dataset before a
+multi-node run (``binsharp data build NAME``) when the nodes do not share the cache directory.
 """
 
 from __future__ import annotations

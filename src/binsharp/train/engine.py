@@ -21,7 +21,9 @@ directory must not exist or be empty.
 Distributed training uses Lightning's DDP: ``devices``/``num_nodes``/``strategy="ddp"``. Either let
 Lightning start the processes (``binsharp train ... --devices 4 --strategy ddp``) or launch one process per
 device with ``torchrun --nproc_per_node 4 -m binsharp.cli train ... --devices 4 --strategy ddp``. Only global
-rank 0 writes the run directory; ``batch_size`` is per process.
+rank 0 writes the run directory; every rank reads it on ``--resume``, so on several nodes it must be on shared
+storage. ``batch_size`` is per process. Local rank 0 of each node builds a catalog dataset when needed, the
+other ranks wait for it.
 """
 
 from __future__ import annotations
