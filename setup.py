@@ -1,18 +1,16 @@
 """Build of the compiled bit-packed kernels (``binsharp.deploy._bitkern``); metadata lives in pyproject.toml.
 
-The extension is built for the baseline x86-64 ISA; the AVX2 and AVX-512 code paths are compiled with function
-target attributes and chosen at run time, so no ``-march`` flag is used. OpenMP is used when the compiler
-supports it.
+The extension is built for the baseline ISA; on x86 the AVX2 and AVX-512 code paths are compiled with function
+target attributes and chosen at run time, so no ``-march`` flag is used (other CPUs get the portable C path).
+OpenMP is used unless ``BINSHARP_NO_OPENMP=1``; ``BINSHARP_NO_EXT=1`` skips the extension.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 
 from setuptools import Extension, setup
 
-is_x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 use_openmp = os.environ.get("BINSHARP_NO_OPENMP", "") in ("", "0")
 
 compile_args = ["-O3", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing"]
@@ -22,7 +20,7 @@ if use_openmp:
     link_args.append("-fopenmp")
 
 ext_modules = []
-if is_x86 and os.environ.get("BINSHARP_NO_EXT", "") in ("", "0"):
+if os.environ.get("BINSHARP_NO_EXT", "") in ("", "0"):
     ext_modules.append(
         Extension(
             "binsharp.deploy._bitkern",

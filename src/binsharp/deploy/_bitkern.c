@@ -25,7 +25,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(BS_FORCE_PORTABLE)
+#define BS_X86 1
 #include <immintrin.h>
+#else
+#define BS_X86 0
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -46,6 +51,9 @@ enum { BS_ACT_NONE = 0, BS_ACT_PRELU = 1 };
 /* CPU features                                                                                     */
 
 BS_API int bs_cpu_flags(void) {
+#if !BS_X86
+    return 0;
+#else
     __builtin_cpu_init();
     int f = 0;
     if (__builtin_cpu_supports("popcnt")) f |= 1;
@@ -56,6 +64,7 @@ BS_API int bs_cpu_flags(void) {
     if (__builtin_cpu_supports("avx512bw")) f |= 32;
     if (__builtin_cpu_supports("avx512vl")) f |= 64;
     return f;
+#endif
 }
 
 BS_API int bs_path_available(int path) {
@@ -145,6 +154,7 @@ static void mk_generic(const geom_t *g, const uint64_t *a, const uint64_t *w, in
     MK_SCALAR_BODY
 }
 
+#if BS_X86
 __attribute__((target(TPOP))) static void mk_popcnt(const geom_t *g, const uint64_t *a, const uint64_t *w,
                                                     int gi, int o0, int no, int oy, int x0, int nx,
                                                     int32_t *acc) {
@@ -304,6 +314,8 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
     }
 }
 
+#endif /* BS_X86 */
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Per-target generic code (auto-vectorised): depthwise micro-kernel, epilogue, packing             */
 
@@ -444,6 +456,7 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
     }
 
 GEN_BODIES(generic)
+#if BS_X86
 #pragma GCC push_options
 #pragma GCC target("popcnt")
 GEN_BODIES(popcnt)
@@ -456,6 +469,7 @@ GEN_BODIES(avx2)
 #pragma GCC target("avx512f,avx512vpopcntdq,avx512dq,avx512bw,avx512vl,popcnt")
 GEN_BODIES(avx512)
 #pragma GCC pop_options
+#endif
 
 typedef void (*mkdw_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int32_t *);
 typedef void (*epi_fn)(const geom_t *, const bs_epi *, int64_t, int, int, int, const int32_t *, const int32_t *,
@@ -463,10 +477,17 @@ typedef void (*epi_fn)(const geom_t *, const bs_epi *, int64_t, int, int, int, c
 typedef void (*pack_fn)(const float *, int64_t, int, int, int, int, const float *, const float *, int, int, int,
                         uint64_t *, int64_t, int);
 
+#if BS_X86
 static const mk_dense_fn MK[BS_NPATHS] = {mk_generic, mk_popcnt, mk_avx2, mk_avx512};
 static const mkdw_fn MKDW[BS_NPATHS] = {mkdw_generic, mkdw_popcnt, mkdw_avx2, mkdw_avx512};
 static const epi_fn EPI[BS_NPATHS] = {epi_generic, epi_popcnt, epi_avx2, epi_avx512};
 static const pack_fn PACK[BS_NPATHS] = {pack_row_generic, pack_row_popcnt, pack_row_avx2, pack_row_avx512};
+#else /* only the portable path exists (bs_path_available reports the others as absent) */
+static const mk_dense_fn MK[BS_NPATHS] = {mk_generic, mk_generic, mk_generic, mk_generic};
+static const mkdw_fn MKDW[BS_NPATHS] = {mkdw_generic, mkdw_generic, mkdw_generic, mkdw_generic};
+static const epi_fn EPI[BS_NPATHS] = {epi_generic, epi_generic, epi_generic, epi_generic};
+static const pack_fn PACK[BS_NPATHS] = {pack_row_generic, pack_row_generic, pack_row_generic, pack_row_generic};
+#endif
 
 /* Threads worth using for `work` elementary operations (small layers run on one thread). */
 static int useful_threads(int nthreads, double work) {
@@ -656,7 +677,10 @@ typedef float v16f __attribute__((vector_size(64)));
 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void
 fconv_rows(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, int oy, int Wr,
            const float *bias, float *out, int64_t ostride) {
     for (int X0 = 0; X0 < Wr; X0 += 32) {
