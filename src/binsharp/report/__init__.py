@@ -35,6 +35,12 @@ def markdown_report(report: dict[str, Any], *, title: str = "binsharp benchmark"
         f"{mach.get('cpu_count')} cores, torch {mach.get('torch', '?')}."
     )
     lines.append("")
+    lines.append(
+        "Quality indexes are deterministic for given data, weights and software: rerunning the command "
+        "reproduces them to +-1 in the last printed digit (thread-count dependent float rounding in the "
+        "networks); latencies are measurements and vary from run to run and machine to machine."
+    )
+    lines.append("")
     for t in benchmark_tables(report):
         lines.append(t.to_markdown())
     return "\n".join(lines)

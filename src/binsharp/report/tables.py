@@ -40,13 +40,15 @@ KIND_LABELS = {"classical": "classical", "fp": "full precision", "binary": "bina
 
 @dataclass
 class Table:
-    """A titled table of strings; ``bold[r][c]`` marks best values."""
+    """A titled table of strings; ``bold[r][c]`` marks best values; the first ``left`` columns are text
+    (left-aligned), the others numbers (right-aligned)."""
 
     title: str
     header: list[str]
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
     bold: list[list[bool]] = field(default_factory=list)
+    left: int = 2
 
     def _is_bold(self, r: int, c: int) -> bool:
         return bool(self.bold and r < len(self.bold) and c < len(self.bold[r]) and self.bold[r][c])
@@ -55,7 +57,9 @@ class Table:
         """GitHub Markdown: ``### title``, the table (best values in bold), notes as a list."""
         lines = [f"### {self.title}", ""]
         lines.append("| " + " | ".join(self.header) + " |")
-        lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(self.header))) + "|")
+        lines.append(
+            "|" + "|".join("---" if i < self.left else "---:" for i in range(len(self.header))) + "|"
+        )
         for r, row in enumerate(self.rows):
             cells = [f"**{c}**" if self._is_bold(r, j) else c for j, c in enumerate(row)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -72,7 +76,9 @@ class Table:
         out.append("</tr></thead><tbody>")
         for r, row in enumerate(self.rows):
             cells = [
-                f"<td><b>{e(c)}</b></td>" if self._is_bold(r, j) else f"<td>{e(c)}</td>"
+                ("<td class='text'>" if 2 <= j < self.left else "<td>")
+                + (f"<b>{e(c)}</b>" if self._is_bold(r, j) else e(c))
+                + "</td>"
                 for j, c in enumerate(row)
             ]
             out.append("<tr>" + "".join(cells) + "</tr>")
@@ -89,7 +95,7 @@ class Table:
         for i, row in enumerate(cells):
             lines.append(
                 "  ".join(
-                    c.ljust(w) if j < 2 else c.rjust(w)
+                    c.ljust(w) if j < self.left else c.rjust(w)
                     for j, (c, w) in enumerate(zip(row, widths, strict=True))
                 )
             )
@@ -236,6 +242,7 @@ def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
                 "Skipped",
                 ["Method", "Type", "Reason"],
                 [[m["name"], KIND_LABELS.get(m["kind"], m["kind"]), m.get("reason", "")] for m in skipped],
+                left=3,
             )
         )
     return tables
