@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
+from affine import Affine
 from safetensors.torch import save_file
 
 from binsharp import __version__, fusers
@@ -212,7 +212,7 @@ def test_checkpoint_fuser_matches_the_model_in_dn(ckpt):
 def _write_tif(path: Path, a: np.ndarray, px: float) -> Path:
     c, h, w = a.shape
     profile = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": "uint16", "crs": "EPSG:32613",
-               "transform": from_origin(490000.0, 4450000.0, px, px)}  # fmt: skip
+               "transform": Affine(px, 0.0, 490000.0, 0.0, -px, 4450000.0)}  # fmt: skip
     with rasterio.open(path, "w", **profile) as d:
         d.write(a.astype("uint16"))
     return path
