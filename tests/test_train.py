@@ -526,3 +526,15 @@ def test_bnn_latent_weights_are_clipped_after_every_step(tiny_data, tmp_path):
     w = res.model.conv.weight.detach()
     assert torch.equal(w.abs(), torch.ones_like(w))
     assert abs(float(res.model.scale.detach())) > 1.0  # the full-precision parameter took the full step
+
+
+def test_schedule_spellings_merge_across_layers():
+    model = {
+        "schedule": {"name": "cosine", "min_lr": 1e-6},
+        "stages": [{"name": "a", "schedule": {"name": "cosine", "min_lr": 1e-5}}],
+    }
+    cfg = build_run_config(
+        model, {"recipe": {"stages": [{"name": "a", "scheduler": "step", "step_size": 5}]}}
+    )
+    s = cfg.stages[0]
+    assert (s.scheduler, s.step_size, s.eta_min) == ("step", 5, 1e-5)

@@ -235,6 +235,17 @@ def _normalise_keys(d: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _normalise_recipe(recipe: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """:func:`_normalise_keys` on a recipe and on each of its stage entries (so layers merge key by key)."""
+    out = _normalise_keys(recipe, where)
+    if isinstance(out.get("stages"), list):
+        out["stages"] = [
+            _normalise_keys(s, f"{where}, stage {i + 1}") if isinstance(s, Mapping) else s
+            for i, s in enumerate(out["stages"])
+        ]
+    return out
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` over ``base``: mappings key by key, other values replaced (inputs untouched).
 
@@ -488,7 +499,7 @@ def build_run_config(
     if model_recipe is None:
         recipe: dict[str, Any] = {}
     elif isinstance(model_recipe, Mapping):
-        recipe = _normalise_keys(model_recipe, "model recipe")
+        recipe = _normalise_recipe(model_recipe, "model recipe")
     elif isinstance(model_recipe, Sequence):
         recipe = {"stages": [dict(s) for s in model_recipe]}
     else:
@@ -502,7 +513,7 @@ def build_run_config(
             r = layer.pop("recipe")
             if isinstance(r, list):
                 r = {"stages": r}
-            recipe = deep_merge(recipe, _normalise_keys(r, "config recipe"))
+            recipe = deep_merge(recipe, _normalise_recipe(r, "config recipe"))
         else:
             layer.pop("recipe", None)
         run = deep_merge(run, layer)
