@@ -729,6 +729,33 @@ BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const fl
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* RPReLU on float planes: out = prelu(x - gamma[c], slope[c]) + zeta[c]; gamma/zeta may be NULL (PReLU) */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void rprelu_plane(const float *x, int64_t n, float g, float sl, float z, float *out) {
+    for (int64_t i = 0; i < n; i++) {
+        const float t = x[i] - g;
+        const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;
+        out[i] = (tp + sl * tn) + z;
+    }
+}
+
+BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope,
+                     const float *zeta, float *out, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !slope) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, (double)N * C * HW);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t off = (n * C + c) * HW;
+            rprelu_plane(x + off, HW, gamma ? gamma[c] : 0.f, slope[c], zeta ? zeta[c] : 0.f, out + off);
+        }
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* A minimal module object so that the shared library is an importable extension (entry points are    */
 /* called through ctypes, which releases the GIL).                                                  */
 

@@ -99,6 +99,8 @@ def _lib() -> ctypes.CDLL | None:
     lib.bs_conv.restype = i32
     lib.bs_fconv.argtypes = [vp, i64, i32, i32, i32, vp, i32, i32, i32, i32, vp, vp, i32]
     lib.bs_fconv.restype = i32
+    lib.bs_rprelu.argtypes = [vp, i64, i32, i64, vp, vp, vp, vp, i32]
+    lib.bs_rprelu.restype = i32
     return lib
 
 
@@ -490,3 +492,16 @@ def float_conv2d(
     if co4 == co and wr == wo:
         return out
     return np.ascontiguousarray(out[:, :co, :, :wo])
+
+
+def rprelu(x: np.ndarray, gamma, slope, zeta, *, threads: int | None = None) -> np.ndarray:
+    """``prelu(x - gamma[c], slope[c]) + zeta[c]`` on ``x`` (N, C, ...) float32 (gamma/zeta may be None)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    g, s, z = _vec(gamma, c, "gamma"), _vec(slope, c, "slope"), _vec(zeta, c, "zeta")
+    out = np.empty_like(x)
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_rprelu(_ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads))
+    _check(rc, "rprelu")
+    return out

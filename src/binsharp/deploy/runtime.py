@@ -114,9 +114,12 @@ def _ch(v: np.ndarray) -> np.ndarray:
     return v.reshape(1, -1, 1, 1)
 
 
-def prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
-    s = slope.reshape(1, -1, 1, 1) if slope.size > 1 else slope.reshape(())
-    return np.where(x >= 0, x, x * s).astype(F32, copy=False)
+def prelu(x: np.ndarray, slope: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """``x if x >= 0 else slope[c] * x`` (slope per channel of (N, C, ...) or a single value)."""
+    s = slope.reshape((1, -1) + (1,) * (x.ndim - 2)) if slope.size > 1 else slope.reshape(())
+    y = x if inplace else x.copy()
+    np.multiply(y, s, out=y, where=y < 0)
+    return y
 
 
 def upsample_bilinear2(x: np.ndarray) -> np.ndarray:
@@ -403,7 +406,19 @@ def _op_affine(e, a, p, at):
 
 
 def _op_rprelu(e, a, p, at):
-    return prelu(a[0] - _ch(p["gamma"]), p["slope"]) + _ch(p["zeta"])
+    if a[0].ndim == 4 and K.have_kernels():
+        return K.rprelu(a[0], p["gamma"], p["slope"], p["zeta"], threads=e.threads)
+    t = np.subtract(a[0], _ch(p["gamma"]), dtype=F32)
+    prelu(t, p["slope"], inplace=True)
+    t += _ch(p["zeta"])
+    return t
+
+
+def _op_prelu(e, a, p, at):
+    x, sl = a[0], p["slope"]
+    if x.ndim == 4 and K.have_kernels():
+        return K.rprelu(x, None, np.broadcast_to(sl.reshape(-1), (x.shape[1],)), None, threads=e.threads)
+    return prelu(x, sl)
 
 
 def _op_chunk(e, a, p, at):
@@ -494,7 +509,7 @@ _OPS: dict[str, Callable] = {
     "add_scalar": lambda e, a, p, at: (a[0] + F32(at["value"])).astype(F32, copy=False),
     "add": lambda e, a, p, at: np.add(a[0], a[1], dtype=F32),
     "mul": lambda e, a, p, at: np.multiply(a[0], a[1], dtype=F32),
-    "prelu": lambda e, a, p, at: prelu(a[0], p["slope"]),
+    "prelu": _op_prelu,
     "rprelu": _op_rprelu,
     "leaky_relu": lambda e, a, p, at: prelu(a[0], np.array([at["slope"]], F32)),
     "hardtanh": lambda e, a, p, at: np.clip(a[0], F32(at["lo"]), F32(at["hi"])),
