@@ -70,3 +70,43 @@ def test_engine_fuser_equals_checkpoint_fuser(tmp_path, conformance_case):
     assert eng.bits == 11 and eng.ratio == 4
     assert got.shape == ref.shape == (8, 64, 80)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_cli_fuse_with_engine_geotiff(tmp_path):
+    import rasterio
+    from rasterio.transform import Affine
+
+    from binsharp.cli import main
+    from binsharp.deploy.fuser import engine_fuser
+
+    model = tmp_path / "m.bsp"
+    assert (
+        main(["export", "--model", "bbcu", "--config", '{"n_units": 2}', "--bits", "11", "-o", str(model)])
+        == 0
+    )
+    rng = np.random.default_rng(0)
+    ms = rng.integers(100, 2000, (8, 12, 10)).astype(np.uint16)
+    pan = rng.integers(100, 2000, (1, 48, 40)).astype(np.uint16)
+    crs, px = "EPSG:32613", 0.3
+    for path, a, step in ((tmp_path / "pan.tif", pan, px), (tmp_path / "ms.tif", ms, 4 * px)):
+        with rasterio.open(path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
+                           dtype="uint16", crs=crs, transform=Affine.translation(490000.0, 4450000.0)
+                           @ Affine.scale(step, -step)) as d:  # fmt: skip
+            d.write(a)
+    out = tmp_path / "out.tif"
+    argv = [
+        "fuse",
+        "--engine",
+        str(model),
+        "--pan",
+        str(tmp_path / "pan.tif"),
+        "--ms",
+        str(tmp_path / "ms.tif"),
+    ]
+    assert main([*argv, "-o", str(out), "--tile", "0"]) == 0
+    with rasterio.open(out) as d, rasterio.open(tmp_path / "pan.tif") as p:
+        assert (d.count, d.height, d.width) == (8, 48, 40)
+        assert d.crs == p.crs and d.transform == p.transform
+        got = d.read().astype(np.float64)
+    ref = engine_fuser(model)(ms.astype(np.float64), pan.astype(np.float64))
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
