@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -31,10 +32,10 @@ def model_bytes() -> bytes:
 def _rewrite_header(data: bytes, edit) -> bytes:
     """Re-encode ``data`` with ``edit(header_dict)`` applied and a valid header checksum."""
     magic, version, res, hlen, _ = bsp._PREFIX.unpack_from(data, 0)
-    header = json.loads(data[bsp._PREFIX.size : bsp._PREFIX.size + hlen])
+    header = json.loads(zlib.decompress(data[bsp._PREFIX.size : bsp._PREFIX.size + hlen]))
     body = data[bsp._align(bsp._PREFIX.size + hlen) :]
     edit(header)
-    hb = json.dumps(header).encode()
+    hb = zlib.compress(json.dumps(header).encode())
     head = bsp._PREFIX.pack(magic, version, res, len(hb), hashlib.sha256(hb).digest()) + hb
     head += b"\0" * (bsp._align(len(head)) - len(head))
     return head + body
@@ -96,6 +97,20 @@ def test_random_garbage_never_crashes():
         blob = bsp.MAGIC + rng.integers(0, 256, n, dtype=np.uint8).tobytes()
         with pytest.raises(BinsharpError):
             bsp.from_bytes(blob)
+
+
+def test_header_not_json_or_not_zlib(model_bytes):
+    def fake(raw: bytes) -> bytes:
+        magic, version, res, hlen, _ = bsp._PREFIX.unpack_from(model_bytes, 0)
+        head = bsp._PREFIX.pack(magic, version, res, len(raw), hashlib.sha256(raw).digest()) + raw
+        return head + b"\0" * (bsp._align(len(head)) - len(head))
+
+    with pytest.raises(BinsharpError, match="cannot be decompressed"):
+        bsp.from_bytes(fake(b"{not zlib}"))
+    with pytest.raises(BinsharpError, match="not valid JSON"):
+        bsp.from_bytes(fake(zlib.compress(b"{oops")))
+    with pytest.raises(BinsharpError, match="size limit|not a complete"):
+        bsp.from_bytes(fake(zlib.compress(b" " * (bsp.MAX_HEADER + 10))))
 
 
 def test_header_tampering_detected(model_bytes):

@@ -7,8 +7,8 @@ Layout (all integers little-endian)::
     8       4     format version (uint32), currently 1
     12      4     reserved, 0
     16      8     header length L in bytes (uint64)
-    24      32    SHA-256 of the header bytes
-    56      L     header: UTF-8 JSON object (see below)
+    24      32    SHA-256 of the L header bytes
+    56      L     header: a UTF-8 JSON object (see below), zlib-compressed (RFC 1950)
     ...           zero padding up to the next multiple of 64: start of the data section D
     D       ...   tensor payloads, each at a 64-byte aligned offset relative to D; the file ends after the
                   last one
@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def to_bytes(m: BspModel) -> bytes:
         "outputs": m.outputs,
         "tensors": table,
     }
-    hb = json.dumps(header, separators=(",", ":"), sort_keys=False).encode("utf-8")
+    hb = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=False).encode("utf-8"), 9)
     prefix = _PREFIX.pack(MAGIC, VERSION, 0, len(hb), hashlib.sha256(hb).digest())
     head = prefix + hb
     head += b"\0" * (_align(len(head)) - len(head))
@@ -139,7 +140,13 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> BspModel:
     if hashlib.sha256(hb).digest() != hsha:
         raise _fail(source, "header checksum mismatch (file corrupted)")
     try:
-        header = json.loads(hb.decode("utf-8"))
+        d = zlib.decompressobj()
+        text = d.decompress(hb, MAX_HEADER)
+        if d.unconsumed_tail or not d.eof:
+            raise _fail(source, "header is not a complete zlib stream or decompresses beyond the size limit")
+        header = json.loads(text.decode("utf-8"))
+    except zlib.error as exc:
+        raise _fail(source, f"header cannot be decompressed: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(source, f"header is not valid JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
