@@ -840,6 +840,8 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
         "config": dict(getattr(model, "config", {}) or {}),
         "kind": str(getattr(model, "kind", "binary")),
     }
+    if isinstance(getattr(model, "halo", None), int):
+        meta["halo"] = int(model.halo)  # tile context the model asks for (PAN pixels)
     return bsp.BspModel(meta, ops, outputs, tensors)
 
 

@@ -54,6 +54,8 @@ class EngineFuser:
                 "(export it from a checkpoint, or pass --bits)"
             )
         self.bits = int(b)
+        if isinstance(meta.get("halo"), int) and meta["halo"] >= 0:
+            self.halo = int(meta["halo"])
 
     def __call__(self, ms_lr: np.ndarray, pan: np.ndarray, lms: np.ndarray | None = None) -> np.ndarray:
         """Fuse ``ms_lr`` (C,h,w) and ``pan`` (1,H,W), both DN; ``lms`` (C,H,W) DN optional."""
