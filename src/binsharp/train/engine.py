@@ -543,7 +543,13 @@ def _run_stage(
             trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
             if trainer.interrupted:
                 raise BinsharpError(f"stage {stage.name!r} was interrupted; rerun with --resume to continue")
-            if has_val and getattr(task, "last_val_step", None) != trainer.global_step:
+            # spawn-based strategies train in child processes: the main process keeps step 0
+            spawned = trainer.global_step == 0 and trainer.state.finished
+            steps_done = stage.steps if spawned else int(trainer.global_step)
+            validated = getattr(task, "last_val_step", None) == trainer.global_step or (
+                spawned and stage.steps % val_every == 0
+            )
+            if has_val and not validated:
                 trainer.validate(task, datamodule=dm, verbose=False)
     finally:  # Trainer(deterministic=True) switches torch to deterministic algorithms process-wide
         torch.use_deterministic_algorithms(deterministic_before)
@@ -552,4 +558,4 @@ def _run_stage(
     val = dict(getattr(task, "last_val", {}) or {})
     if not val:  # ddp_spawn: the task of the main process did not validate; use the reduced metrics
         val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    return int(trainer.global_step), val
+    return steps_done, val
