@@ -19,6 +19,9 @@ The budget (documented, the same for every model):
 * validation (Q2n, SAM, ERGAS on the dataset's ``val`` split) and a resumable checkpoint every N/20 steps;
 * seed ``--seed`` (default 0) for initialisation, data order and every stage.
 
+The zoo entry also stores the network's Params/OPs at 256 x 256 (:func:`binsharp.nn.complexity.count`), which
+``binsharp bench`` and ``binsharp quickstart`` reuse instead of counting again.
+
 Each model is trained with the engine's Python API (:func:`binsharp.train.train`) into
 ``<runs>/<model>-<dataset>`` (``--resume`` continues an interrupted run there), then its final checkpoint,
 the joined CSV log of its stages and the dataset manifest are copied into the zoo (``--out``, default the
@@ -47,6 +50,8 @@ from binsharp.errors import BinsharpError
 DEFAULT_STEPS = 20_000
 DEFAULT_SEED = 0
 DEFAULT_DATA = "wv3-longmont"
+#: PAN-resolution side of the Params/OPs count stored in the zoo manifest (read by ``binsharp bench``).
+COMPLEXITY_SIZE = 256
 
 
 def machine() -> dict[str, Any]:
@@ -154,7 +159,17 @@ def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, An
         ],
         "config": str(cfg.relative_to(Path(binsharp.__file__).resolve().parent)) if cfg else None,
     }
+    from binsharp.nn.complexity import count
+
+    net = result.model.eval()
+    r = count(net, net.example_inputs(COMPLEXITY_SIZE))
+    complexity = {
+        "size": COMPLEXITY_SIZE,
+        **{k: getattr(r, k) for k in ("ops", "params", "bops", "flops", "elementwise", "params_binary",
+                                      "params_float", "weight_bytes")},
+    }  # fmt: skip
     info = {
+        "complexity": complexity,
         "command": command,
         "budget": budget,
         "seed": int(args.seed),

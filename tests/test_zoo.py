@@ -115,6 +115,13 @@ def test_train_zoo_fills_the_zoo_with_checkpoint_log_manifest_and_provenance(ass
         assert e["budget"]["steps"] == 2 and e["budget"]["stages"][0]["batch_size"] >= 1
         assert e["seed"] == 0 and "--steps 2" in e["command"] and e["wall_time_s"] > 0
         assert e["machine"]["cpu_count"] >= 1 and "torch" in e["machine"]
+        net = models.create(name)
+        from binsharp.nn.complexity import count
+
+        assert (
+            e["complexity"]["size"] == 256
+            and e["complexity"]["ops"] == count(net, net.example_inputs(256)).ops
+        )
         assert e["kind"] == models.model_info(name)["kind"] and e["bands"] == 8 and e["sensor"] == "WV3"
         # the training log joins the stage logs with the global step; the data manifest is the dataset's
         log = (assets["zoo"] / e["log"]).read_text().splitlines()

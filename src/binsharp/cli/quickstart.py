@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default=None, metavar="DATASET", help="zoo weights (default: the data's)")
     p.add_argument("--sensor", default=None, help="sensor of an h5 file that does not record it")
     p.add_argument("--limit", type=_positive, default=None, metavar="N", help="reduced-res. images (all)")
-    p.add_argument("--fr-limit", type=_positive, default=3, metavar="N", help="full-res. images (default 3)")
+    p.add_argument("--fr-limit", type=_positive, default=2, metavar="N", help="full-res. images (default 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.set_defaults(func=run)

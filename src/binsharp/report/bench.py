@@ -332,6 +332,7 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
                 "seed": entry.get("seed"),
                 "command": entry.get("command"),
                 "log": str(zoo.zoo_dir() / entry["log"]) if entry.get("log") else None,
+                "complexity": entry.get("complexity"),
             }
             rec["size"] = {"checkpoint_bytes": path.stat().st_size}
         methods.append(rec)
@@ -375,7 +376,11 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
                 from binsharp import models
 
                 model, meta = models.create(m["name"]).eval(), {}
-            m["complexity"] = _complexity(model, size)
+            stored = m.get("pretrained", {}).get("complexity") or {}
+            if stored.get("size") == size and stored.get("ops") is not None:
+                m["complexity"] = {k: v for k, v in stored.items() if k != "size"}  # counted by train_zoo
+            else:
+                m["complexity"] = _complexity(model, size)
             if m["status"] == "ok":
                 if settings.latency:
                     m.setdefault("latency", {})["torch_s"] = _torch_latency(
