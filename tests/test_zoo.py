@@ -22,6 +22,7 @@ from binsharp.cli import main
 from binsharp.data.builder import build_dataset
 from binsharp.data.io import Raster
 from binsharp.errors import BinsharpError
+from binsharp.nn.complexity import count
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "tiny"
@@ -116,8 +117,6 @@ def test_train_zoo_fills_the_zoo_with_checkpoint_log_manifest_and_provenance(ass
         assert e["seed"] == 0 and "--steps 2" in e["command"] and e["wall_time_s"] > 0
         assert e["machine"]["cpu_count"] >= 1 and "torch" in e["machine"]
         net = models.create(name)
-        from binsharp.nn.complexity import count
-
         assert (
             e["complexity"]["size"] == 256
             and e["complexity"]["ops"] == count(net, net.example_inputs(256)).ops
