@@ -37,6 +37,22 @@ def _names(value: str, known: list[str], what: str) -> list[str]:
     return names
 
 
+#: Networks shown last, in this order (the methods of this package); the others come full precision first.
+FEATURED = ("s2bnet", "bnnpan")
+
+
+def table_order(names: list[str]) -> list[str]:
+    """Networks in table order: full-precision baselines, binary baselines, then S2BNet and BNNPan."""
+    from binsharp.models import model_info
+
+    def key(n: str) -> tuple[int, int, str]:
+        if n in FEATURED:
+            return (2, FEATURED.index(n), n)
+        return (0 if model_info(n)["kind"] == "fp" else 1, 0, n)
+
+    return sorted(names, key=key)
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -101,7 +117,9 @@ def settings_from_args(args: argparse.Namespace) -> object:
         cross = [c.strip() for c in args.cross.split(",") if c.strip() and c.strip().lower() != "none"]
     return BenchSettings(
         data=str(args.data),
-        models=_names(args.models, list_models(), "model(s)"),
+        models=table_order(_names(args.models, list_models(), "model(s)"))
+        if args.models.strip().lower() == "all"
+        else _names(args.models, list_models(), "model(s)"),
         classical=_names(args.classical, list(classical_methods()), "classical method(s)"),
         pretrained=args.pretrained,
         cross=cross,

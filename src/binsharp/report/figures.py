@@ -241,6 +241,8 @@ def plot_full_resolution(
         zoom.imshow(comp[r0 : r0 + size, c0 : c0 + size], interpolation="nearest")
         zoom.set_xticks([])
         zoom.set_yticks([])
+        for spine in zoom.spines.values():
+            spine.set_edgecolor("yellow")
         ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
