@@ -59,7 +59,13 @@ def test_bench_json_and_markdown(assets, tmp_path, capsys):
         assert bnn["size"]["bsp_bytes"] < bnn["size"]["checkpoint_bytes"]
     # a model without pretrained weights is skipped with the reason, never evaluated
     fn = methods["fusionnet"]
-    assert fn["status"] == "skipped" and "no pretrained weights exist for model 'fusionnet'" in fn["reason"]
+    assert (
+        fn["status"] == "skipped" and fn["reason"] == f"no pretrained weights for {DATASET} in the model zoo"
+    )
+    assert "no pretrained weights exist for model 'fusionnet'" in fn["detail"] and fn["zoo_holds"] == [
+        "bnn",
+        "pnn",
+    ]
     assert fn["results"] == {} and fn["complexity"]["ops"] > 0
     # Markdown: one table per split, complexity and skipped lists, every row present
     text = md.read_text()

@@ -318,7 +318,11 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
             path = zoo.checkpoint_path(info["name"], settings.pretrained)
             entry = zoo.entry(info["name"], settings.pretrained)
         except BinsharpError as exc:
-            rec.update(status="skipped", reason=str(exc))
+            have = zoo.available().get(settings.pretrained.strip().lower(), [])
+            reason = f"no pretrained weights for {settings.pretrained} in the model zoo"
+            if "corrupt" in str(exc) or "missing" in str(exc):
+                reason = str(exc)
+            rec.update(status="skipped", reason=reason, detail=str(exc), zoo_holds=have)
         else:
             from binsharp.train.fuser import CheckpointFuser
 
@@ -380,7 +384,11 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
             if stored.get("size") == size and stored.get("ops") is not None:
                 m["complexity"] = {k: v for k, v in stored.items() if k != "size"}  # counted by train_zoo
             else:
-                m["complexity"] = _complexity(model, size)
+                try:
+                    m["complexity"] = _complexity(model, size)
+                except BinsharpError as exc:  # a layer the counter does not know: say so, count nothing
+                    m["complexity"] = {}
+                    m["complexity_reason"] = str(exc)
             if m["status"] == "ok":
                 if settings.latency:
                     m.setdefault("latency", {})["torch_s"] = _torch_latency(

@@ -242,6 +242,9 @@ def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
                 "Skipped",
                 ["Method", "Type", "Reason"],
                 [[m["name"], KIND_LABELS.get(m["kind"], m["kind"]), m.get("reason", "")] for m in skipped],
+                notes=[
+                    "skipped networks are not evaluated; benchmarks/train_zoo.py trains them into the zoo"
+                ],
                 left=3,
             )
         )
