@@ -113,3 +113,40 @@ def test_tables_and_html(tmp_path):
     assert "<title>R &lt;1&gt;</title>" in page and "<td><b>0.9</b></td>" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 1
     assert "caption &amp; more" in page and "&quot;data&quot;" in page
+
+
+def test_summary_states_ranking_gap_and_ratios():
+    from binsharp.report.tables import summary_lines
+
+    def m(name, kind, q2n, sam, ergas, ops=None, size=None):
+        rec = {
+            "name": name,
+            "kind": kind,
+            "status": "ok",
+            "results": {"rr": {"mean": {"q2n": q2n, "sam": sam, "ergas": ergas}, "std": {}}},
+        }
+        if ops:
+            rec["complexity"] = {"ops": ops}
+        if size:
+            rec["size"] = {"checkpoint_bytes": size}
+        return rec  # fmt: skip
+
+    report = {
+        "methods": [
+            m("gsa", "classical", 0.90, 4.0, 3.0),
+            m("fusionnet", "fp", 0.95, 3.0, 2.0, ops=5e9, size=400_000),
+            m("pnn", "fp", 0.92, 3.5, 2.5, ops=6e9, size=300_000),
+            m("bnn", "binary", 0.85, 5.0, 3.5),
+            m("s2bnet", "binary", 0.93, 3.6, 2.4, ops=5e8, size=1_000_000),
+            m("bnnpan", "binary", 0.89, 3.9, 3.1),
+            {"name": "reactnet", "kind": "binary", "status": "skipped", "results": {}},
+        ]
+    }
+    lines = summary_lines(report)
+    assert (
+        lines[0]
+        == "s2bnet is ahead of every evaluated binary and classical method on Q2n, SAM and ERGAS (2 methods)."
+    )
+    assert "fusionnet" in lines[1] and "Q2n 0.93 vs 0.95" in lines[1] and "OPs 0.1x" in lines[1]
+    assert "checkpoint 2.5x" in lines[1]
+    assert lines[2] == "bnnpan is not ahead of: gsa (Q2n, ERGAS)." and len(lines) == 4

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from binsharp.models import list_models
     from binsharp.report import write_report
     from binsharp.report.bench import BenchSettings, run_benchmark
-    from binsharp.report.tables import benchmark_tables
+    from binsharp.report.tables import benchmark_tables, summary_lines
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     for t in benchmark_tables(result.report):
         print(t.to_text())
+    for line in summary_lines(result.report):
+        print(f"* {line}")
     intro = (
         f"Pretrained networks ({', '.join(w for w in wanted if w not in missing) or 'none'}) against "
         f"classical methods on {settings.data}."

@@ -24,7 +24,7 @@ __all__ = ["write_figures", "write_markdown", "write_json", "write_report", "mar
 
 def markdown_report(report: dict[str, Any], *, title: str = "binsharp benchmark") -> str:
     """The results tables of ``report`` as one Markdown document, with the settings and machine."""
-    from binsharp.report.tables import benchmark_tables
+    from binsharp.report.tables import benchmark_tables, summary_lines
 
     s = report.get("settings", {})
     mach = report.get("machine", {})
@@ -41,6 +41,9 @@ def markdown_report(report: dict[str, Any], *, title: str = "binsharp benchmark"
         "networks); latencies are measurements and vary from run to run and machine to machine."
     )
     lines.append("")
+    summary = summary_lines(report)
+    if summary:
+        lines += ["### Summary", "", *(f"- {s}" for s in summary), ""]
     for t in benchmark_tables(report):
         lines.append(t.to_markdown())
     return "\n".join(lines)
@@ -154,7 +157,7 @@ def write_report(
     """
     from binsharp.fileio import check_output_path
     from binsharp.report.html import write_html
-    from binsharp.report.tables import benchmark_tables
+    from binsharp.report.tables import benchmark_tables, summary_lines
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +174,7 @@ def write_report(
         benchmark_tables(result.report),
         figs,
         settings=settings,
-        intro=intro,
+        intro=" ".join([intro, *summary_lines(result.report)]).strip(),
         overwrite=overwrite,
     )
     return {**paths, "figures": figs}

@@ -15,7 +15,7 @@ from typing import Any
 
 from binsharp.metrics import HIGHER_IS_BETTER
 
-__all__ = ["INDEX_LABELS", "Table", "benchmark_tables", "format_value"]
+__all__ = ["INDEX_LABELS", "Table", "benchmark_tables", "format_value", "summary_lines"]
 
 #: Column label of each index (arrow: direction of better values).
 INDEX_LABELS = {
@@ -249,3 +249,68 @@ def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
             )
         )
     return tables
+
+
+#: Indexes the summary compares on (reduced resolution).
+SUMMARY_INDEXES = ("q2n", "sam", "ergas")
+
+
+def summary_lines(report: Mapping[str, Any], featured: Sequence[str] = ("s2bnet", "bnnpan")) -> list[str]:
+    """Plain statements on the featured networks, computed from the reduced-resolution means.
+
+    For each featured network with results: whether it is ahead of every binary baseline and every classical
+    method on Q2n, SAM and ERGAS (naming those it is not ahead of), its gap to the best full-precision
+    network (by Q2n) on those indexes, and its OPs and checkpoint-size ratios to that network.
+    """
+    methods = [m for m in report.get("methods", []) if (m.get("results") or {}).get("rr")]
+    by_name = {m["name"]: m for m in methods}
+    lines: list[str] = []
+
+    def mean(m: Mapping[str, Any], idx: str) -> float:
+        return float(m["results"]["rr"]["mean"][idx])
+
+    def better(a: float, b: float, idx: str) -> bool:
+        return a > b if HIGHER_IS_BETTER.get(idx, True) else a < b
+
+    fps = [m for m in methods if m["kind"] == "fp"]
+    best_fp = max(fps, key=lambda m: mean(m, "q2n")) if fps else None
+    for name in featured:
+        m = by_name.get(name)
+        if m is None:
+            continue
+        rivals = [r for r in methods if r["kind"] in ("classical", "binary") and r["name"] not in featured]
+        behind = []
+        for r in rivals:
+            lost = [
+                INDEX_LABELS[idx].split()[0]
+                for idx in SUMMARY_INDEXES
+                if idx in r["results"]["rr"]["mean"] and not better(mean(m, idx), mean(r, idx), idx)
+            ]
+            if lost:
+                behind.append(f"{r['name']} ({', '.join(lost)})")
+        kinds = sorted({KIND_LABELS[r["kind"]] for r in rivals})
+        if not rivals:
+            lines.append(f"{name}: no binary baseline or classical method was evaluated to compare with.")
+        elif not behind:
+            lines.append(
+                f"{name} is ahead of every evaluated {' and '.join(kinds)} method on Q2n, SAM and ERGAS "
+                f"({len(rivals)} methods)."
+            )
+        else:
+            lines.append(f"{name} is not ahead of: {', '.join(behind)}.")
+        if best_fp is not None:
+            gaps = ", ".join(
+                f"{INDEX_LABELS[idx].split()[0]} {mean(m, idx):.4g} vs {mean(best_fp, idx):.4g}"
+                for idx in SUMMARY_INDEXES
+            )
+            text = f"{name} vs the best full-precision network {best_fp['name']} (by Q2n): {gaps}"
+            c, cf = m.get("complexity") or {}, best_fp.get("complexity") or {}
+            if c.get("ops") and cf.get("ops"):
+                text += f"; OPs {c['ops'] / cf['ops']:.3g}x of {best_fp['name']}'s"
+            s, sf = m.get("size") or {}, best_fp.get("size") or {}
+            if s.get("checkpoint_bytes") and sf.get("checkpoint_bytes"):
+                text += f"; checkpoint {s['checkpoint_bytes'] / sf['checkpoint_bytes']:.3g}x"
+            if s.get("bsp_bytes") and sf.get("checkpoint_bytes"):
+                text += f"; packed .bsp {s['bsp_bytes'] / sf['checkpoint_bytes']:.3g}x"
+            lines.append(text + ".")
+    return lines
