@@ -357,10 +357,13 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
                 inner: Any = method_fuser(m["name"], ts.sensor, ts.ratio)
             else:
                 inner = networks[m["name"]]
+                mismatch = None
                 if inner.bands != ts.n_bands:
-                    m.setdefault("notes", []).append(
-                        f"{split}: not run ({inner.bands}-band model, {ts.n_bands}-band data)"
-                    )
+                    mismatch = f"{inner.bands}-band model, {ts.n_bands}-band data"
+                elif inner.bits != ts.bits:
+                    mismatch = f"trained on {inner.bits}-bit data, the test data is {ts.bits}-bit"
+                if mismatch:
+                    m.setdefault("notes", []).append(f"{split}: not run ({mismatch})")
                     bar.update(1)
                     continue
             rec_fuser = _Recorder(inner, keep[:1])
