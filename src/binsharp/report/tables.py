@@ -133,7 +133,11 @@ def _quality_table(
     report: Mapping[str, Any], split: str, indexes: Sequence[str], title: str, notes: list[str]
 ) -> Table | None:
     rows, values = [], []
+    notes = list(notes)
     for m in report["methods"]:
+        notes += [
+            f"{m['name']}: {n.split(': ', 1)[1]}" for n in m.get("notes", []) if n.startswith(f"{split}: ")
+        ]
         res = (m.get("results") or {}).get(split)
         if not res:
             continue
