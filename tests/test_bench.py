@@ -91,10 +91,16 @@ def test_bench_on_pancollection_h5_files(assets, tmp_path, capsys):
     assert main([*base, "--data", str(with_gt)]) == 2
     assert "pass --sensor" in capsys.readouterr().err
     js = tmp_path / "rr.json"
-    assert main([*base, "--data", str(with_gt), "--sensor", "WV3", "--json", str(js)]) == 0
+    cross = ["--cross", str(assets["data"]), "--fr-limit", "1"]
+    assert main([*base, "--data", str(with_gt), "--sensor", "WV3", "--json", str(js), *cross]) == 0
+    printed = capsys.readouterr().out
     report = json.loads(js.read_text())
-    assert set(report["data"]) == {"rr"} and report["data"]["rr"]["name"] == with_gt.name
-    assert set(report["methods"][1]["results"]) == {"rr"}
+    assert set(report["data"]) == {"rr", "cross_rr", "cross_fr"}
+    assert report["data"]["rr"]["name"] == with_gt.name and report["data"]["cross_fr"]["n_images"] == 1
+    assert set(report["methods"][1]["results"]) == {"rr", "cross_rr", "cross_fr"}
+    assert (
+        "### Cross-sensor, reduced resolution" in printed and "### Cross-sensor, full resolution" in printed
+    )
     js = tmp_path / "fr.json"
     assert main([*base, "--data", str(no_gt), "--sensor", "WV3", "--json", str(js)]) == 0
     report = json.loads(js.read_text())
