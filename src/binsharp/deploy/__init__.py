@@ -1,10 +1,17 @@
 """Bit-packed inference engine: compiled XNOR-popcount kernels, the ``.bsp`` model format and its runtime.
 
-``cpu_features()`` reports the CPU flags the kernels see and the dispatch path they use (override with the
-``path`` argument of the kernel functions or the environment variable ``BINSHARP_KERNEL_PATH``).
+* :mod:`binsharp.deploy.kernels`: packing and binary/float convolution kernels (numpy in and out);
+  ``cpu_features()`` reports the CPU flags the kernels see and the dispatch path they use (override with the
+  ``path`` argument of the kernel functions or the environment variable ``BINSHARP_KERNEL_PATH``).
+* :mod:`binsharp.deploy.bsp`: the versioned, checksummed ``.bsp`` file format (specified in its docstring).
+* :mod:`binsharp.deploy.runtime`: :class:`Engine`, which runs a ``.bsp`` graph without PyTorch.
+* :mod:`binsharp.deploy.export`: ``export_model``, ``lower_model`` (PyTorch model -> ``.bsp``, uses torch).
+* :mod:`binsharp.deploy.fuser`: ``engine_fuser(path)``, the ``--engine MODEL.bsp`` fuser source.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from binsharp.deploy.kernels import (
     PATHS,
@@ -12,18 +19,39 @@ from binsharp.deploy.kernels import (
     available_paths,
     binary_conv2d,
     cpu_features,
+    float_conv2d,
     have_kernels,
     pack_activations,
     pack_weights,
 )
+from binsharp.deploy.runtime import Engine, load_engine
 
 __all__ = [
     "PATHS",
+    "Engine",
     "Packed",
     "available_paths",
     "binary_conv2d",
     "cpu_features",
+    "engine_fuser",
+    "export_model",
+    "float_conv2d",
     "have_kernels",
+    "load_engine",
+    "lower_model",
     "pack_activations",
     "pack_weights",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: the exporter imports torch, the fuser registers a command-line source
+    if name in ("export_model", "lower_model"):
+        from binsharp.deploy import export
+
+        return getattr(export, name)
+    if name == "engine_fuser":
+        from binsharp.deploy.fuser import engine_fuser
+
+        return engine_fuser
+    raise AttributeError(f"module 'binsharp.deploy' has no attribute {name!r}")
