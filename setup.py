@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 
 use_openmp = os.environ.get("BINSHARP_NO_OPENMP", "") in ("", "0")
 
-compile_args = ["-O3", "-std=gnu11", "-ffp-contract=off", "-fno-strict-aliasing"]
+compile_args = ["-O3", "-std=gnu11", "-ffp-contract=off"]
 link_args: list[str] = []
 if use_openmp:
     compile_args.append("-fopenmp")

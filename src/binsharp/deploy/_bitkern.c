@@ -259,6 +259,7 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
         mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
     }
     int cnt = 0;
+    const int full = nx >= 8; /* all 8 lanes valid: plain loads */
     for (int ky = 0; ky < k; ky++) {
         const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
         for (int kx = 0; kx < k; kx++) {
@@ -268,7 +269,9 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
                 const long long *ap =
                     (const long long *)(a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs);
                 __m256i av[2];
-                if (s == 1) {
+                if (s == 1 && full) {
+                    for (int p = 0; p < 2; p++) av[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
+                } else if (s == 1) {
                     for (int p = 0; p < 2; p++) av[p] = _mm256_maskload_epi64(ap + 4 * p, m[p]);
                 } else {
                     for (int p = 0; p < 2; p++) {

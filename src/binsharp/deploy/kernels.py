@@ -346,6 +346,7 @@ def binary_conv2d(
     float_out: bool = True,
     pack_out: dict | None = None,
     int_out: bool = False,
+    out_buffer: np.ndarray | None = None,
     path: str | None = None,
     threads: int | None = None,
 ) -> dict:
@@ -359,8 +360,9 @@ def binary_conv2d(
     ``pack_out=dict(halo=1, groups=1, scale=None, bias=None)`` also writes the packed bits of
     ``v*scale + bias`` for a following binary op.
 
-    Returns dict with ``"out"`` float32 ``(N, Co, Ho, Wo)`` (if ``float_out``), ``"packed"`` (:class:`Packed`,
-    if ``pack_out``), ``"y"`` int32 ``(N, Co, Ho, Wo)`` (if ``int_out``).
+    Returns dict with ``"out"`` float32 ``(N, Co, Ho, Wo)`` (if ``float_out``; written into ``out_buffer``
+    when given), ``"packed"`` (:class:`Packed`, if ``pack_out``; into ``pack_out["out"]`` when given), ``"y"``
+    int32 ``(N, Co, Ho, Wo)`` (if ``int_out``).
     """
     lib = _require_lib()
     n, ci, h, w = x.shape
@@ -410,7 +412,11 @@ def binary_conv2d(
     if clamp is not None:
         epi.clamp, epi.lo, epi.hi = 1, float(clamp[0]), float(clamp[1])
     result: dict = {}
-    out = np.empty((n, co, ho, wo), np.float32) if float_out else None
+    out = None
+    if float_out:
+        out = np.empty((n, co, ho, wo), np.float32) if out_buffer is None else out_buffer
+        if out.shape != (n, co, ho, wo) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise BinsharpError(f"output buffer must be C-contiguous float32 {(n, co, ho, wo)}")
     yout = np.empty((n, co, ho, wo), np.int32) if int_out else None
     pk = None
     if pack_out is not None:
