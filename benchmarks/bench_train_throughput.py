@@ -12,6 +12,9 @@ pixels, ``bands`` MS bands, ratio 4), L1 loss against a random target, ``backwar
 timed too, interleaved step by step with the binary-emulated one so that machine load affects both alike;
 ``ratio = time per step binary-emulated / time per step float`` (target <= 1.5). Times are medians over
 ``steps`` timed steps after ``warmup`` untimed ones. Prints the settings, the machine and a Markdown table.
+
+On a shared machine use ``--threads 1``: with several busy processes, multi-threaded (OpenMP) kernels lose
+far more to contention than they gain (measured 10-40x slower steps on a 2-core machine at load ~10).
 """
 
 from __future__ import annotations
@@ -123,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['model']} | {r['kind']} | {r['steps_per_sec']:.3f} | {r['sec_per_step']:.3f} | {extra} |"
         )
+    try:
+        print(f"\nLoad average at end: {os.getloadavg()[0]:.2f}")
+    except OSError:
+        pass
     ratios = [r["ratio"] for r in rows if "ratio" in r]
     if ratios:
         worst = max(rows, key=lambda r: r.get("ratio", 0))
