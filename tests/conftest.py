@@ -41,3 +41,16 @@ def conformance_case():
         return cache[name]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def wv3_longmont(tmp_path_factory) -> Path:
+    """Directory of the ``wv3-longmont`` dataset, built once per session from ``dgsamples`` into a
+    temporary cache (``BINSHARP_CACHE`` set only while building)."""
+    pytest.importorskip("dgsamples")
+    from binsharp.data import catalog
+
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BINSHARP_CACHE", str(cache))
+        return Path(catalog.build("wv3-longmont", progress=False))

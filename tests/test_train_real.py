@@ -1,9 +1,7 @@
 """A few training steps on real ``wv3-longmont`` patches reduce the loss (dataset built into a temporary
-cache from ``dgsamples``)."""
+cache from ``dgsamples`` by the session fixture ``wv3_longmont``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,18 +11,6 @@ from binsharp.data import PanDataset
 from binsharp.train.engine import train
 
 pytest.importorskip("dgsamples")
-
-
-@pytest.fixture(scope="module")
-def wv3_longmont(tmp_path_factory) -> Path:
-    """Directory of the built ``wv3-longmont`` dataset in a temporary cache (BINSHARP_CACHE set only
-    while building)."""
-    from binsharp.data import catalog
-
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BINSHARP_CACHE", str(cache))
-        return Path(catalog.build("wv3-longmont", progress=False))
 
 
 def _l1(model: nn.Module, batch: dict[str, torch.Tensor]) -> float:
