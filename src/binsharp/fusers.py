@@ -169,7 +169,7 @@ FUSER_SOURCES: dict[str, FuserSource] = {}
 FUSER_PLUGIN_MODULES: tuple[str, ...] = (
     "binsharp.train.fuser",  # --checkpoint CKPT
     "binsharp.deploy.fuser",  # --engine MODEL.bsp
-    "binsharp.models.fuser",  # --model NAME --pretrained DATASET
+    "binsharp.zoo.fuser",  # --model NAME --pretrained DATASET
 )
 
 _plugins_loaded = False

@@ -1,7 +1,7 @@
 """Pretrained zoo models as fusers: the ``--model NAME --pretrained DATASET`` source of the command line.
 
-Importing this module (or :mod:`binsharp.models.fuser`, the module listed in
-:data:`binsharp.fusers.FUSER_PLUGIN_MODULES`) registers the fuser source ``model``
+Importing this module (listed in :data:`binsharp.fusers.FUSER_PLUGIN_MODULES`) registers the fuser
+source ``model``
 (``binsharp evaluate --model s2bnet --pretrained wv3-longmont --data ...``,
 ``binsharp fuse --model s2bnet --pretrained wv3-longmont --pan ... --ms ...``).
 The checkpoint comes from :mod:`binsharp.zoo` and runs through :class:`binsharp.train.fuser.CheckpointFuser`
