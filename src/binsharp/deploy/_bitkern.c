@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(BS_FORCE_PORTABLE)
 #define BS_X86 1
 #include <immintrin.h>
@@ -755,6 +756,31 @@ BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *
             const int64_t off = (n * C + c) * HW;
             rprelu_plane(x + off, HW, gamma ? gamma[c] : 0.f, slope[c], zeta ? zeta[c] : 0.f, out + off);
         }
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Per-plane statistics: mean and sqrt(population variance + eps) of each of NC planes of HW floats     */
+/* (two passes, double accumulators; results rounded to float32, then + eps and sqrt in float32).       */
+
+BS_API int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd,
+                          int nthreads) {
+    if (NC < 1 || HW < 1) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 2.0 * NC * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < NC; p++) {
+        const float *r = x + p * HW;
+        double s = 0.0;
+        for (int64_t i = 0; i < HW; i++) s += r[i];
+        const double m = s / (double)HW;
+        double q = 0.0;
+        for (int64_t i = 0; i < HW; i++) {
+            const double d = r[i] - m;
+            q += d * d;
+        }
+        mean[p] = (float)m;
+        sd[p] = sqrtf((float)(q / (double)HW) + eps);
+    }
     return BS_OK;
 }
 

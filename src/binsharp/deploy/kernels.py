@@ -101,6 +101,8 @@ def _lib() -> ctypes.CDLL | None:
     lib.bs_fconv.restype = i32
     lib.bs_rprelu.argtypes = [vp, i64, i32, i64, vp, vp, vp, vp, i32]
     lib.bs_rprelu.restype = i32
+    lib.bs_plane_stats.argtypes = [vp, i64, i64, ctypes.c_float, vp, vp, i32]
+    lib.bs_plane_stats.restype = i32
     return lib
 
 
@@ -511,3 +513,18 @@ def rprelu(x: np.ndarray, gamma, slope, zeta, *, threads: int | None = None) -> 
     rc = lib.bs_rprelu(_ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads))
     _check(rc, "rprelu")
     return out
+
+
+def plane_stats(x: np.ndarray, eps: float, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and ``sqrt(var + eps)`` (population variance) over H x W of ``x`` (N, C, H, W) float32, each
+    (N, C, 1, 1) float32 (double accumulation)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    mean = np.empty((n, c, 1, 1), np.float32)
+    sd = np.empty((n, c, 1, 1), np.float32)
+    rc = lib.bs_plane_stats(
+        _ptr(x), n * c, x.size // max(1, n * c), float(eps), _ptr(mean), _ptr(sd), resolve_threads(threads)
+    )
+    _check(rc, "plane_stats")
+    return mean, sd

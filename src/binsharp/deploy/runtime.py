@@ -466,6 +466,8 @@ def _op_pad_to_multiple(e, a, p, at):
 def _op_stats(e, a, p, at):
     """Per-sample, per-channel mean and sqrt(population var + eps) over H x W, each (N, C, 1, 1)."""
     x = a[0]
+    if x.ndim == 4 and K.have_kernels():
+        return K.plane_stats(x, float(at.get("eps", 1e-5)), threads=e.threads)
     mu = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
     var = ((x - mu) ** 2).mean(axis=(2, 3), keepdims=True)
     return mu.astype(F32), np.sqrt(var.astype(F32) + F32(at.get("eps", 1e-5))).astype(F32)
