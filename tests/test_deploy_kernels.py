@@ -198,3 +198,17 @@ def test_float_conv_matches_torch(shape):
     out = K.float_conv2d(x, wt, b, padding=p, threads=2)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_elementwise_kernels_match_torch():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 7, 9)).astype(np.float32)
+    g, z = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    s = rng.uniform(0.05, 0.5, 5).astype(np.float32)
+    ref = F.prelu(torch.from_numpy(x) - torch.from_numpy(g).view(1, -1, 1, 1), torch.from_numpy(s))
+    ref = (ref + torch.from_numpy(z).view(1, -1, 1, 1)).numpy()
+    np.testing.assert_array_equal(K.rprelu(x, g, s, z), ref)
+    var, mu = torch.var_mean(torch.from_numpy(x), dim=(2, 3), correction=0, keepdim=True)
+    m, sd = K.plane_stats(x, 1e-5)
+    np.testing.assert_allclose(m, mu.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sd, torch.sqrt(var + 1e-5).numpy(), rtol=1e-5)
