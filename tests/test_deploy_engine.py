@@ -173,3 +173,23 @@ def test_engine_fuser_registered():
     from binsharp.fusers import fuser_sources
 
     assert "engine" in fuser_sources()
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("s2bnet", {"dim": 8, "srm": "static"}),
+        ("s2bnet", {"dim": 8, "srm": "off", "gsfa": "activation"}),
+        ("s2bnet", {"dim": 8, "gsfa": "init"}),
+        ("bnnpan", {"n_modules": 1, "prior": False, "zero_tail": False}),
+        ("bnnpan", {"n_modules": 1, "dwt": False, "norm": False, "zero_tail": False}),
+        ("bbcu", {"body": "unet", "dim": 8}),
+    ],
+)
+def test_ablation_variants_export(name, kw):
+    m = _randomised(name, **kw)
+    inp = _inputs(m, size=24)
+    with torch.no_grad():
+        ref = m(**inp).numpy()
+    out = Engine(bsp.from_bytes(bsp.to_bytes(lower_model(m))))(**{k: v.numpy() for k, v in inp.items()})
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
