@@ -473,6 +473,14 @@ def _op_stats(e, a, p, at):
     return mu.astype(F32), np.sqrt(var.astype(F32) + F32(at.get("eps", 1e-5))).astype(F32)
 
 
+def _op_mean_hw(e, a, p, at):
+    """Mean over H x W (double accumulation) -> (N, C, 1, 1)."""
+    x = a[0]
+    if x.ndim == 4 and K.have_kernels():
+        return K.plane_stats(x, 0.0, threads=e.threads)[0]
+    return x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(F32)
+
+
 def _op_pixel_unshuffle(e, a, p, at):
     r = int(at["r"])
     n, c, h, w = a[0].shape
@@ -494,7 +502,7 @@ _OPS: dict[str, Callable] = {
     "abs": lambda e, a, p, at: np.abs(a[0]),
     "sub": lambda e, a, p, at: np.subtract(a[0], a[1], dtype=F32),
     "div": lambda e, a, p, at: np.divide(a[0], a[1], dtype=F32),
-    "mean_hw": lambda e, a, p, at: a[0].mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(F32),
+    "mean_hw": _op_mean_hw,
     "stats": _op_stats,
     "flatten": lambda e, a, p, at: a[0].reshape(a[0].shape[0], -1),
     "unflatten": lambda e, a, p, at: a[0].reshape(a[0].shape[0], -1, 1, 1),
