@@ -289,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
 
+    # PyTorch first: its OpenMP runtime then keeps its own default wait policy (the engine's kernels set
+    # OMP_WAIT_POLICY=PASSIVE for their runtime when it is not set)
+    import torch  # noqa: F401
+
     from binsharp.deploy import have_kernels
 
     if not have_kernels():
