@@ -144,19 +144,29 @@ def upsample_bilinear2(x: np.ndarray) -> np.ndarray:
 
 
 def haar_dwt(x: np.ndarray) -> np.ndarray:
+    """Orthonormal Haar DWT (N, C, H, W) -> (N, 4C, H/2, W/2), bands interleaved [LL, LH, HL, HH]."""
     n, c, h, w = x.shape
     if h % 2 or w % 2:
         raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
     a, b = x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]
     cc, d = x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]
+    s1, d1 = a + b, a - b
+    out = np.empty((n, c, 4, h // 2, w // 2), F32)
     half = F32(0.5)
-    bands = (
-        (a + b + cc + d) * half,
-        (a + b - cc - d) * half,
-        (a - b + cc - d) * half,
-        (a - b - cc + d) * half,
-    )
-    return np.stack(bands, axis=2).reshape(n, 4 * c, h // 2, w // 2)
+    # ((a +- b) +- c) +- d, the summation order of the PyTorch convolution (bit-identical bands)
+    for i, (u, op_c, op_d) in enumerate(
+        (
+            (s1, np.add, np.add),
+            (s1, np.subtract, np.subtract),
+            (d1, np.add, np.subtract),
+            (d1, np.subtract, np.add),
+        )
+    ):
+        band = out[:, :, i]
+        op_c(u, cc, out=band)
+        op_d(band, d, out=band)
+        band *= half
+    return out.reshape(n, 4 * c, h // 2, w // 2)
 
 
 def haar_idwt(y: np.ndarray) -> np.ndarray:
