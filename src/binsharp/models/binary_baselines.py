@@ -38,7 +38,7 @@ The OPs/Params table produced by the counter is in ``benchmarks/complexity_table
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -133,88 +133,70 @@ def _unit_model(
     )
 
 
-@register_model(
-    "bnn", kind="binary", paper="I. Hubara, M. Courbariaux, D. Soudry, R. El-Yaniv, Y. Bengio, NeurIPS 2016"
+def _register_unit_model(
+    name: str, unit: str, paper: str, doc: str, *, n_units: int = 20, body: str = "plain"
+) -> Callable[..., BinaryPanBackbone]:
+    """Register ``name``: the shared backbone filled with binary unit ``unit``, with the usual keyword
+    arguments (``bands``, ``dim``, ``body``, ``n_units``, ``stages``, ``num_blocks``) and these defaults."""
+    default_body, default_units = body, n_units
+
+    def factory(
+        bands: int = 8,
+        dim: int = DEFAULT_DIM,
+        body: str = default_body,
+        n_units: int = default_units,
+        stages: int = 2,
+        num_blocks: Sequence[int] = (1, 1, 1),
+    ) -> BinaryPanBackbone:
+        return _unit_model(unit, bands, dim, body, n_units, stages, num_blocks)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return register_model(name, kind="binary", paper=paper)(factory)
+
+
+bnn = _register_unit_model(
+    "bnn",
+    "bnn",
+    "I. Hubara, M. Courbariaux, D. Soudry, R. El-Yaniv, Y. Bengio, NeurIPS 2016",
+    "BNN units (sign activations and weights, no scale, BN + Hardtanh) in the shared backbone.",
 )
-def bnn(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 20,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """BNN units (sign activations and weights, no scale, BN + Hardtanh) in the shared backbone."""
-    return _unit_model("bnn", bands, dim, body, n_units, stages, num_blocks)
 
-
-@register_model("biconnect", kind="binary", paper="M. Courbariaux, Y. Bengio, J.-P. David, NeurIPS 2015")
-def biconnect(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 20,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """BinaryConnect units (binary weights, float activations: float MACs) in the shared backbone."""
-    return _unit_model("biconnect", bands, dim, body, n_units, stages, num_blocks)
-
-
-@register_model(
-    "bireal", kind="binary", paper="Z. Liu, B. Wu, W. Luo, X. Yang, W. Liu, K.-T. Cheng, ECCV 2018"
+biconnect = _register_unit_model(
+    "biconnect",
+    "biconnect",
+    "M. Courbariaux, Y. Bengio, J.-P. David, NeurIPS 2015",
+    "BinaryConnect units (binary weights, float activations: float MACs) in the shared backbone.",
 )
-def bireal(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 20,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """Bi-Real units (ApproxSign, scaled sign weights, BN, shortcut per conv) in the shared backbone."""
-    return _unit_model("bireal", bands, dim, body, n_units, stages, num_blocks)
 
-
-@register_model(
-    "irnet", kind="binary", paper="H. Qin, R. Gong, X. Liu, M. Shen, Z. Wei, F. Yu, J. Song, CVPR 2020"
+bireal = _register_unit_model(
+    "bireal",
+    "bireal",
+    "Z. Liu, B. Wu, W. Luo, X. Yang, W. Liu, K.-T. Cheng, ECCV 2018",
+    "Bi-Real units (ApproxSign, scaled sign weights, BN, shortcut per conv) in the shared backbone.",
 )
-def irnet(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 20,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """IR-Net units (Libra-PB weights, EDE) in the shared backbone."""
-    return _unit_model("irnet", bands, dim, body, n_units, stages, num_blocks)
 
+irnet = _register_unit_model(
+    "irnet",
+    "irnet",
+    "H. Qin, R. Gong, X. Liu, M. Shen, Z. Wei, F. Yu, J. Song, CVPR 2020",
+    "IR-Net units (Libra-PB weights, EDE) in the shared backbone.",
+)
 
-@register_model("reactnet", kind="binary", paper="Z. Liu, Z. Shen, M. Savvides, K.-T. Cheng, ECCV 2020")
-def reactnet(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 18,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """ReActNet blocks (RSign, RPReLU, 3x3 + 1x1 binary convs) in the shared backbone."""
-    return _unit_model("reactnet", bands, dim, body, n_units, stages, num_blocks)
+reactnet = _register_unit_model(
+    "reactnet",
+    "reactnet",
+    "Z. Liu, Z. Shen, M. Savvides, K.-T. Cheng, ECCV 2020",
+    "ReActNet blocks (RSign, RPReLU, 3x3 + 1x1 binary convs) in the shared backbone.",
+    n_units=18,
+)
 
-
-@register_model("btm", kind="binary", paper="X. Jiang, N. Wang, J. Xin, K. Li, X. Yang, X. Gao, AAAI 2021")
-def btm(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 20,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """BTM units (no BN, PReLU, Xavier init, scaled sign weights) in the shared backbone."""
-    return _unit_model("btm", bands, dim, body, n_units, stages, num_blocks)
+btm = _register_unit_model(
+    "btm",
+    "btm",
+    "X. Jiang, N. Wang, J. Xin, K. Li, X. Yang, X. Gao, AAAI 2021",
+    "BTM units (no BN, PReLU, Xavier init, scaled sign weights) in the shared backbone.",
+)
 
 
 @register_model(
@@ -236,17 +218,13 @@ def bbcu(
     return _unit_model("bbcu", bands, dim, body, n_units, stages, num_blocks, input_scale=scale)
 
 
-@register_model("e2fif", kind="binary", paper="C. Song, Z. Lang, W. Wei, L. Zhang, IEEE TIP 32, 2023")
-def e2fif(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "plain",
-    n_units: int = 10,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """E2FIF residual blocks (full-precision skip over every binary conv) in the shared backbone."""
-    return _unit_model("e2fif", bands, dim, body, n_units, stages, num_blocks)
+e2fif = _register_unit_model(
+    "e2fif",
+    "e2fif",
+    "C. Song, Z. Lang, W. Wei, L. Zhang, IEEE TIP 32, 2023",
+    "E2FIF residual blocks (full-precision skip over every binary conv) in the shared backbone.",
+    n_units=10,
+)
 
 
 @register_model(
@@ -259,16 +237,10 @@ def fabnet(bands: int = 8, dim: int = DEFAULT_DIM, n_low: int = 4, n_high: int =
     return BinaryPanBackbone(bands, dim, WaveletBody(dim, n_low=n_low, n_high=n_high))
 
 
-@register_model(
-    "bisrnet", kind="binary", paper="Y. Cai, Y. Zheng, J. Lin, X. Yuan, Y. Zhang, H. Wang, NeurIPS 2023"
+bisrnet = _register_unit_model(
+    "bisrnet",
+    "bisr",
+    "Y. Cai, Y. Zheng, J. Lin, X. Yuan, Y. Zhang, H. Wang, NeurIPS 2023",
+    'BiSRNet: BiSR-Conv units in the BiSRNet U body (``body="plain"``: the same units in sequence).',
+    body="unet",
 )
-def bisrnet(
-    bands: int = 8,
-    dim: int = DEFAULT_DIM,
-    body: str = "unet",
-    n_units: int = 20,
-    stages: int = 2,
-    num_blocks: Sequence[int] = (1, 1, 1),
-) -> BinaryPanBackbone:
-    """BiSRNet: BiSR-Conv units in the BiSRNet U body (``body="plain"``: the same units in sequence)."""
-    return _unit_model("bisr", bands, dim, body, n_units, stages, num_blocks)
