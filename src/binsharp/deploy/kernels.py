@@ -528,3 +528,16 @@ def plane_stats(x: np.ndarray, eps: float, *, threads: int | None = None) -> tup
     )
     _check(rc, "plane_stats")
     return mean, sd
+
+
+def plane_mean(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Mean over H x W of ``x`` (N, C, H, W) float32 -> (N, C, 1, 1) float32 (double accumulation)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    mean = np.empty((n, c, 1, 1), np.float32)
+    rc = lib.bs_plane_stats(
+        _ptr(x), n * c, x.size // max(1, n * c), 0.0, _ptr(mean), None, resolve_threads(threads)
+    )
+    _check(rc, "plane_mean")
+    return mean

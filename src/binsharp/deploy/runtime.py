@@ -122,25 +122,45 @@ def prelu(x: np.ndarray, slope: np.ndarray, *, inplace: bool = False) -> np.ndar
     return y
 
 
+def _upsample_axis2(x: np.ndarray, axis: int, out: np.ndarray) -> None:
+    """x2 linear upsampling of ``x`` along ``axis`` (2 or 3) into ``out`` (PyTorch ``align_corners=False``).
+
+    Output sample 2i (i >= 1) = x[i-1]*0.25 + x[i]*0.75, 2i+1 = x[i]*0.75 + x[i+1]*0.25 (the last one with
+    x[i+1] clamped to x[n-1]), sample 0 = x[0]*1 + x[1]*0: the products and sums of the index/weight form.
+    """
+    n = x.shape[axis]
+
+    def sl(v: np.ndarray, s: slice) -> np.ndarray:
+        return v[:, :, s] if axis == 2 else v[:, :, :, s]
+
+    q, t = F32(0.25), F32(0.75)
+    ev, od = sl(out, slice(0, None, 2)), sl(out, slice(1, None, 2))
+    tmp = np.multiply(x, t)  # x * 0.75
+    # odd samples 0..n-2: x[i]*0.75 + x[i+1]*0.25
+    np.multiply(sl(x, slice(1, None)), q, out=sl(od, slice(0, n - 1)))
+    np.add(sl(od, slice(0, n - 1)), sl(tmp, slice(0, n - 1)), out=sl(od, slice(0, n - 1)))
+    # last odd sample: x[n-1]*0.75 + x[n-1]*0.25
+    last = sl(x, slice(n - 1, n))
+    np.add(sl(tmp, slice(n - 1, n)), last * q, out=sl(od, slice(n - 1, n)))
+    # even samples 1..n-1: x[i-1]*0.25 + x[i]*0.75
+    np.multiply(sl(x, slice(0, n - 1)), q, out=sl(ev, slice(1, None)))
+    np.add(sl(ev, slice(1, None)), sl(tmp, slice(1, None)), out=sl(ev, slice(1, None)))
+    # sample 0: x[0]*1 + x[1]*0 (x[0] itself for finite values)
+    first = sl(x, slice(0, 1))
+    nxt = sl(x, slice(1, 2)) if n > 1 else first
+    np.add(first * F32(1), nxt * F32(0), out=sl(ev, slice(0, 1)))
+
+
 def upsample_bilinear2(x: np.ndarray) -> np.ndarray:
-    """x2 bilinear upsampling with PyTorch's ``align_corners=False`` semantics."""
-
-    def axis_weights(n: int):
-        dst = np.arange(2 * n, dtype=np.float64)
-        src = np.maximum((dst + 0.5) / 2.0 - 0.5, 0.0)
-        i0 = np.floor(src).astype(np.int64)
-        i1 = np.minimum(i0 + 1, n - 1)
-        lam = (src - i0).astype(F32)
-        return i0, i1, lam
-
+    """x2 bilinear upsampling with PyTorch's ``align_corners=False`` semantics: (N, C, H, W) ->
+    (N, C, 2H, 2W) float32 (rows first, then columns)."""
+    x = np.asarray(x, dtype=F32)
     n, c, h, w = x.shape
-    y0, y1, ly = axis_weights(h)
-    x0, x1, lx = axis_weights(w)
-    lx = lx.reshape(1, 1, 1, -1)
-    ly = ly.reshape(1, 1, -1, 1)
-    one = F32(1)
-    rows = x[:, :, y0] * (one - ly) + x[:, :, y1] * ly
-    return (rows[..., x0] * (one - lx) + rows[..., x1] * lx).astype(F32, copy=False)
+    rows = np.empty((n, c, 2 * h, w), F32)
+    _upsample_axis2(x, 2, rows)
+    out = np.empty((n, c, 2 * h, 2 * w), F32)
+    _upsample_axis2(rows, 3, out)
+    return out
 
 
 def haar_dwt(x: np.ndarray) -> np.ndarray:
@@ -487,7 +507,7 @@ def _op_mean_hw(e, a, p, at):
     """Mean over H x W (double accumulation) -> (N, C, 1, 1)."""
     x = a[0]
     if x.ndim == 4 and K.have_kernels():
-        return K.plane_stats(x, 0.0, threads=e.threads)[0]
+        return K.plane_mean(x, threads=e.threads)
     return x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(F32)
 
 
