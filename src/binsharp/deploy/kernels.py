@@ -502,13 +502,17 @@ def float_conv2d(
     return np.ascontiguousarray(out[:, :co, :, :wo])
 
 
-def rprelu(x: np.ndarray, gamma, slope, zeta, *, threads: int | None = None) -> np.ndarray:
-    """``prelu(x - gamma[c], slope[c]) + zeta[c]`` on ``x`` (N, C, ...) float32 (gamma/zeta may be None)."""
+def rprelu(
+    x: np.ndarray, gamma, slope, zeta, *, inplace: bool = False, threads: int | None = None
+) -> np.ndarray:
+    """``prelu(x - gamma[c], slope[c]) + zeta[c]`` on ``x`` (N, C, ...) float32 (gamma/zeta may be None);
+    ``inplace`` overwrites ``x`` when it is a C-contiguous float32 array."""
     lib = _require_lib()
+    x0 = x
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, c = x.shape[:2]
     g, s, z = _vec(gamma, c, "gamma"), _vec(slope, c, "slope"), _vec(zeta, c, "zeta")
-    out = np.empty_like(x)
+    out = x if (inplace and x is x0) else np.empty_like(x)
     hw = x.size // max(1, n * c)
     rc = lib.bs_rprelu(_ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads))
     _check(rc, "rprelu")

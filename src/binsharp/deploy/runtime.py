@@ -239,6 +239,7 @@ class Engine:
         #: optional ``callback(op: dict, packed: Packed)`` called with the packed input of every binary
         #: convolution (inspection and tests: the binarization decisions)
         self.on_binary_input: Callable | None = None
+        self._reuse0 = False  # set per op while running: the first input may be overwritten
         self._validate()
         self._wbits: dict[int, np.ndarray] = {}
         for i, op in enumerate(self.model.graph):
@@ -312,12 +313,27 @@ class Engine:
         for o in self.model.outputs:
             last[o] = len(graph)
         T = self.model.tensors
+        fresh: set[str] = set()  # names of arrays this call allocated (may be overwritten when they die)
         for i, op in enumerate(graph):
-            fn = _OPS[op["op"]]
+            kind = op["op"]
+            fn = _OPS[kind]
             p = {role: T[name] for role, name in op.get("params", {}).items()}
             if i in self._wbits:
                 p["wbits"] = self._wbits[i]
-            args = [env[n] for n in op.get("in", [])]
+            ins = op.get("in", [])
+            args = [env[n] for n in ins]
+            self._reuse0 = False
+            if kind in _INPLACE and ins and ins[0] in fresh and last.get(ins[0]) == i:
+                x0 = args[0]
+                self._reuse0 = (
+                    isinstance(x0, np.ndarray)
+                    and x0.dtype == F32
+                    and x0.base is None
+                    and x0.flags.c_contiguous
+                    and x0.flags.writeable
+                    and ins.count(ins[0]) == 1
+                    and not any(v is x0 for k, v in env.items() if k != ins[0])
+                )
             res = fn(self, args, p, op.get("attrs", {}))
             outs = op.get("out", [])
             if not isinstance(res, tuple):
@@ -325,6 +341,10 @@ class Engine:
             for name, val in zip(outs, res, strict=False):
                 if name:
                     env[name] = val
+                    if kind != "const" and isinstance(val, np.ndarray) and val.base is None:
+                        fresh.add(name)
+                    else:
+                        fresh.discard(name)
             for name in op.get("in", []):
                 if last.get(name) == i and name not in self.inputs:
                     env.pop(name, None)
@@ -437,7 +457,7 @@ def _op_affine(e, a, p, at):
 
 def _op_rprelu(e, a, p, at):
     if a[0].ndim == 4 and K.have_kernels():
-        return K.rprelu(a[0], p["gamma"], p["slope"], p["zeta"], threads=e.threads)
+        return K.rprelu(a[0], p["gamma"], p["slope"], p["zeta"], inplace=e._reuse0, threads=e.threads)
     t = np.subtract(a[0], _ch(p["gamma"]), dtype=F32)
     prelu(t, p["slope"], inplace=True)
     t += _ch(p["zeta"])
@@ -525,13 +545,29 @@ def _op_linear(e, a, p, at):
     return y.astype(F32, copy=False)
 
 
+def _binary(ufunc, e: Engine, a) -> np.ndarray:
+    """``ufunc(a0, a1)`` in float32, into ``a0`` when the engine marked it as reusable and the result has its
+    shape (same values as a new array)."""
+    x, y = a[0], a[1]
+    if e._reuse0 and np.broadcast_shapes(x.shape, np.shape(y)) == x.shape:
+        return ufunc(x, y, out=x, dtype=F32)
+    return ufunc(x, y, dtype=F32)
+
+
+def _scalar(ufunc, e: Engine, x: np.ndarray, value) -> np.ndarray:
+    """``ufunc(x, float32(value))``, into ``x`` when the engine marked it as reusable."""
+    if e._reuse0:
+        return ufunc(x, F32(value), out=x)
+    return ufunc(x, F32(value)).astype(F32, copy=False)
+
+
 _OPS: dict[str, Callable] = {
     "linear": _op_linear,
     "sigmoid": lambda e, a, p, at: (F32(1) / (F32(1) + np.exp(-a[0]))).astype(F32, copy=False),
     "tanh": lambda e, a, p, at: np.tanh(a[0]),
     "abs": lambda e, a, p, at: np.abs(a[0]),
-    "sub": lambda e, a, p, at: np.subtract(a[0], a[1], dtype=F32),
-    "div": lambda e, a, p, at: np.divide(a[0], a[1], dtype=F32),
+    "sub": lambda e, a, p, at: _binary(np.subtract, e, a),
+    "div": lambda e, a, p, at: _binary(np.divide, e, a),
     "mean_hw": _op_mean_hw,
     "stats": _op_stats,
     "flatten": lambda e, a, p, at: a[0].reshape(a[0].shape[0], -1),
@@ -544,11 +580,11 @@ _OPS: dict[str, Callable] = {
     "conv2d": _op_conv2d,
     "bconv": _op_bconv,
     "affine": _op_affine,
-    "mul_scalar": lambda e, a, p, at: (a[0] * F32(at["value"])).astype(F32, copy=False),
-    "div_scalar": lambda e, a, p, at: (a[0] / F32(at["value"])).astype(F32, copy=False),
-    "add_scalar": lambda e, a, p, at: (a[0] + F32(at["value"])).astype(F32, copy=False),
-    "add": lambda e, a, p, at: np.add(a[0], a[1], dtype=F32),
-    "mul": lambda e, a, p, at: np.multiply(a[0], a[1], dtype=F32),
+    "mul_scalar": lambda e, a, p, at: _scalar(np.multiply, e, a[0], at["value"]),
+    "div_scalar": lambda e, a, p, at: _scalar(np.divide, e, a[0], at["value"]),
+    "add_scalar": lambda e, a, p, at: _scalar(np.add, e, a[0], at["value"]),
+    "add": lambda e, a, p, at: _binary(np.add, e, a),
+    "mul": lambda e, a, p, at: _binary(np.multiply, e, a),
     "prelu": _op_prelu,
     "rprelu": _op_rprelu,
     "leaky_relu": lambda e, a, p, at: prelu(a[0], np.array([at["slope"]], F32)),
@@ -570,6 +606,8 @@ _OPS: dict[str, Callable] = {
 }
 
 OP_KINDS = tuple(_OPS)
+#: ops that may write their result into their first input when that input dies there
+_INPLACE = frozenset({"rprelu", "add", "sub", "mul", "div", "mul_scalar", "div_scalar", "add_scalar"})
 
 
 def load_engine(path: str | os.PathLike, **kw) -> Engine:
