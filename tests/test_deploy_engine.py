@@ -92,6 +92,25 @@ def test_engine_matches_pytorch_with_identical_binarization(name):
         assert np.array_equal(a, b), f"binary conv {i}: {int((a != b).sum())} binarization decisions differ"
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_engine_reuses_buffers_without_side_effects(name):
+    """Repeated calls (dead arrays reused, elementwise ops in place) give the same output, leave the
+    inputs and the previously returned output untouched."""
+    m = _randomised(name)
+    inp = {k: v.numpy().copy() for k, v in _inputs(m, size=20).items()}
+    keep = {k: v.copy() for k, v in inp.items()}
+    eng = Engine(lower_model(m))
+    first = eng(**inp)
+    first_copy = first.copy()
+    second = eng(**inp)
+    assert second is not first
+    np.testing.assert_array_equal(second, first_copy)
+    np.testing.assert_array_equal(first, first_copy)
+    for k in inp:
+        np.testing.assert_array_equal(inp[k], keep[k])
+    assert any(eng._pool.values()), "no dead array was kept for reuse"
+
+
 @pytest.mark.parametrize("path", K.available_paths() if K.have_kernels() else [])
 def test_engine_same_on_every_kernel_path(path, monkeypatch):
     m = _randomised("bbcu", n_units=3)

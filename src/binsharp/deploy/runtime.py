@@ -40,6 +40,7 @@ op                    semantics (float32)
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -240,6 +241,9 @@ class Engine:
         #: convolution (inspection and tests: the binarization decisions)
         self.on_binary_input: Callable | None = None
         self._reuse0 = False  # set per op while running: the first input may be overwritten
+        #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
+        self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._lock = threading.Lock()
         self._validate()
         self._wbits: dict[int, np.ndarray] = {}
         for i, op in enumerate(self.model.graph):
@@ -304,7 +308,11 @@ class Engine:
         return env
 
     def __call__(self, *, ms=None, lms=None, pan=None) -> np.ndarray:
-        env: dict = self._check_inputs({"ms": ms, "lms": lms, "pan": pan})
+        with self._lock:
+            return self._run({"ms": ms, "lms": lms, "pan": pan})
+
+    def _run(self, given: dict) -> np.ndarray:
+        env: dict = self._check_inputs(given)
         graph = self.model.graph
         last: dict[str, int] = {}
         for i, op in enumerate(graph):
@@ -322,18 +330,14 @@ class Engine:
                 p["wbits"] = self._wbits[i]
             ins = op.get("in", [])
             args = [env[n] for n in ins]
-            self._reuse0 = False
-            if kind in _INPLACE and ins and ins[0] in fresh and last.get(ins[0]) == i:
-                x0 = args[0]
-                self._reuse0 = (
-                    isinstance(x0, np.ndarray)
-                    and x0.dtype == F32
-                    and x0.base is None
-                    and x0.flags.c_contiguous
-                    and x0.flags.writeable
-                    and ins.count(ins[0]) == 1
-                    and not any(v is x0 for k, v in env.items() if k != ins[0])
-                )
+            self._reuse0 = (
+                kind in _INPLACE
+                and bool(ins)
+                and ins[0] in fresh
+                and last.get(ins[0]) == i
+                and ins.count(ins[0]) == 1
+                and _sole_owner(args[0], ins[0], env)
+            )
             res = fn(self, args, p, op.get("attrs", {}))
             outs = op.get("out", [])
             if not isinstance(res, tuple):
@@ -347,8 +351,38 @@ class Engine:
                         fresh.discard(name)
             for name in op.get("in", []):
                 if last.get(name) == i and name not in self.inputs:
-                    env.pop(name, None)
+                    val = env.pop(name, None)
+                    if name in fresh and val is not None and _sole_owner(val, None, env):
+                        self._give(val)
+                    fresh.discard(name)
         return env[self.model.outputs[0]]
+
+    def _give(self, a: np.ndarray) -> None:
+        """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape)."""
+        lst = self._pool.setdefault(a.shape, [])
+        if len(lst) < 2 and not any(b is a for b in lst):
+            lst.append(a)
+
+    def _take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 C-contiguous array of ``shape`` (contents undefined): a dead one, else a new one."""
+        lst = self._pool.get(tuple(shape))
+        return lst.pop() if lst else np.empty(shape, F32)
+
+
+def _sole_owner(x: object, name: str | None, env: dict) -> bool:
+    """True when ``x`` is a writable float32 array owning its C-contiguous memory and no tensor of ``env``
+    other than ``name`` is ``x`` or a view of it."""
+    if not (
+        isinstance(x, np.ndarray)
+        and x.dtype == F32
+        and x.base is None
+        and x.flags.c_contiguous
+        and x.flags.writeable
+    ):
+        return False
+    return not any(
+        k != name and (v is x or (isinstance(v, np.ndarray) and v.base is x)) for k, v in env.items()
+    )
 
 
 # ------------------------------------------------------------------------------------------ op table
@@ -411,6 +445,8 @@ def _op_bconv(e: Engine, a, p, at):
             )
     if e.on_binary_input is not None:
         e.on_binary_input(at, packed)
+    ho = K.conv_output_size(packed.shape[2], k, stride, pad)
+    wo = K.conv_output_size(packed.shape[3], k, stride, pad)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
     affine = (p["aff_s"], p["aff_b"]) if "aff_s" in p else None
     clamp = at.get("clamp")
@@ -439,6 +475,7 @@ def _op_bconv(e: Engine, a, p, at):
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
         float_out=bool(outs[0]),
+        out_buffer=e._take((packed.shape[0], cout, ho, wo)) if outs[0] else None,
         pack_out=pack_out,
         path=e.path,
         threads=e.threads,
@@ -469,6 +506,15 @@ def _op_prelu(e, a, p, at):
     if x.ndim == 4 and K.have_kernels():
         return K.rprelu(x, None, np.broadcast_to(sl.reshape(-1), (x.shape[1],)), None, threads=e.threads)
     return prelu(x, sl)
+
+
+def _op_cat(e, a, p, at):
+    if all(isinstance(v, np.ndarray) and v.ndim == 4 and v.dtype == F32 for v in a):
+        n, _, h, w = a[0].shape
+        if all(v.shape[0] == n and v.shape[2:] == (h, w) for v in a):
+            out = e._take((n, sum(v.shape[1] for v in a), h, w))
+            return np.concatenate(a, axis=1, out=out)
+    return np.concatenate(a, axis=1)
 
 
 def _op_chunk(e, a, p, at):
@@ -590,7 +636,7 @@ _OPS: dict[str, Callable] = {
     "leaky_relu": lambda e, a, p, at: prelu(a[0], np.array([at["slope"]], F32)),
     "hardtanh": lambda e, a, p, at: np.clip(a[0], F32(at["lo"]), F32(at["hi"])),
     "relu": lambda e, a, p, at: np.maximum(a[0], F32(0)),
-    "cat": lambda e, a, p, at: np.concatenate(a, axis=1),
+    "cat": _op_cat,
     "chunk": _op_chunk,
     "avgpool": _op_avgpool,
     "upsample_bilinear": lambda e, a, p, at: upsample_bilinear2(a[0]),
