@@ -212,3 +212,24 @@ def test_elementwise_kernels_match_torch():
     m, sd = K.plane_stats(x, 1e-5)
     np.testing.assert_allclose(m, mu.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sd, torch.sqrt(var + 1e-5).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(K.plane_mean(x), mu.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(K.plane_mean(x), m)
+    xi = x.copy()
+    out = K.rprelu(xi, g, s, z, inplace=True)
+    assert out is xi
+    np.testing.assert_array_equal(xi, ref)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 7), (1, 33, 17, 19)])
+def test_layernorm_kernel_equals_numpy_and_torch(shape):
+    from binsharp.deploy.runtime import layernorm_c
+
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    w, b = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)
+    out = K.layernorm_c(x, w, b, 1e-5, threads=2)
+    np.testing.assert_array_equal(out, layernorm_c(x, w, b, 1e-5))
+    ref = F.layer_norm(
+        torch.from_numpy(x).permute(0, 2, 3, 1), (shape[1],), torch.from_numpy(w), torch.from_numpy(b)
+    )
+    np.testing.assert_allclose(out, ref.permute(0, 3, 1, 2).numpy(), rtol=1e-4, atol=1e-5)

@@ -802,6 +802,45 @@ BS_API int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, flo
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* LayerNorm over channels per pixel of x (N, C, HW) in double: mean and population variance summed over */
+/* c in order, y = (x - mean) / sqrt(var + eps), out = (float)(y * w[c] + b[c]).                       */
+
+#define BS_LN_BLOCK 256
+BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const float *w, const float *b,
+                          double eps, float *out, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !w || !b) return BS_EINVAL;
+    const int64_t nb = (HW + BS_LN_BLOCK - 1) / BS_LN_BLOCK;
+    nthreads = useful_threads(nthreads, 4.0 * N * C * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t t = 0; t < N * nb; t++) {
+        const int64_t n = t / nb, p0 = (t % nb) * BS_LN_BLOCK;
+        const int m = (int)((HW - p0) < BS_LN_BLOCK ? (HW - p0) : BS_LN_BLOCK);
+        const float *xs = x + n * C * HW + p0;
+        float *os = out + n * C * HW + p0;
+        double mean[BS_LN_BLOCK], acc[BS_LN_BLOCK];
+        for (int j = 0; j < m; j++) acc[j] = 0.0;
+        for (int c = 0; c < C; c++)
+            for (int j = 0; j < m; j++) acc[j] += (double)xs[c * HW + j];
+        for (int j = 0; j < m; j++) {
+            mean[j] = acc[j] / (double)C;
+            acc[j] = 0.0;
+        }
+        for (int c = 0; c < C; c++)
+            for (int j = 0; j < m; j++) {
+                const double d = (double)xs[c * HW + j] - mean[j];
+                acc[j] += d * d;
+            }
+        for (int j = 0; j < m; j++) acc[j] = sqrt(acc[j] / (double)C + eps);
+        for (int c = 0; c < C; c++) {
+            const double wc = (double)w[c], bc = (double)b[c];
+            for (int j = 0; j < m; j++)
+                os[c * HW + j] = (float)((((double)xs[c * HW + j] - mean[j]) / acc[j]) * wc + bc);
+        }
+    }
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* A minimal module object so that the shared library is an importable extension (entry points are    */
 /* called through ctypes, which releases the GIL).                                                  */
 

@@ -103,6 +103,8 @@ def _lib() -> ctypes.CDLL | None:
     lib.bs_rprelu.restype = i32
     lib.bs_plane_stats.argtypes = [vp, i64, i64, ctypes.c_float, vp, vp, i32]
     lib.bs_plane_stats.restype = i32
+    lib.bs_layernorm_c.argtypes = [vp, i64, i32, i64, vp, vp, ctypes.c_double, vp, i32]
+    lib.bs_layernorm_c.restype = i32
     return lib
 
 
@@ -545,3 +547,30 @@ def plane_mean(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     )
     _check(rc, "plane_mean")
     return mean
+
+
+def layernorm_c(
+    x: np.ndarray,
+    weight,
+    bias,
+    eps: float,
+    *,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """LayerNorm over the channels of each pixel of ``x`` (N, C, H, W) float32 in double precision:
+    ``(x - mean) / sqrt(var + eps) * weight[c] + bias[c]`` -> (N, C, H, W) float32 (into ``out`` if given)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    w, b = _vec(weight, c, "weight"), _vec(bias, c, "bias")
+    if out is None:
+        out = np.empty_like(x)
+    elif out.shape != x.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise BinsharpError(f"layernorm_c: output buffer must be C-contiguous float32 {x.shape}")
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_layernorm_c(
+        _ptr(x), n, c, hw, _ptr(w), _ptr(b), float(eps), _ptr(out), resolve_threads(threads)
+    )
+    _check(rc, "layernorm_c")
+    return out

@@ -508,6 +508,13 @@ def _op_prelu(e, a, p, at):
     return prelu(x, sl)
 
 
+def _op_layernorm_c(e, a, p, at):
+    x, eps = a[0], float(at.get("eps", 1e-5))
+    if x.ndim == 4 and x.dtype == F32 and K.have_kernels():
+        return K.layernorm_c(x, p["weight"], p["bias"], eps, out=e._take(x.shape), threads=e.threads)
+    return layernorm_c(x, p["weight"], p["bias"], eps)
+
+
 def _op_cat(e, a, p, at):
     if all(isinstance(v, np.ndarray) and v.ndim == 4 and v.dtype == F32 for v in a):
         n, _, h, w = a[0].shape
@@ -640,7 +647,7 @@ _OPS: dict[str, Callable] = {
     "chunk": _op_chunk,
     "avgpool": _op_avgpool,
     "upsample_bilinear": lambda e, a, p, at: upsample_bilinear2(a[0]),
-    "layernorm_c": lambda e, a, p, at: layernorm_c(a[0], p["weight"], p["bias"], float(at.get("eps", 1e-5))),
+    "layernorm_c": _op_layernorm_c,
     "haar_dwt": lambda e, a, p, at: haar_dwt(a[0]),
     "haar_idwt": lambda e, a, p, at: haar_idwt(a[0]),
     "split_bands": _op_split_bands,
