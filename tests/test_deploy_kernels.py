@@ -233,3 +233,16 @@ def test_layernorm_kernel_equals_numpy_and_torch(shape):
         torch.from_numpy(x).permute(0, 2, 3, 1), (shape[1],), torch.from_numpy(w), torch.from_numpy(b)
     )
     np.testing.assert_allclose(out, ref.permute(0, 3, 1, 2).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_haar_kernels_equal_numpy_bitwise():
+    from binsharp.deploy.runtime import haar_dwt, haar_idwt
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 10, 14)).astype(np.float32)
+    y = K.haar_dwt(x, threads=2)
+    np.testing.assert_array_equal(y, haar_dwt(x))
+    np.testing.assert_array_equal(K.haar_idwt(y, threads=2), haar_idwt(y))
+    np.testing.assert_allclose(K.haar_idwt(y), x, rtol=1e-5, atol=1e-6)
+    with pytest.raises(BinsharpError):
+        K.haar_dwt(x[..., :13])

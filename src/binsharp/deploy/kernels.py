@@ -105,6 +105,10 @@ def _lib() -> ctypes.CDLL | None:
     lib.bs_plane_stats.restype = i32
     lib.bs_layernorm_c.argtypes = [vp, i64, i32, i64, vp, vp, ctypes.c_double, vp, i32]
     lib.bs_layernorm_c.restype = i32
+    lib.bs_haar_dwt.argtypes = [vp, i64, i64, i64, vp, i32]
+    lib.bs_haar_dwt.restype = i32
+    lib.bs_haar_idwt.argtypes = [vp, i64, i64, i64, vp, i32]
+    lib.bs_haar_idwt.restype = i32
     return lib
 
 
@@ -573,4 +577,37 @@ def layernorm_c(
         _ptr(x), n, c, hw, _ptr(w), _ptr(b), float(eps), _ptr(out), resolve_threads(threads)
     )
     _check(rc, "layernorm_c")
+    return out
+
+
+def haar_dwt(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+    """Orthonormal Haar DWT ``x`` (N, C, H, W) float32 (H, W even) -> (N, 4C, H/2, W/2) with the bands
+    [LL, LH, HL, HH] of channel c at 4c..4c+3 (into ``out`` if given)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, w = x.shape
+    if h % 2 or w % 2 or h < 2 or w < 2:
+        raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
+    shape = (n, 4 * c, h // 2, w // 2)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise BinsharpError(f"haar_dwt: output buffer must be C-contiguous float32 {shape}")
+    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, _ptr(out), resolve_threads(threads)), "haar_dwt")
+    return out
+
+
+def haar_idwt(y: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+    """Inverse of :func:`haar_dwt`: (N, 4C, h, w) float32 -> (N, C, 2h, 2w) (into ``out`` if given)."""
+    lib = _require_lib()
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    n, c4, h, w = y.shape
+    if c4 % 4:
+        raise BinsharpError(f"haar_idwt needs a channel count divisible by 4, got {c4}")
+    shape = (n, c4 // 4, 2 * h, 2 * w)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise BinsharpError(f"haar_idwt: output buffer must be C-contiguous float32 {shape}")
+    _check(lib.bs_haar_idwt(_ptr(y), n * c4 // 4, h, w, _ptr(out), resolve_threads(threads)), "haar_idwt")
     return out

@@ -515,6 +515,22 @@ def _op_layernorm_c(e, a, p, at):
     return layernorm_c(x, p["weight"], p["bias"], eps)
 
 
+def _op_haar_dwt(e, a, p, at):
+    x = a[0]
+    if x.ndim == 4 and x.dtype == F32 and K.have_kernels() and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0:
+        n, c, h, w = x.shape
+        return K.haar_dwt(x, out=e._take((n, 4 * c, h // 2, w // 2)), threads=e.threads)
+    return haar_dwt(x)
+
+
+def _op_haar_idwt(e, a, p, at):
+    y = a[0]
+    if y.ndim == 4 and y.dtype == F32 and K.have_kernels() and y.shape[1] % 4 == 0:
+        n, c4, h, w = y.shape
+        return K.haar_idwt(y, out=e._take((n, c4 // 4, 2 * h, 2 * w)), threads=e.threads)
+    return haar_idwt(y)
+
+
 def _op_cat(e, a, p, at):
     if all(isinstance(v, np.ndarray) and v.ndim == 4 and v.dtype == F32 for v in a):
         n, _, h, w = a[0].shape
@@ -648,8 +664,8 @@ _OPS: dict[str, Callable] = {
     "avgpool": _op_avgpool,
     "upsample_bilinear": lambda e, a, p, at: upsample_bilinear2(a[0]),
     "layernorm_c": _op_layernorm_c,
-    "haar_dwt": lambda e, a, p, at: haar_dwt(a[0]),
-    "haar_idwt": lambda e, a, p, at: haar_idwt(a[0]),
+    "haar_dwt": _op_haar_dwt,
+    "haar_idwt": _op_haar_idwt,
     "split_bands": _op_split_bands,
     "merge_bands": _op_merge_bands,
     "pad": _op_pad,
