@@ -246,3 +246,19 @@ def test_haar_kernels_equal_numpy_bitwise():
     np.testing.assert_allclose(K.haar_idwt(y), x, rtol=1e-5, atol=1e-6)
     with pytest.raises(BinsharpError):
         K.haar_dwt(x[..., :13])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 10), (1, 4, 5, 7), (1, 2, 1, 1), (1, 1, 1, 3)])
+def test_upsample_and_avgpool_kernels_equal_numpy_bitwise(shape):
+    from binsharp.deploy.runtime import upsample_bilinear2
+
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(shape) * rng.uniform(1e-3, 1e3, (1, shape[1], 1, 1))).astype(np.float32)
+    up = K.upsample2(x, threads=2)
+    np.testing.assert_array_equal(up, upsample_bilinear2(x))
+    ref = F.interpolate(torch.from_numpy(x), scale_factor=2, mode="bilinear", align_corners=False).numpy()
+    np.testing.assert_allclose(up, ref, rtol=1e-5, atol=1e-6 * np.abs(x).max())
+    n, c, h, w = shape
+    if h >= 2 and w >= 2:
+        v = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+        np.testing.assert_array_equal(K.avgpool2(x, threads=2), v.sum(axis=(3, 5), dtype=np.float32) / 4)

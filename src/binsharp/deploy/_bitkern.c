@@ -885,6 +885,74 @@ BS_API int bs_haar_idwt(const float *y, int64_t P, int64_t h, int64_t w, float *
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* x2 bilinear upsampling (PyTorch align_corners=False) of P planes (H, W) -> (P, 2H, 2W): rows first,  */
+/* then columns, each output sample x[i0]*w0 + x[i1]*w1 with the index/weight form of the numpy code.   */
+
+static void up2_taps(int64_t n, int64_t o, int64_t *i0, int64_t *i1, float *w0, float *w1) {
+    if (o == 0) {
+        *i0 = 0, *i1 = n > 1 ? 1 : 0, *w0 = 1.f, *w1 = 0.f;
+    } else if (o & 1) {
+        *i0 = o / 2, *i1 = o / 2 + 1 < n ? o / 2 + 1 : n - 1, *w0 = 0.75f, *w1 = 0.25f;
+    } else {
+        *i0 = o / 2 - 1, *i1 = o / 2, *w0 = 0.25f, *w1 = 0.75f;
+    }
+}
+
+BS_API int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads) {
+    if (P < 1 || H < 1 || W < 1) return BS_EINVAL;
+    int64_t *ci0 = malloc(sizeof(int64_t) * 4 * W);
+    float *cw = malloc(sizeof(float) * 4 * W);
+    if (!ci0 || !cw) {
+        free(ci0), free(cw);
+        return BS_ENOMEM;
+    }
+    for (int64_t q = 0; q < 2 * W; q++) up2_taps(W, q, ci0 + 2 * q, ci0 + 2 * q + 1, cw + 2 * q, cw + 2 * q + 1);
+    int err = 0;
+    nthreads = useful_threads(nthreads, 8.0 * P * H * W);
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *tmp = malloc(sizeof(float) * W);
+        if (!tmp) {
+#pragma omp atomic write
+            err = 1;
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t o = 0; o < 2 * H; o++) {
+                if (!tmp) continue;
+                int64_t i0, i1;
+                float w0, w1;
+                up2_taps(H, o, &i0, &i1, &w0, &w1);
+                const float *r0 = x + (p * H + i0) * W, *r1 = x + (p * H + i1) * W;
+                for (int64_t j = 0; j < W; j++) tmp[j] = r0[j] * w0 + r1[j] * w1;
+                float *orow = out + (p * 2 * H + o) * 2 * W;
+                for (int64_t q = 0; q < 2 * W; q++)
+                    orow[q] = tmp[ci0[2 * q]] * cw[2 * q] + tmp[ci0[2 * q + 1]] * cw[2 * q + 1];
+            }
+        free(tmp);
+    }
+    free(ci0), free(cw);
+    return err ? BS_ENOMEM : BS_OK;
+}
+
+/* 2x2 mean of P planes (H, W) -> (P, H/2, W/2) (odd last row/column dropped): ((a + b) + (c + d)) / 4,  */
+/* the order of numpy's float32 sum over the two window axes.                                           */
+BS_API int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads) {
+    const int64_t h = H / 2, w = W / 2;
+    if (P < 1 || h < 1 || w < 1) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 1.0 * P * H * W);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < h; i++) {
+            const float *r0 = x + (p * H + 2 * i) * W, *r1 = r0 + W;
+            float *o = out + (p * h + i) * w;
+            for (int64_t j = 0; j < w; j++)
+                o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) / 4.f;
+        }
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* A minimal module object so that the shared library is an importable extension (entry points are    */
 /* called through ctypes, which releases the GIL).                                                  */
 

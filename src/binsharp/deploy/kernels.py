@@ -109,6 +109,10 @@ def _lib() -> ctypes.CDLL | None:
     lib.bs_haar_dwt.restype = i32
     lib.bs_haar_idwt.argtypes = [vp, i64, i64, i64, vp, i32]
     lib.bs_haar_idwt.restype = i32
+    lib.bs_upsample2.argtypes = [vp, i64, i64, i64, vp, i32]
+    lib.bs_upsample2.restype = i32
+    lib.bs_avgpool2.argtypes = [vp, i64, i64, i64, vp, i32]
+    lib.bs_avgpool2.restype = i32
     return lib
 
 
@@ -611,3 +615,33 @@ def haar_idwt(y: np.ndarray, *, out: np.ndarray | None = None, threads: int | No
         raise BinsharpError(f"haar_idwt: output buffer must be C-contiguous float32 {shape}")
     _check(lib.bs_haar_idwt(_ptr(y), n * c4 // 4, h, w, _ptr(out), resolve_threads(threads)), "haar_idwt")
     return out
+
+
+def _planes_op(name: str, x: np.ndarray, shape: tuple, out: np.ndarray | None, threads: int | None):
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, w = x.shape
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise BinsharpError(f"{name}: output buffer must be C-contiguous float32 {shape}")
+    _check(getattr(lib, "bs_" + name)(_ptr(x), n * c, h, w, _ptr(out), resolve_threads(threads)), name)
+    return out
+
+
+def upsample2(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+    """x2 bilinear upsampling (PyTorch ``align_corners=False``) of ``x`` (N, C, H, W) float32 ->
+    (N, C, 2H, 2W), bit-identical to :func:`binsharp.deploy.runtime.upsample_bilinear2`."""
+    n, c, h, w = x.shape
+    if h < 1 or w < 1:
+        raise BinsharpError(f"upsample2: empty input {x.shape}")
+    return _planes_op("upsample2", x, (n, c, 2 * h, 2 * w), out, threads)
+
+
+def avgpool2(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+    """Non-overlapping 2 x 2 mean of ``x`` (N, C, H, W) float32 -> (N, C, H//2, W//2) (odd remainder
+    dropped), bit-identical to the numpy float32 window sum divided by 4."""
+    n, c, h, w = x.shape
+    if h < 2 or w < 2:
+        raise BinsharpError(f"avgpool2: input {x.shape} is smaller than the window")
+    return _planes_op("avgpool2", x, (n, c, h // 2, w // 2), out, threads)

@@ -544,9 +544,19 @@ def _op_chunk(e, a, p, at):
     return tuple(np.split(a[0], int(at["chunks"]), axis=1))
 
 
+def _op_upsample_bilinear(e, a, p, at):
+    x = a[0]
+    if x.ndim == 4 and x.dtype == F32 and x.size and K.have_kernels():
+        n, c, h, w = x.shape
+        return K.upsample2(x, out=e._take((n, c, 2 * h, 2 * w)), threads=e.threads)
+    return upsample_bilinear2(x)
+
+
 def _op_avgpool(e, a, p, at):
     k = int(at.get("k", 2))
     n, c, h, w = a[0].shape
+    if k == 2 and h >= 2 and w >= 2 and a[0].dtype == F32 and K.have_kernels():
+        return K.avgpool2(a[0], out=e._take((n, c, h // 2, w // 2)), threads=e.threads)
     x = a[0][:, :, : h // k * k, : w // k * k].reshape(n, c, h // k, k, w // k, k)
     return (x.sum(axis=(3, 5), dtype=F32) / F32(k * k)).astype(F32)
 
@@ -662,7 +672,7 @@ _OPS: dict[str, Callable] = {
     "cat": _op_cat,
     "chunk": _op_chunk,
     "avgpool": _op_avgpool,
-    "upsample_bilinear": lambda e, a, p, at: upsample_bilinear2(a[0]),
+    "upsample_bilinear": _op_upsample_bilinear,
     "layernorm_c": _op_layernorm_c,
     "haar_dwt": _op_haar_dwt,
     "haar_idwt": _op_haar_idwt,
