@@ -243,6 +243,8 @@ class Engine:
         self._reuse0 = False  # set per op while running: the first input may be overwritten
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
         self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
+        #: packed activation buffers of float-input binary convolutions, by (N, C, H, W, groups, halo)
+        self._ppool: dict[tuple[int, ...], list[K.Packed]] = {}
         self._lock = threading.Lock()
         self._validate()
         self._wbits: dict[int, np.ndarray] = {}
@@ -417,10 +419,15 @@ def _op_bconv(e: Engine, a, p, at):
         if isinstance(x, K.Packed) or x.shape[1] != cin:
             raise BinsharpError(f"bconv: expected float input with {cin} channels")
         pg, halo = 1 if depthwise else groups, max(1, pad)
+        pkey = (x.shape[0], cin, x.shape[2], x.shape[3], pg, halo)
+        plist = e._ppool.get(pkey)
+        if plist:  # a packed buffer of an earlier layer: its halo is zero, the interior is rewritten
+            packed = plist.pop()
+        else:
+            packed = K.Packed.empty(x.shape[0], cin, x.shape[2], x.shape[3], groups=pg, halo=halo)
         if "scale_t" in vals or "bias_t" in vals:  # per-sample transform (N, C, 1, 1)
             n = x.shape[0]
             st, bt = vals.get("scale_t"), vals.get("bias_t")
-            packed = K.Packed.empty(n, cin, x.shape[2], x.shape[3], groups=pg, halo=halo)
             for i in range(n):
                 view = K.Packed(packed.data[i : i + 1], cin, pg, halo)
                 K.pack_activations(
@@ -434,12 +441,13 @@ def _op_bconv(e: Engine, a, p, at):
                     threads=e.threads,
                 )
         else:
-            packed = K.pack_activations(
+            K.pack_activations(
                 x,
                 scale=p.get("in_scale"),
                 bias=p.get("in_bias"),
                 groups=pg,
                 halo=halo,
+                out=packed,
                 path=e.path,
                 threads=e.threads,
             )
@@ -480,6 +488,10 @@ def _op_bconv(e: Engine, a, p, at):
         path=e.path,
         threads=e.threads,
     )
+    if not at.get("packed_input") and e.on_binary_input is None:
+        lst = e._ppool.setdefault(pkey, [])
+        if len(lst) < 2:
+            lst.append(packed)
     return r.get("out"), r.get("packed")
 
 
