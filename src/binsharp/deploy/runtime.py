@@ -251,6 +251,48 @@ class Engine:
         for i, op in enumerate(self.model.graph):
             if op["op"] == "bconv":
                 self._wbits[i] = self._expand_weights(i, op)
+        self._cat_plan = self._plan_cats()
+        self._cat_bufs: dict[int, np.ndarray | None] = {}
+        self._op_index = -1
+
+    def _plan_cats(self) -> dict[int, tuple[int, int, int]]:
+        """Binary convolutions whose float output is only an input of one concatenation: producer op index ->
+        (cat op index, channel offset, total channels); they write into the concatenation's buffer."""
+        graph = self.model.graph
+        uses: dict[str, int] = {}
+        producer: dict[str, int] = {}
+        for i, op in enumerate(graph):
+            for name in op.get("in", []):
+                uses[name] = uses.get(name, 0) + 1
+            for name in op.get("out", []):
+                if name:
+                    producer[name] = i
+        plan: dict[int, tuple[int, int, int]] = {}
+        for j, op in enumerate(graph):
+            ins = op.get("in", [])
+            if op["op"] != "cat" or len(ins) < 2 or len(set(ins)) != len(ins):
+                continue
+            parts = []
+            for name in ins:
+                i = producer.get(name, -1)
+                src = graph[i] if i >= 0 else {}
+                at = src.get("attrs", {})
+                if (
+                    src.get("op") != "bconv"
+                    or not at.get("outputs", [True, False])[0]
+                    or src.get("out", [None])[0] != name
+                    or uses.get(name) != 1
+                    or name in self.model.outputs
+                    or name in self.inputs
+                ):
+                    break
+                parts.append((i, int(at["cout"])))
+            else:
+                total, off = sum(c for _, c in parts), 0
+                for i, c in parts:
+                    plan[i] = (j, off, total)
+                    off += c
+        return plan
 
     def _expand_weights(self, i: int, op: dict) -> np.ndarray:
         at = op.get("attrs", {})
@@ -324,7 +366,9 @@ class Engine:
             last[o] = len(graph)
         T = self.model.tensors
         fresh: set[str] = set()  # names of arrays this call allocated (may be overwritten when they die)
+        self._cat_bufs = {}
         for i, op in enumerate(graph):
+            self._op_index = i
             kind = op["op"]
             fn = _OPS[kind]
             p = {role: T[name] for role, name in op.get("params", {}).items()}
@@ -483,7 +527,7 @@ def _op_bconv(e: Engine, a, p, at):
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
         float_out=bool(outs[0]),
-        out_buffer=e._take((packed.shape[0], cout, ho, wo)) if outs[0] else None,
+        out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo) if outs[0] else None,
         pack_out=pack_out,
         path=e.path,
         threads=e.threads,
@@ -543,7 +587,39 @@ def _op_haar_idwt(e, a, p, at):
     return haar_idwt(y)
 
 
+def _bconv_out(e: Engine, n: int, cout: int, ho: int, wo: int) -> np.ndarray:
+    """Output buffer of a binary convolution: its channel slice of the following concatenation's buffer
+    when planned (batch 1: the slice is contiguous), else a reused or new array."""
+    plan = e._cat_plan.get(e._op_index)
+    if plan is not None and n == 1:
+        j, off, total = plan
+        buf = e._cat_bufs.get(j)
+        if buf is None and j not in e._cat_bufs:
+            buf = e._cat_bufs[j] = e._take((1, total, ho, wo))
+        if buf is not None and buf.shape == (1, total, ho, wo):
+            view = buf[:, off : off + cout]
+            if view.flags.c_contiguous:
+                return view
+    return e._take((n, cout, ho, wo))
+
+
 def _op_cat(e, a, p, at):
+    buf = e._cat_bufs.pop(e._op_index, None)
+    if buf is not None:
+        off = 0
+        for v in a:  # every part already in place?
+            if not (
+                isinstance(v, np.ndarray)
+                and v.base is buf
+                and v.shape[1:] == (v.shape[1], *buf.shape[2:])
+                and v.__array_interface__["data"][0]
+                == buf.__array_interface__["data"][0] + off * buf.strides[1]
+            ):
+                break
+            off += v.shape[1]
+        else:
+            if off == buf.shape[1]:
+                return buf
     if all(isinstance(v, np.ndarray) and v.ndim == 4 and v.dtype == F32 for v in a):
         n, _, h, w = a[0].shape
         if all(v.shape[0] == n and v.shape[2:] == (h, w) for v in a):
