@@ -50,6 +50,8 @@ from binsharp.deploy import kernels as K
 from binsharp.errors import BinsharpError
 
 F32 = np.float32
+#: bytes of dead arrays an engine keeps for reuse (the oldest are released beyond it)
+POOL_BYTES = 160 << 20
 
 
 # --------------------------------------------------------------------------------------------- float ops
@@ -243,6 +245,8 @@ class Engine:
         self._reuse0 = False  # set per op while running: the first input may be overwritten
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
         self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
+        self._pool_bytes = 0
         #: packed activation buffers of float-input binary convolutions, by (N, C, H, W, groups, halo)
         self._ppool: dict[tuple[int, ...], list[K.Packed]] = {}
         self._lock = threading.Lock()
@@ -404,15 +408,34 @@ class Engine:
         return env[self.model.outputs[0]]
 
     def _give(self, a: np.ndarray) -> None:
-        """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape)."""
+        """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
+        oldest ones are dropped beyond ``POOL_BYTES`` in all)."""
         lst = self._pool.setdefault(a.shape, [])
         if len(lst) < 2 and not any(b is a for b in lst):
             lst.append(a)
+            self._pool_order.append(a)
+            self._pool_bytes += a.nbytes
+            while self._pool_bytes > POOL_BYTES and self._pool_order:
+                old = self._pool_order.pop(0)
+                self._pool_bytes -= old.nbytes
+                olst = self._pool.get(old.shape, [])
+                for k, b in enumerate(olst):
+                    if b is old:
+                        del olst[k]
+                        break
 
     def _take(self, shape: tuple[int, ...]) -> np.ndarray:
         """A float32 C-contiguous array of ``shape`` (contents undefined): a dead one, else a new one."""
         lst = self._pool.get(tuple(shape))
-        return lst.pop() if lst else np.empty(shape, F32)
+        if not lst:
+            return np.empty(shape, F32)
+        a = lst.pop()
+        for k, b in enumerate(self._pool_order):
+            if b is a:
+                del self._pool_order[k]
+                break
+        self._pool_bytes -= a.nbytes
+        return a
 
 
 def _sole_owner(x: object, name: str | None, env: dict) -> bool:
