@@ -33,16 +33,22 @@ to ``OUT/ablation.md`` and ``OUT/ablation.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from _ablation import (
+    ARROWS,
+    CONFIGS,
+    INDEXES,
+    evaluate_rr,
+    machine,
+    parse_args,
+    run_main,
+    train_variant,
+    variant_config,
+    write_report,
+)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -52,98 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "modules-2": {"n_modules": 2},
     "modules-6": {"n_modules": 6},
 }
-INDEXES = ("q2n", "sam", "ergas", "psnr", "ssim")
-ARROWS = {"q2n": "Q2n ↑", "sam": "SAM ↓", "ergas": "ERGAS ↓", "psnr": "PSNR ↑", "ssim": "SSIM ↑"}
-DEFAULT_CONFIG = (
-    Path(__file__).resolve().parents[1] / "src" / "binsharp" / "configs" / "bnnpan-wv3-longmont.yaml"
-)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return (
-        f"{platform.node()} | {platform.system()} {platform.release()} | {cpu} | {os.cpu_count()} CPUs | "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads | "
-        f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}"
-    )
-
-
-def _variant_config(
-    base: dict[str, Any], switches: dict[str, Any], args: argparse.Namespace
-) -> dict[str, Any]:
-    cfg = json.loads(json.dumps(base))
-    cfg.setdefault("model", {}).update(switches)
-    cfg.setdefault("recipe", {})
-    cfg["recipe"]["val_every"] = 0  # validate once per stage, at its end
-    cfg["recipe"]["ckpt_every"] = max(1, min(int(cfg["recipe"].get("ckpt_every") or args.steps), args.steps))
-    data = cfg.setdefault("data", {})
-    data["name"] = args.data
-    if args.val_max_batches is not None:
-        data["val_max_batches"] = args.val_max_batches
-    if args.num_workers is not None:
-        data["num_workers"] = args.num_workers
-    cfg["seed"] = args.seed
-    return cfg
-
-
-def _train_variant(name: str, cfg: dict[str, Any], run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from binsharp.errors import BinsharpError
-    from binsharp.train import read_meta, train
-
-    ckpt = run_dir / "model.safetensors"
-    if ckpt.is_file():
-        meta = read_meta(ckpt)
-        if int(meta.get("step", -1)) != max(args.steps, 3 if cfg["model"].get("prior", True) else 1) or (
-            meta.get("seed") != args.seed
-        ):
-            raise BinsharpError(
-                f"{ckpt} was trained for {meta.get('step')} steps with seed {meta.get('seed')}, not "
-                f"{args.steps} steps with seed {args.seed}: use another --out"
-            )
-        print(f"[{name}] reusing {ckpt}", flush=True)
-        return {
-            "checkpoint": str(ckpt),
-            "train_seconds": None,
-            "steps": meta.get("stages"),
-            "val": meta.get("val"),
-        }
-    overrides = {"batch_size": args.batch_size} if args.batch_size else None
-    t0 = time.perf_counter()
-    result = train(
-        "bnnpan",
-        args.data,
-        out=run_dir,
-        config=cfg,
-        max_steps=args.steps,
-        stage_overrides=overrides,
-        seed=args.seed,
-        resume=args.resume,
-        progress=False,
-    )
-    return {
-        "checkpoint": str(result.checkpoint),
-        "train_seconds": time.perf_counter() - t0,
-        "steps": result.steps,
-        "val": result.val,
-    }
-
-
-def _evaluate(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
-    from binsharp.cli.evaluate import evaluate_source, load_test_set
-    from binsharp.data.catalog import dataset_path
-    from binsharp.train.fuser import checkpoint_fuser
-
-    path = dataset_path(args.data, "test_rr")
-    ts = load_test_set(path, "rr", argparse.Namespace(limit=args.limit, sensor=None))
-    fuser = checkpoint_fuser(checkpoint, sensor=ts.sensor, ratio=ts.ratio)
-    summary = evaluate_source(fuser, ts)
-    return {
-        "test_file": str(path),
-        "n_images": ts.n_images,
-        "mean": {k: float(summary["mean"][k]) for k in INDEXES},
-        "std": {k: float(summary["std"][k]) for k in INDEXES},
-        "settings": summary.get("settings"),
-    }
+DEFAULT_CONFIG = CONFIGS / "bnnpan-wv3-longmont.yaml"
 
 
 def _complexity(model_cfg: dict[str, Any], bands: int, size: int) -> dict[str, Any]:
@@ -176,37 +91,12 @@ def markdown(rows: list[dict[str, Any]], size: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, required=True, help="total optimiser steps of every variant")
-    p.add_argument("--out", required=True, help="output directory (one run directory per variant)")
-    p.add_argument("--data", default="wv3-longmont", help="dataset name or directory (default wv3-longmont)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="run configuration YAML shared by all")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
-    p.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}"
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=None, help="override the recipe's batch size (smoke runs)"
-    )
-    p.add_argument("--val-max-batches", type=int, default=None, help="limit validation batches (smoke runs)")
-    p.add_argument("--num-workers", type=int, default=None, help="data loader workers")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test tiles")
-    p.add_argument("--count-size", type=int, default=256, help="input side for OPs counting (default 256)")
-    p.add_argument("--resume", action="store_true", help="continue interrupted runs in --out")
-    a = p.parse_args(argv)
+    a, names = parse_args(__doc__.splitlines()[0], VARIANTS, DEFAULT_CONFIG, argv)
 
     from binsharp import models
-    from binsharp.errors import BinsharpError
-    from binsharp.fileio import atomic_output
     from binsharp.train import read_meta
     from binsharp.train.recipe import read_config
 
-    names = [n.strip() for n in a.variants.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown or not names:
-        raise BinsharpError(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    if a.steps < 1:
-        raise BinsharpError(f"--steps must be >= 1, got {a.steps}")
     base = read_config(a.config)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['name']} {s['steps']} steps lr {s.get('lr', recipe['lr'])}" for s in recipe["stages"]
     )
     print("# BNNPan ablation\n")
-    print(f"Machine: {_machine()}")
+    print(f"Machine: {machine()}")
     print(f"Python {sys.version.split()[0]}; command: {' '.join(sys.argv)}")
     print(
         f"Settings: data {a.data}, config {a.config}, seed {a.seed}, {a.steps} steps in total per variant "
@@ -230,13 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for name in names:
         switches = VARIANTS[name]
-        cfg = _variant_config(base, switches, a)
+        cfg = variant_config(base, switches, a)
         print(f"\n[{name}] {switches or 'defaults'}: training", flush=True)
-        trained = _train_variant(name, cfg, out / name, a)
+        trained = train_variant(
+            "bnnpan", name, cfg, out / name, a, max(a.steps, 3 if cfg["model"].get("prior", True) else 1)
+        )
         print(
             f"[{name}] stages {trained['steps']}; evaluating {trained['checkpoint']} on test_rr", flush=True
         )
-        test = _evaluate(trained["checkpoint"], a)
+        test = evaluate_rr(trained["checkpoint"], a)
         meta = read_meta(trained["checkpoint"])
         comp = _complexity(dict(meta["config"]), int(meta["bands"]), a.count_size)
         rows.append(
@@ -252,14 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     table = markdown(rows, a.count_size)
-    print("\n" + table)
-    report = {"settings": vars(a), "machine": _machine(), "recipe": recipe, "rows": rows}
-    with atomic_output(out / "ablation.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    with atomic_output(out / "ablation.md", overwrite=True) as tmp:
-        tmp.write_text(table + "\n", encoding="utf-8")
+    write_report(out, table, {"settings": vars(a), "machine": machine(), "recipe": recipe, "rows": rows})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, "ablation_bnnpan")
