@@ -114,6 +114,40 @@ def _default_inset(h: int, w: int) -> tuple[int, int, int]:
     return (h - size) // 2, (w - size) // 2, size
 
 
+def _panels_with_inset(
+    named: Sequence[tuple[str, np.ndarray]],
+    inset: tuple[int, int, int] | None,
+    path: str | os.PathLike,
+    title: str,
+    panel: float,
+) -> Path:
+    """Grid of RGB panels ``(name, (H, W, 3) in [0, 1])``, each with the inset square ``(row, col, size)``
+    (default: central, a quarter side) outlined and magnified in its lower-right corner; saved as PNG."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    h, w = named[0][1].shape[:2]
+    r0, c0, size = inset if inset is not None else _default_inset(h, w)
+    rows, cols = _grid(len(named))
+    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols, panel * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, comp) in zip(axes.ravel(), named, strict=False):
+        ax.imshow(comp, interpolation="nearest")
+        ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, ec="yellow", lw=1.0))
+        zoom = ax.inset_axes((0.6, 0.0, 0.4, 0.4))
+        zoom.imshow(comp[r0 : r0 + size, c0 : c0 + size], interpolation="nearest")
+        zoom.set_xticks([])
+        zoom.set_yticks([])
+        for spine in zoom.spines.values():
+            spine.set_edgecolor("yellow")
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_composites(
     images: Mapping[str, np.ndarray],
     reference: np.ndarray,
@@ -138,32 +172,12 @@ def plot_composites(
         title: figure title.
         panel: panel side in inches.
     """
-    plt = _plt()
-    from matplotlib.patches import Rectangle
-
     limits = stretch_limits(reference, rgb)
-    named = [(reference_name, reference), *images.items()]
-    h, w = np.asarray(reference).shape[1:]
-    r0, c0, size = inset if inset is not None else _default_inset(h, w)
-    rows, cols = _grid(len(named))
-    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols, panel * rows + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (name, img) in zip(axes.ravel(), named, strict=False):
-        comp = rgb_composite(img, rgb, limits)
-        ax.imshow(comp, interpolation="nearest")
-        ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, ec="yellow", lw=1.0))
-        zoom = ax.inset_axes((0.6, 0.0, 0.4, 0.4))
-        zoom.imshow(comp[r0 : r0 + size, c0 : c0 + size], interpolation="nearest")
-        zoom.set_xticks([])
-        zoom.set_yticks([])
-        for spine in zoom.spines.values():
-            spine.set_edgecolor("yellow")
-        ax.set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    named = [
+        (name, rgb_composite(img, rgb, limits))
+        for name, img in [(reference_name, reference), *images.items()]
+    ]
+    return _panels_with_inset(named, inset, path, title, panel)
 
 
 def plot_error_maps(
@@ -216,9 +230,6 @@ def plot_full_resolution(
 ) -> Path:
     """Full-resolution view: PAN (grey, 2-98 % stretch), the upsampled MS and every method's output, RGB
     with the stretch of the upsampled MS ``lms`` (C, H, W), with a zoomed inset."""
-    plt = _plt()
-    from matplotlib.patches import Rectangle
-
     p = np.asarray(pan, dtype=np.float64)[0]
     lo, hi = np.percentile(p, PERCENTILES)
     pan_img = np.clip((p - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
@@ -228,26 +239,7 @@ def plot_full_resolution(
         ("MS (upsampled)", rgb_composite(lms, rgb, limits)),
     ]
     named += [(n, rgb_composite(img, rgb, limits)) for n, img in images.items()]
-    h, w = p.shape
-    r0, c0, size = inset if inset is not None else _default_inset(h, w)
-    rows, cols = _grid(len(named))
-    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols, panel * rows + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (name, comp) in zip(axes.ravel(), named, strict=False):
-        ax.imshow(comp, interpolation="nearest")
-        ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), size, size, fill=False, ec="yellow", lw=1.0))
-        zoom = ax.inset_axes((0.6, 0.0, 0.4, 0.4))
-        zoom.imshow(comp[r0 : r0 + size, c0 : c0 + size], interpolation="nearest")
-        zoom.set_xticks([])
-        zoom.set_yticks([])
-        for spine in zoom.spines.values():
-            spine.set_edgecolor("yellow")
-        ax.set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _panels_with_inset(named, inset, path, title, panel)
 
 
 def plot_ops_vs_quality(
