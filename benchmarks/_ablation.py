@@ -51,6 +51,9 @@ def parse_args(
     p.add_argument(
         "--batch-size", type=int, default=None, help="override the recipe's batch size (smoke runs)"
     )
+    p.add_argument(
+        "--warmup", type=int, default=None, help="linear warm-up steps of every stage (default: the recipe's)"
+    )
     p.add_argument("--val-max-batches", type=int, default=None, help="limit validation batches (smoke runs)")
     p.add_argument("--num-workers", type=int, default=None, help="data loader workers")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test tiles")
@@ -108,7 +111,11 @@ def train_variant(
             "steps": meta.get("stages"),
             "val": meta.get("val"),
         }
-    overrides = {"batch_size": args.batch_size} if args.batch_size else None
+    overrides: dict[str, Any] = {}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.warmup is not None:
+        overrides["warmup_steps"] = args.warmup
     t0 = time.perf_counter()
     result = train(
         model,
@@ -116,7 +123,7 @@ def train_variant(
         out=run_dir,
         config=cfg,
         max_steps=args.steps,
-        stage_overrides=overrides,
+        stage_overrides=overrides or None,
         seed=args.seed,
         resume=args.resume,
         progress=False,

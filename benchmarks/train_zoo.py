@@ -16,8 +16,17 @@ The budget (documented, the same for every model):
   batch 16; full-precision: the PanCollection learning rates, batch 32, step decay every 25 000 steps),
   merged with ``binsharp/configs/<model>-<dataset>.yaml`` when that file exists (architecture switches,
   logging cadence);
-* validation (Q2n, SAM, ERGAS on the dataset's ``val`` split) and a resumable checkpoint every N/20 steps;
-* seed ``--seed`` (default 0) for initialisation, data order and every stage.
+* ``--batch B`` replaces the recipes' batch sizes in every stage (the CPU budget of the shipped zoo uses it so
+  that every model sees the same number of samples);
+* ``--warmup W`` linear learning-rate warm-up over the first W steps of every stage (default: the recipe's,
+  none);
+* validation (Q2n, SAM, ERGAS on the dataset's ``val`` split) and a resumable checkpoint every
+  ``--val-every`` steps (default N/20);
+* seed ``--seed`` (default 0) for initialisation, data order and every stage;
+* ``--threads T`` torch intra-op threads (default: torch's; use 1 per process when several run at once).
+
+Several processes may train different models into one zoo at the same time (the manifest is locked while
+it is written).
 
 The zoo entry also stores the network's Params/OPs at 256 x 256 (:func:`binsharp.nn.complexity.count`), which
 ``binsharp bench`` and ``binsharp quickstart`` reuse instead of counting again.
@@ -118,7 +127,12 @@ def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, An
     ds = dataset_key(args.data)
     run_dir = Path(args.runs) / f"{name}-{ds}"
     cfg = config_for(name, ds)
-    every = max(1, args.steps // 20)
+    every = args.val_every or max(1, args.steps // 20)
+    overrides: dict[str, Any] = {"val_every": every, "ckpt_every": every}
+    if args.batch:
+        overrides["batch_size"] = args.batch
+    if args.warmup is not None:
+        overrides["warmup_steps"] = args.warmup
     t0 = time.perf_counter()
     result = train(
         name,
@@ -126,7 +140,7 @@ def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, An
         out=run_dir,
         config=cfg,
         max_steps=args.steps,
-        stage_overrides={"val_every": every, "ckpt_every": every},
+        stage_overrides=overrides,
         seed=args.seed,
         resume=args.resume,
         accelerator=args.accelerator,
@@ -197,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"steps per model ({DEFAULT_STEPS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed ({DEFAULT_SEED})")
+    p.add_argument(
+        "--batch", type=int, default=None, help="batch size of every stage (default: the recipe's)"
+    )
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps of every stage (default: none)")
+    p.add_argument("--val-every", type=int, default=None, help="validation/checkpoint period (steps/20)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--out", default=None, help="zoo directory (default: the package's binsharp/zoo/weights)")
     p.add_argument("--runs", default="runs/zoo", help="parent of the run directories (default runs/zoo)")
     p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu (default), gpu, auto")
@@ -208,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
+    if args.warmup is not None and args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    for opt in ("batch", "val_every", "threads"):
+        if getattr(args, opt) is not None and getattr(args, opt) < 1:
+            p.error(f"--{opt.replace('_', '-')} must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = (
         models.list_models()
         if args.models.strip().lower() == "all"
@@ -222,12 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"models: {', '.join(names)}")
     print(
         f"data: {args.data} (zoo key {dataset_key(args.data)}); "
-        f"budget: {args.steps} steps per model, seed {args.seed}"
+        f"budget: {args.steps} steps per model, batch {args.batch or 'of the recipe'}, "
+        f"warm-up {args.warmup or 0} steps, seed {args.seed}"
     )
     print(
         "recipes: each model's registered recipe (batch size, optimiser, lr, schedule); multi-stage recipes"
     )
-    print("         scaled to the same total steps; validation and checkpoints every steps/20")
+    print(
+        "         scaled to the same total steps; validation and checkpoints every "
+        f"{args.val_every or 'steps/20'} steps; torch threads {torch.get_num_threads()}"
+    )
     print(f"zoo: {zoo_root}; runs: {args.runs}; accelerator: {args.accelerator}")
     print(f"machine: {machine()}")
     failed = []

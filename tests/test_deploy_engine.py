@@ -23,22 +23,23 @@ pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels n
 
 # small configurations: every op kind and unit, fast
 MODELS = {
-    "bbcu": {"n_units": 4},
-    "bireal": {"n_units": 3},
-    "reactnet": {"n_units": 3},
-    "bnn": {"n_units": 3},
-    "irnet": {"n_units": 3},
-    "btm": {"n_units": 3},
-    "e2fif": {"n_units": 2},
-    "bisrnet": {"dim": 16},
-    "fabnet": {"n_low": 2, "n_high": 2},
-    "s2bnet": {"dim": 16},
+    "bbcu": {"n_units": 4, "zero_tail": False},
+    "bireal": {"n_units": 3, "zero_tail": False},
+    "reactnet": {"n_units": 3, "zero_tail": False},
+    "bnn": {"n_units": 3, "zero_tail": False},
+    "irnet": {"n_units": 3, "zero_tail": False},
+    "btm": {"n_units": 3, "zero_tail": False},
+    "e2fif": {"n_units": 2, "zero_tail": False},
+    "bisrnet": {"dim": 16, "zero_tail": False},
+    "fabnet": {"n_low": 2, "n_high": 2, "zero_tail": False},
+    "s2bnet": {"dim": 16, "zero_tail": False},
     "bnnpan": {"n_modules": 2, "zero_tail": False},
 }
 
 
 def _randomised(name: str, seed: int = 0, **kw) -> torch.nn.Module:
-    """A model with non-trivial per-channel parameters and batch-norm statistics (as after training)."""
+    """A model with non-trivial per-channel parameters and batch-norm statistics (as after training); the
+    tail keeps PyTorch's default initialisation (``zero_tail=False``) so that the body reaches the output."""
     torch.manual_seed(seed)
     m = models.create(name, bands=8, **{**MODELS.get(name, {}), **kw}).eval()
     with torch.no_grad():

@@ -27,7 +27,12 @@ def _model(name: str, **kw):
 
 
 @pytest.mark.parametrize(
-    "name,kw", [("bbcu", {"n_units": 6}), ("s2bnet", {"dim": 16}), ("bnnpan", {"n_modules": 2})]
+    "name,kw",
+    [
+        ("bbcu", {"n_units": 6, "zero_tail": False}),
+        ("s2bnet", {"dim": 16, "zero_tail": False}),
+        ("bnnpan", {"n_modules": 2, "zero_tail": False}),
+    ],
 )
 def test_real_tile_identical_decisions(conformance_case, name, kw):
     case = conformance_case("rr_wv3")
@@ -58,7 +63,7 @@ def test_engine_fuser_equals_checkpoint_fuser(tmp_path, conformance_case):
     from binsharp.train.checkpoint import save_checkpoint
     from binsharp.train.fuser import checkpoint_fuser
 
-    m = _model("bbcu", n_units=4)
+    m = _model("bbcu", n_units=4, zero_tail=False)
     ckpt = save_checkpoint(tmp_path / "bbcu.safetensors", m, {"sensor": "WV3", "bits": 11, "ratio": 4})
     out = tmp_path / "bbcu.bsp"
     assert main(["export", "--checkpoint", str(ckpt), "-o", str(out)]) == 0

@@ -95,7 +95,9 @@ def test_binary_models_share_one_recipe():
 @pytest.mark.parametrize("name", ALL)
 def test_forward_backward(name, bands):
     torch.manual_seed(0)
-    m = models.create(name, bands=bands)
+    # binary models: a non-zero tail, so that the gradient reaches the body and head at the first step
+    kw = {"zero_tail": False} if models.model_info(name)["kind"] == "binary" else {}
+    m = models.create(name, bands=bands, **kw)
     inp = _inputs(bands)
     out = m(**inp)
     assert out.shape == inp["lms"].shape == (2, bands, 16, 16)
@@ -228,7 +230,7 @@ def test_pnn_parameter_count_matches_the_paper_layout():
 
 
 def test_strip_quantizers_gives_the_float_twin():
-    m = models.create("bireal", bands=4, n_units=2)
+    m = models.create("bireal", bands=4, n_units=2, zero_tail=False)  # the body reaches the output
     twin = strip_quantizers(m)
     assert m.binary_layers() and twin.binary_layers() == [] and twin.quantized_layers() == []
     assert m.binary_layers() == m.quantized_layers()  # the original is untouched
@@ -361,3 +363,20 @@ def test_residual_models_start_near_lms():
             torch.nn.init.zeros_(p)
         with torch.no_grad():
             torch.testing.assert_close(m(**inp), inp["lms"])
+
+
+@pytest.mark.parametrize("name", models.list_models(kind="binary"))
+def test_binary_models_start_at_lms_with_a_zero_tail_switch(name):
+    """Every binary model starts from ``out = lms`` (zero tail); ``zero_tail=False`` restores PyTorch's
+    default tail initialisation, and the switch is part of the saved configuration."""
+    torch.manual_seed(0)
+    inp = _inputs(4)
+    m = models.create(name, bands=4).eval()
+    assert m.config["zero_tail"] is True
+    with torch.no_grad():
+        torch.testing.assert_close(m(**inp), inp["lms"])
+    torch.manual_seed(0)
+    m = models.create(name, bands=4, zero_tail=False).eval()
+    assert m.config["zero_tail"] is False
+    with torch.no_grad():
+        assert float((m(**inp) - inp["lms"]).abs().max()) > 1e-3

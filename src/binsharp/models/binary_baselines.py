@@ -8,6 +8,8 @@ Backbone (:class:`BinaryPanBackbone`), inputs normalised to [0, 1]::
     out = lms + Conv3x3_fp(F) / k           # full-precision tail -> (B, C, H, W), global residual
 
 Head, tail and the global residual stay full precision in every model (as in all the reference papers).
+The tail starts at zero (``zero_tail=True``, a binsharp choice shared with BNNPan), so every binary model
+starts from ``out = lms``; ``zero_tail=False`` keeps PyTorch's default initialisation.
 Bodies (:mod:`binsharp.models.bodies`): ``"plain"`` = ``n_units`` units in sequence (default), ``"unet"`` =
 the BiSRNet U body filled with the model's unit (default for BiSRNet; available for every unit model for
 comparisons in the same skeleton), FABNet's wavelet body.
@@ -64,6 +66,10 @@ class BinaryPanBackbone(PanModel):
         body: a module (B, D, H, W) -> (B, D, H, W) returning residual features (see
             :mod:`binsharp.models.bodies`).
         input_scale: ``k`` of BBCU's residual alignment (input times k, tail output divided by k); 1.0 off.
+        zero_tail: initialise the tail convolution to zero, so that ``out = lms`` at initialisation (True,
+            binsharp's default for every binary model); False: PyTorch's default initialisation, whose
+            residual at initialisation has a standard deviation of about 2-3 (normalised units) through the
+            binary body and costs hundreds of steps to undo.
 
     Forward: ``lms`` (B, C, H, W), ``pan`` (B, 1, H, W) normalised -> fused (B, C, H, W).
     """
@@ -71,7 +77,9 @@ class BinaryPanBackbone(PanModel):
     kind = "binary"
     inputs = ("lms", "pan")
 
-    def __init__(self, bands: int, dim: int, body: nn.Module, input_scale: float = 1.0) -> None:
+    def __init__(
+        self, bands: int, dim: int, body: nn.Module, input_scale: float = 1.0, zero_tail: bool = True
+    ) -> None:
         super().__init__(bands)
         if dim < 1:
             raise BinsharpError(f"dim must be >= 1, got {dim}")
@@ -82,6 +90,8 @@ class BinaryPanBackbone(PanModel):
         self.head = nn.Conv2d(bands + 1, dim, 3, padding=1, bias=False)
         self.body = body
         self.tail = nn.Conv2d(dim, bands, 3, padding=1, bias=False)
+        if zero_tail:
+            nn.init.zeros_(self.tail.weight)
 
     def forward(
         self, *, ms: Tensor | None = None, lms: Tensor | None = None, pan: Tensor | None = None
@@ -126,10 +136,15 @@ def _unit_model(
     n_units: int,
     stages: int,
     num_blocks: Sequence[int],
+    zero_tail: bool,
     input_scale: float = 1.0,
 ) -> BinaryPanBackbone:
     return BinaryPanBackbone(
-        bands, dim, make_body(unit, dim, body, n_units, stages, num_blocks), input_scale=input_scale
+        bands,
+        dim,
+        make_body(unit, dim, body, n_units, stages, num_blocks),
+        input_scale=input_scale,
+        zero_tail=zero_tail,
     )
 
 
@@ -137,7 +152,8 @@ def _register_unit_model(
     name: str, unit: str, paper: str, doc: str, *, n_units: int = 20, body: str = "plain"
 ) -> Callable[..., BinaryPanBackbone]:
     """Register ``name``: the shared backbone filled with binary unit ``unit``, with the usual keyword
-    arguments (``bands``, ``dim``, ``body``, ``n_units``, ``stages``, ``num_blocks``) and these defaults."""
+    arguments (``bands``, ``dim``, ``body``, ``n_units``, ``stages``, ``num_blocks``, ``zero_tail``) and these
+    defaults."""
     default_body, default_units = body, n_units
 
     def factory(
@@ -147,8 +163,9 @@ def _register_unit_model(
         n_units: int = default_units,
         stages: int = 2,
         num_blocks: Sequence[int] = (1, 1, 1),
+        zero_tail: bool = True,
     ) -> BinaryPanBackbone:
-        return _unit_model(unit, bands, dim, body, n_units, stages, num_blocks)
+        return _unit_model(unit, bands, dim, body, n_units, stages, num_blocks, zero_tail)
 
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = doc
@@ -212,10 +229,11 @@ def bbcu(
     stages: int = 2,
     num_blocks: Sequence[int] = (1, 1, 1),
     k: float | None = None,
+    zero_tail: bool = True,
 ) -> BinaryPanBackbone:
     """BBCU units (RSign, RPReLU, no BN) with residual alignment ``k`` (default ``130 * dim / 64``)."""
     scale = 130.0 * dim / 64.0 if k is None else float(k)
-    return _unit_model("bbcu", bands, dim, body, n_units, stages, num_blocks, input_scale=scale)
+    return _unit_model("bbcu", bands, dim, body, n_units, stages, num_blocks, zero_tail, input_scale=scale)
 
 
 e2fif = _register_unit_model(
@@ -232,9 +250,11 @@ e2fif = _register_unit_model(
     kind="binary",
     paper="X. Jiang, N. Wang, J. Xin, K. Li, X. Yang, J. Li, X. Wang, X. Gao, IEEE TIP 2023",
 )
-def fabnet(bands: int = 8, dim: int = DEFAULT_DIM, n_low: int = 4, n_high: int = 4) -> BinaryPanBackbone:
+def fabnet(
+    bands: int = 8, dim: int = DEFAULT_DIM, n_low: int = 4, n_high: int = 4, zero_tail: bool = True
+) -> BinaryPanBackbone:
     """FABNet wavelet body (Haar DWT; LL and high-band binary residual branches) in the shared backbone."""
-    return BinaryPanBackbone(bands, dim, WaveletBody(dim, n_low=n_low, n_high=n_high))
+    return BinaryPanBackbone(bands, dim, WaveletBody(dim, n_low=n_low, n_high=n_high), zero_tail=zero_tail)
 
 
 bisrnet = _register_unit_model(

@@ -532,6 +532,8 @@ class S2BNet(BinaryPanBackbone):
         gabor_freq: (low, high) cycles/pixel ((0.1, 0.5)); gabor_theta: (low, high) radians ((0, pi));
         gabor_sigma: pixels (1.0) or a (low, high) range; gabor_gamma (1.0), gabor_psi (0.0);
         gabor_lambda: modulation strength (1.0); gabor_seed: seed of the banks (0).
+        zero_tail: zero-initialised tail, ``out = lms`` at initialisation (True; see
+            :class:`binsharp.models.binary_baselines.BinaryPanBackbone`).
 
     Forward: ``lms`` (B, C, H, W), ``pan`` (B, 1, H, W), normalised to [0, 1] -> fused (B, C, H, W); any
     H x W (padded to a multiple of 4 inside the body and cropped back).
@@ -561,6 +563,7 @@ class S2BNet(BinaryPanBackbone):
         gabor_psi: float = 0.0,
         gabor_lambda: float = 1.0,
         gabor_seed: int = 0,
+        zero_tail: bool = True,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise BinsharpError(f"dim must be a positive integer, got {dim!r}")
@@ -577,7 +580,7 @@ class S2BNet(BinaryPanBackbone):
             gabor_lambda=gabor_lambda,
         )
         body = BinaryUNetBody(dim, factory, stages=stages, num_blocks=num_blocks)
-        super().__init__(bands, dim, body)
+        super().__init__(bands, dim, body, zero_tail=zero_tail)
         self.srm, self.gsfa = srm, gsfa
         self.config = {
             "bands": self.bands,
@@ -594,6 +597,7 @@ class S2BNet(BinaryPanBackbone):
             "gabor_psi": float(gabor_psi),
             "gabor_lambda": float(gabor_lambda),
             "gabor_seed": int(gabor_seed),
+            "zero_tail": bool(zero_tail),
         }
 
     def extra_repr(self) -> str:

@@ -37,13 +37,14 @@ models and fills the zoo with :func:`add_checkpoint`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -319,8 +320,28 @@ def add_checkpoint(
         _write_json(folder / DATA_MANIFEST, dm)
         record["data_manifest"] = f"{ds}/{DATA_MANIFEST}"
     record.update(copy.deepcopy(dict(info or {})))
-    manifest = read_manifest(base)  # re-read: keep entries written meanwhile
-    manifest["checkpoints"].setdefault(ds, {})[model] = json.loads(json.dumps(record, default=str))
-    manifest["checkpoints"] = {d: dict(sorted(m.items())) for d, m in sorted(manifest["checkpoints"].items())}
-    _write_json(base / MANIFEST, manifest)
+    with _manifest_lock(base):
+        manifest = read_manifest(base)  # re-read: keep entries written meanwhile
+        manifest["checkpoints"].setdefault(ds, {})[model] = json.loads(json.dumps(record, default=str))
+        manifest["checkpoints"] = {
+            d: dict(sorted(m.items())) for d, m in sorted(manifest["checkpoints"].items())
+        }
+        _write_json(base / MANIFEST, manifest)
     return record
+
+
+@contextlib.contextmanager
+def _manifest_lock(base: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``base/.manifest.lock`` (POSIX ``flock``; a no-op where it is missing), so
+    that processes training different models into one zoo do not lose each other's manifest entries."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(base / ".manifest.lock", "a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
