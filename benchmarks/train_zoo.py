@@ -164,6 +164,7 @@ def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, An
                 "name": s.name,
                 "steps": s.steps,
                 "batch_size": s.batch_size,
+                "warmup_steps": s.warmup_steps,
                 "optimizer": s.optimizer,
                 "lr": s.lr,
                 "scheduler": s.scheduler,
