@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Settings: data {a.data}, config {a.config}, seed {a.seed}, {a.steps} steps in total per variant "
         f"(registered recipe: {recipe['optimizer']}, {recipe['schedule']}, batch "
-        f"{a.batch_size or recipe['batch_size']}, loss {recipe['loss']}; stages {stages}, rescaled to the "
+        f"{a.batch_size or recipe['batch_size']}, warm-up {a.warmup or 0} steps per stage, loss "
+        f"{recipe['loss']}; stages {stages}, rescaled to the "
         f"budget; without prior one stage), variants {names}, OPs counted at {a.count_size} x "
         f"{a.count_size} PAN, test split test_rr{f' (first {a.limit} tiles)' if a.limit else ''}, out {out}",
         flush=True,

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Settings: data {a.data}, config {a.config}, seed {a.seed}, steps {a.steps} per variant "
         f"(recipe: {recipe['optimizer']} lr {recipe['lr']}, {recipe['schedule']}, batch "
-        f"{a.batch_size or recipe['batch_size']}, loss {recipe['loss']}; registered recipe steps "
+        f"{a.batch_size or recipe['batch_size']}, warm-up {a.warmup or 0} steps, loss {recipe['loss']}; "
+        f"registered recipe steps "
         f"{recipe['steps']}; binary default lr {default_recipe('binary')['lr']}), variants {names}, "
         f"OPs counted at {a.count_size} x {a.count_size} PAN, out {out}",
         flush=True,
