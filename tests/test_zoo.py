@@ -237,3 +237,30 @@ def test_cli_evaluate_and_fuse_with_model_and_pretrained(assets, tmp_path, capsy
     with rasterio.open(fused) as src:
         assert (src.count, src.height, src.width) == (8, 64, 64)
         assert np.isfinite(src.read()).all()
+
+
+# ---------------------------------------------------------------------------------- the shipped zoo
+PACKAGE_ZOO = ROOT / "src" / "binsharp" / "zoo" / "weights"
+SHIPPED = [(ds, m) for ds, names in zoo.available(PACKAGE_ZOO).items() for m in names]
+
+
+@pytest.mark.skipif(not SHIPPED, reason="the package zoo holds no checkpoints")
+@pytest.mark.parametrize("dataset,name", SHIPPED)
+def test_shipped_checkpoints_load_and_carry_their_provenance(dataset, name):
+    """Every checkpoint shipped in the package loads by name (checksum verified), rebuilds its registered
+    architecture, runs, and comes with its training log, data manifest, command and budget."""
+    e = zoo.entry(name, dataset, PACKAGE_ZOO)
+    assert e["sha256"] == zoo.sha256_file(PACKAGE_ZOO / e["checkpoint"])
+    net, meta = zoo.load_pretrained(name, dataset, root=PACKAGE_ZOO)
+    assert not net.training and net.model_name == name and meta["config"] == net.config
+    assert e["kind"] == models.model_info(name)["kind"]
+    x = net.example_inputs(16)
+    with torch.no_grad():
+        y = net(**x)
+    assert y.shape == x["lms"].shape and torch.isfinite(y).all()
+    assert not torch.equal(y, x["lms"])  # trained: no longer the initial out = lms
+    log = (PACKAGE_ZOO / e["log"]).read_text().splitlines()
+    assert log[0].startswith("stage,global_step") and len(log) > 2
+    assert json.loads((PACKAGE_ZOO / e["data_manifest"]).read_text())["name"] == dataset
+    assert "train_zoo.py" in e["command"] and e["seed"] == meta["seed"]
+    assert e["budget"]["steps"] == meta["step"]
