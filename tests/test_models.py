@@ -55,7 +55,7 @@ def test_create_rejects_bad_requests():
     with pytest.raises(BinsharpError, match="unknown argument.*width"):
         models.create("bnn", width=3)
     with pytest.raises(BinsharpError, match="no pretrained weights exist for model 'bisrnet'"):
-        models.create("bisrnet", pretrained="wv3-longmont")
+        models.create("bisrnet", pretrained="no-such-dataset")
     for bad in (0, -1, 2.5, True):
         with pytest.raises(BinsharpError, match="bands"):
             models.create("pnn", bands=bad)
