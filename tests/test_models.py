@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from scipy import ndimage
 
 from binsharp import models
@@ -380,3 +382,13 @@ def test_binary_models_start_at_lms_with_a_zero_tail_switch(name):
     assert m.config["zero_tail"] is False
     with torch.no_grad():
         assert float((m(**inp) - inp["lms"]).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("name", [*ALL, "s2bnet", "bnnpan"])
+def test_every_model_has_a_wv3_longmont_config_with_its_default_architecture(name):
+    """``configs/<model>-wv3-longmont.yaml`` exists for every registered model, parses, names the dataset
+    and writes out exactly the registered default architecture."""
+    text = importlib.resources.files("binsharp.configs").joinpath(f"{name}-wv3-longmont.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["data"]["name"] == "wv3-longmont" and cfg["seed"] == 0
+    assert models.create(name, **cfg["model"]).config == models.create(name).config
