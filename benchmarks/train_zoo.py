@@ -5,6 +5,8 @@ Usage::
     python benchmarks/train_zoo.py                         # all models, wv3-longmont, 20 000 steps, seed 0
     python benchmarks/train_zoo.py --models s2bnet,bnnpan --steps 20000 --accelerator gpu
     python benchmarks/train_zoo.py --models pnn --steps 5 --out /tmp/zoo --runs /tmp/runs   # smoke test
+    python benchmarks/train_zoo.py --models NAMES --steps 400 --batch 8 --warmup 40 --val-every 100 \
+        --threads 1 --seed 0                          # the CPU budget of the shipped zoo
 
 The budget (documented, the same for every model):
 
