@@ -44,8 +44,6 @@ and machine (:func:`binsharp.zoo.add_checkpoint`). An existing zoo entry is repl
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
@@ -66,24 +64,13 @@ COMPLEXITY_SIZE = 256
 
 
 def machine() -> dict[str, Any]:
-    """CPU, core count, platform, torch version and GPU name (when CUDA is available)."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "binsharp": binsharp.__version__,
-    }
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """The machine record of ``binsharp bench`` (:func:`binsharp.report.bench.machine_info`: CPU, cores,
+    platform, python/numpy/torch versions, torch threads), with the binsharp version and the GPU name (when
+    CUDA is available)."""
+    from binsharp.report.bench import machine_info
+
+    info = machine_info()
+    info["binsharp"] = binsharp.__version__
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
