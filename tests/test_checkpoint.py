@@ -21,14 +21,14 @@ from binsharp.data.io import write_h5
 from binsharp.errors import BinsharpError
 from binsharp.models import create, example_inputs
 from binsharp.protocol import interp23tap
-from binsharp.train.checkpoint import (
+from binsharp.train.fuser import CheckpointFuser, checkpoint_fuser
+from binsharp.weights import (
     check_compatible,
     load_checkpoint,
     load_resume_checkpoint,
     read_meta,
     save_checkpoint,
 )
-from binsharp.train.fuser import CheckpointFuser, checkpoint_fuser
 
 META = {"sensor": "QB", "bits": 11, "ratio": 4, "data_manifest": {"name": "tiny", "sha256": "ab"}, "step": 7}
 

@@ -60,8 +60,8 @@ def test_real_tile_identical_decisions(conformance_case, name, kw):
 def test_engine_fuser_equals_checkpoint_fuser(tmp_path, conformance_case):
     from binsharp.cli import main
     from binsharp.deploy.fuser import engine_fuser
-    from binsharp.train.checkpoint import save_checkpoint
     from binsharp.train.fuser import checkpoint_fuser
+    from binsharp.weights import save_checkpoint
 
     m = _model("bbcu", n_units=4, zero_tail=False)
     ckpt = save_checkpoint(tmp_path / "bbcu.safetensors", m, {"sensor": "WV3", "bits": 11, "ratio": 4})

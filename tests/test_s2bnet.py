@@ -351,7 +351,7 @@ def test_state_dict_round_trip_reproduces_outputs() -> None:
 
 
 def test_safetensors_checkpoint_round_trip(tmp_path) -> None:
-    ckpt = pytest.importorskip("binsharp.train.checkpoint")
+    ckpt = pytest.importorskip("binsharp.weights")
     a = models.create("s2bnet", bands=4, gabor_seed=3, gsfa="weight", **SMALL)
     _randomise_(a, seed=4)
     path = ckpt.save_checkpoint(tmp_path / "s2bnet.safetensors", a, {"bits": 11, "ratio": 4, "sensor": "WV3"})

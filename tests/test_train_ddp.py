@@ -12,8 +12,8 @@ import torch
 
 from binsharp.data.io import write_h5
 from binsharp.models import create
-from binsharp.train.checkpoint import load_checkpoint
 from binsharp.train.engine import weights_digest
+from binsharp.weights import load_checkpoint
 
 
 def test_ddp_two_processes_agree(tmp_path):

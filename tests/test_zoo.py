@@ -139,7 +139,7 @@ def test_train_zoo_fills_the_zoo_with_checkpoint_log_manifest_and_provenance(ass
 
 
 def test_pretrained_round_trip_matches_the_checkpoint(assets):
-    from binsharp.train.checkpoint import load_checkpoint
+    from binsharp.weights import load_checkpoint
 
     net = models.create("pnn", pretrained=DATASET)
     assert not net.training and net.model_name == "pnn"

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_path(args.output, overwrite=args.overwrite)
     if args.checkpoint:
-        from binsharp.train.checkpoint import load_checkpoint
+        from binsharp.weights import load_checkpoint
 
         model, meta = load_checkpoint(args.checkpoint)
     elif args.pretrained:

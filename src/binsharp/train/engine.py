@@ -3,7 +3,7 @@
 Run directory layout (``out``)::
 
     run.json                       resolved run: model, data, stages, seed (written when the run starts)
-    model.safetensors, model.json  the final model (binsharp checkpoint, see binsharp.train.checkpoint)
+    model.safetensors, model.json  the final model (binsharp checkpoint, see binsharp.weights)
     stages/01-<name>/
         checkpoints/last.ckpt      resumable Lightning checkpoint (every ``ckpt_every`` steps)
         logs/metrics.csv           per-stage CSV log (train/loss, train/lr, val/q2n, val/sam, val/ergas, ...);
@@ -45,16 +45,16 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from binsharp.errors import BinsharpError
-from binsharp.train.checkpoint import (
+from binsharp.train.data import DataInfo, PanDataModule, resolve_data
+from binsharp.train.recipe import DEFAULT_RUN, RunConfig, Stage, build_run_config, deep_merge, packaged_config
+from binsharp.train.task import PanSharpeningTask
+from binsharp.weights import (
     SafeCheckpointIO,
     load_resume_checkpoint,
     load_state,
     read_meta,
     save_checkpoint,
 )
-from binsharp.train.data import DataInfo, PanDataModule, resolve_data
-from binsharp.train.recipe import DEFAULT_RUN, RunConfig, Stage, build_run_config, deep_merge, packaged_config
-from binsharp.train.task import PanSharpeningTask
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class CheckpointFuser:
     """
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", bits: int | None = None) -> None:
-        from binsharp.train.checkpoint import load_checkpoint
+        from binsharp.weights import load_checkpoint
 
         self.path = Path(path)
         self.model, self.meta = load_checkpoint(self.path, device=device)
@@ -93,7 +93,7 @@ def checkpoint_fuser(
     Another sensor of the same bands and bits (cross-sensor evaluation, e.g. a WV3 model on WV2 data) only
     warns, unless ``check_sensor`` makes it an error too.
     """
-    from binsharp.train.checkpoint import check_compatible
+    from binsharp.weights import check_compatible
 
     fuser = CheckpointFuser(path, device=device)
     if isinstance(sensor, str):

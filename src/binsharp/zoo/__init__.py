@@ -12,7 +12,7 @@ Layout of a zoo directory (the package's ``binsharp/zoo/weights`` unless ``$BINS
 
     manifest.json                         index of the checkpoints (see below)
     <dataset>/data-manifest.json          the training dataset's manifest.json (how the data was made)
-    <dataset>/<model>.safetensors         weights + metadata (binsharp checkpoint, binsharp.train.checkpoint)
+    <dataset>/<model>.safetensors         weights + metadata (binsharp checkpoint, binsharp.weights)
     <dataset>/<model>.json                the checkpoint metadata, readable copy
     <dataset>/<model>.csv                 training log: the engine's per-stage metrics.csv files joined,
                                           with ``stage`` and ``global_step`` columns (train/loss,
@@ -30,7 +30,7 @@ Layout of a zoo directory (the package's ``binsharp/zoo/weights`` unless ``$BINS
          "seed": int, "command": str, "wall_time_s": float, "machine": {...},
          "val": {...}, "created": str, "binsharp_version": str}}}}
 
-Checkpoints are loaded with :func:`binsharp.train.checkpoint.load_checkpoint` (safetensors: no code is
+Checkpoints are loaded with :func:`binsharp.weights.load_checkpoint` (safetensors: no code is
 executed) after their SHA-256 is checked against the manifest. ``benchmarks/train_zoo.py`` trains the
 models and fills the zoo with :func:`add_checkpoint`.
 """
@@ -185,7 +185,7 @@ def load_pretrained(
     architecture ``kwargs``, when given, must equal the checkpoint's (BinsharpError otherwise: pretrained
     weights fit one architecture only).
     """
-    from binsharp.train.checkpoint import load_checkpoint
+    from binsharp.weights import load_checkpoint
 
     path = checkpoint_path(model, dataset, root)
     net, meta = load_checkpoint(path, device=device)
@@ -269,7 +269,7 @@ def add_checkpoint(
     Returns:
         The manifest entry written.
     """
-    from binsharp.train.checkpoint import read_meta
+    from binsharp.weights import read_meta
 
     src = Path(checkpoint)
     meta = read_meta(src)

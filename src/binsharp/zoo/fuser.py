@@ -43,8 +43,8 @@ def pretrained_fuser(
     Raises :class:`BinsharpError` when the zoo has no such checkpoint (naming what it has) or the data
     does not fit the model.
     """
-    from binsharp.train.checkpoint import check_compatible
     from binsharp.train.fuser import CheckpointFuser
+    from binsharp.weights import check_compatible
     from binsharp.zoo import checkpoint_path
 
     path = checkpoint_path(model, dataset)
