@@ -94,7 +94,8 @@ def train_variant(
     """Train one variant into ``run_dir``, or reuse its checkpoint when it was trained for ``expected_step``
     steps with the same seed."""
     from binsharp.errors import BinsharpError
-    from binsharp.train import read_meta, train
+    from binsharp.train import train
+    from binsharp.weights import read_meta
 
     ckpt = run_dir / "model.safetensors"
     if ckpt.is_file():

@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     a, names = parse_args(__doc__.splitlines()[0], VARIANTS, DEFAULT_CONFIG, argv)
 
     from binsharp.models.recipes import default_recipe
-    from binsharp.train import read_meta
     from binsharp.train.recipe import read_config
+    from binsharp.weights import read_meta
 
     base = read_config(a.config)
     out = Path(a.out)

@@ -401,8 +401,9 @@ def three_stage_run(tmp_path_factory) -> dict:
 
 
 def test_three_stage_recipe_end_to_end_and_checkpoint(three_stage_run):
+    from binsharp.models import load_checkpoint
     from binsharp.train.engine import train
-    from binsharp.weights import load_checkpoint, load_state, read_meta
+    from binsharp.weights import load_state, read_meta
 
     data, init, out, res = (three_stage_run[k] for k in ("data", "init", "out", "res"))
     train_h5, val_h5 = data["train"], data["val"]

@@ -19,16 +19,11 @@ from binsharp import __version__, fusers
 from binsharp.cli import main
 from binsharp.data.io import write_h5
 from binsharp.errors import BinsharpError
-from binsharp.models import create, example_inputs
+from binsharp.models import create, example_inputs, load_checkpoint
 from binsharp.protocol import interp23tap
 from binsharp.train.fuser import CheckpointFuser, checkpoint_fuser
-from binsharp.weights import (
-    check_compatible,
-    load_checkpoint,
-    load_resume_checkpoint,
-    read_meta,
-    save_checkpoint,
-)
+from binsharp.train.resume import load_resume_checkpoint
+from binsharp.weights import check_compatible, read_meta, save_checkpoint
 
 META = {"sensor": "QB", "bits": 11, "ratio": 4, "data_manifest": {"name": "tiny", "sha256": "ab"}, "step": 7}
 

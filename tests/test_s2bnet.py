@@ -355,7 +355,7 @@ def test_safetensors_checkpoint_round_trip(tmp_path) -> None:
     a = models.create("s2bnet", bands=4, gabor_seed=3, gsfa="weight", **SMALL)
     _randomise_(a, seed=4)
     path = ckpt.save_checkpoint(tmp_path / "s2bnet.safetensors", a, {"bits": 11, "ratio": 4, "sensor": "WV3"})
-    b, meta = ckpt.load_checkpoint(path)
+    b, meta = models.load_checkpoint(path)
     assert meta["model"] == "s2bnet" and meta["config"]["gabor_seed"] == 3
     a.eval()
     x = a.example_inputs(8)

@@ -15,10 +15,10 @@ from torch import nn
 from binsharp.data import PanDataset
 from binsharp.data.io import write_h5
 from binsharp.errors import BinsharpError
-from binsharp.models import PanModel, create, register_model
+from binsharp.models import PanModel, create, load_checkpoint, register_model
 from binsharp.train.engine import train, weights_digest
 from binsharp.train.recipe import build_run_config, resolve_stages, scale_steps
-from binsharp.weights import load_checkpoint, load_state, read_meta
+from binsharp.weights import load_state, read_meta
 
 TINY = {"model": {"channels": 8}, "recipe": {"batch_size": 4, "lr": 2e-3}, "validation": {"block": 16}}
 

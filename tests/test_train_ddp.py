@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 from binsharp.data.io import write_h5
-from binsharp.models import create
+from binsharp.models import create, load_checkpoint
 from binsharp.train.engine import weights_digest
-from binsharp.weights import load_checkpoint
 
 
 def test_ddp_two_processes_agree(tmp_path):

@@ -139,7 +139,7 @@ def test_train_zoo_fills_the_zoo_with_checkpoint_log_manifest_and_provenance(ass
 
 
 def test_pretrained_round_trip_matches_the_checkpoint(assets):
-    from binsharp.weights import load_checkpoint
+    from binsharp.models import load_checkpoint
 
     net = models.create("pnn", pretrained=DATASET)
     assert not net.training and net.model_name == "pnn"
@@ -148,7 +148,7 @@ def test_pretrained_round_trip_matches_the_checkpoint(assets):
     with torch.no_grad():
         assert torch.equal(net(**x), ref(**x))
     # same through the zoo API, with the metadata
-    net2, meta2 = zoo.load_pretrained("PNN", DATASET.upper())
+    net2, meta2 = models.load_pretrained("PNN", DATASET.upper())
     assert meta2["model"] == "pnn" and meta2["step"] == 4 and meta2["data_manifest"]["name"] == DATASET
     for k, v in net.state_dict().items():
         assert torch.equal(v, net2.state_dict()[k])
@@ -251,7 +251,7 @@ def test_shipped_checkpoints_load_and_carry_their_provenance(dataset, name):
     architecture, runs, and comes with its training log, data manifest, command and budget."""
     e = zoo.entry(name, dataset, PACKAGE_ZOO)
     assert e["sha256"] == zoo.sha256_file(PACKAGE_ZOO / e["checkpoint"])
-    net, meta = zoo.load_pretrained(name, dataset, root=PACKAGE_ZOO)
+    net, meta = models.load_pretrained(name, dataset, root=PACKAGE_ZOO)
     assert not net.training and net.model_name == name and meta["config"] == net.config
     assert e["kind"] == models.model_info(name)["kind"]
     x = net.example_inputs(16)

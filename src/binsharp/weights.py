@@ -1,4 +1,4 @@
-"""Safe model checkpoints: safetensors weights with binsharp metadata, and safe resume-checkpoint loading.
+"""The weights format: safetensors weights with binsharp metadata (write, read, compatibility checks).
 
 Format of a binsharp checkpoint (``model.safetensors``)
 -------------------------------------------------------
@@ -23,9 +23,11 @@ header's string metadata, one key ``"binsharp"`` whose value is a JSON object:
 =================  ===========================================================================
 
 A copy of the metadata is written beside the weights as ``<name>.json`` for reading; loading uses only the
-header of the safetensors file. Loading never executes code: safetensors holds raw tensors only. The
-resumable Lightning checkpoints (``*.ckpt``) are read with ``torch.load(weights_only=True)`` only
-(:func:`load_resume_checkpoint`, :class:`SafeCheckpointIO`), which refuses pickled objects.
+header of the safetensors file. Loading never executes code: safetensors holds raw tensors only.
+
+This module sits below :mod:`binsharp.models` and imports neither the models nor Lightning:
+:func:`binsharp.models.load_checkpoint` rebuilds a model from a file, :mod:`binsharp.zoo` indexes the
+pretrained files, and the resumable training checkpoints (``*.ckpt``) belong to :mod:`binsharp.train.resume`.
 """
 
 from __future__ import annotations
@@ -33,13 +35,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -179,52 +179,6 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise BinsharpError(f"corrupt checkpoint {p}: {exc}") from exc
 
 
-def load_checkpoint(
-    path: str | os.PathLike, *, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model saved at ``path`` and load its weights.
-
-    The model is created with ``binsharp.models.create(meta["model"], bands=meta["bands"], **meta["config"])``
-    and its state dict loaded strictly (every tensor present, same shapes). The model is returned in eval
-    mode.
-
-    Returns:
-        ``(model, meta)``. Raises :class:`BinsharpError` for a missing, corrupt, truncated or foreign file,
-        an unknown model name, or weights that do not fit the rebuilt model.
-    """
-    from binsharp import models
-
-    meta = read_meta(path)
-    state = load_state(path)
-    config = dict(meta.get("config") or {})
-    config.pop("bands", None)
-    try:
-        model = models.create(meta["model"], bands=int(meta["bands"]), **config)
-    except BinsharpError as exc:
-        raise BinsharpError(f"checkpoint {path}: cannot rebuild model {meta['model']!r}: {exc}") from exc
-    except TypeError as exc:
-        raise BinsharpError(f"checkpoint {path}: config does not fit model {meta['model']!r}: {exc}") from exc
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise BinsharpError(
-            f"checkpoint {path} does not match model {meta['model']!r}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    for key, value in expected.items():
-        if tuple(value.shape) != tuple(state[key].shape):
-            raise BinsharpError(
-                f"checkpoint {path} does not match model {meta['model']!r}: tensor {key} has shape "
-                f"{tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
-            )
-    model.load_state_dict(state, strict=True)
-    model.to(device)
-    model.eval()
-    return model, meta
-
-
 def check_compatible(
     meta: Mapping[str, Any],
     *,
@@ -261,45 +215,3 @@ def check_compatible(
             a, b = str(meta["sensor"]).upper(), sensor.upper()
         if a != b:
             raise BinsharpError(f"{source}: model {name!r} was trained on {a} data, the input is from {b}")
-
-
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``: tensors and plain containers/primitives only.
-
-    A pickle that would construct arbitrary objects or run code is refused with :class:`BinsharpError`,
-    as is a missing or corrupt file.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise BinsharpError(f"checkpoint not found: {p}")
-    try:
-        ckpt = torch.load(str(p), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise BinsharpError(
-            f"refusing to load {p}: not a plain-tensor checkpoint (only weights are loaded, never code): "
-            f"{str(exc).splitlines()[0]}"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:
-        raise BinsharpError(f"corrupt checkpoint {p}: {exc}") from exc
-    return ckpt
-
-
-def load_resume_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a resumable training checkpoint (``*.ckpt``) with :func:`safe_torch_load` and check that it
-    holds a ``state_dict`` and a ``global_step``; raises :class:`BinsharpError` otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise BinsharpError(f"resume checkpoint not found: {p}")
-    ckpt = safe_torch_load(p, map_location=map_location)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
-        raise BinsharpError(f"{p} is not a training checkpoint (no state_dict/global_step)")
-    return ckpt
-
-
-class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO that always loads with ``weights_only=True`` (:func:`safe_torch_load`)."""
-
-    def load_checkpoint(
-        self, path: Any, map_location: Any = None, weights_only: bool | None = None
-    ) -> dict[str, Any]:
-        return safe_torch_load(path, map_location=map_location if map_location is not None else "cpu")

@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_path(args.output, overwrite=args.overwrite)
     if args.checkpoint:
-        from binsharp.weights import load_checkpoint
+        from binsharp.models import load_checkpoint
 
         model, meta = load_checkpoint(args.checkpoint)
     elif args.pretrained:
-        from binsharp.zoo import load_pretrained
+        from binsharp.models import load_pretrained
 
         model, meta = load_pretrained(args.model, args.pretrained)
     else:

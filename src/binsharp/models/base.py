@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+from binsharp.models.recipes import default_recipe
 
 __all__ = ["PanModel", "check_bands", "example_inputs", "strip_quantizers"]
 
@@ -97,6 +98,7 @@ class PanModel(nn.Module):
         model_name: registry name (set by :func:`binsharp.models.create`; class name otherwise).
         config: JSON-serialisable keyword arguments such that ``create(model_name, **config)`` rebuilds the
             same architecture (set by :func:`binsharp.models.create`).
+        recipe: default training recipe (the registered one, set by :func:`binsharp.models.create`).
     """
 
     kind: ClassVar[str] = "fp"
@@ -107,6 +109,7 @@ class PanModel(nn.Module):
         self.bands = check_bands(bands)
         self.model_name: str = type(self).__name__.lower()
         self.config: dict[str, Any] = {"bands": self.bands}
+        self.recipe: dict[str, Any] = default_recipe(self.kind)
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(
@@ -180,15 +183,9 @@ class PanModel(nn.Module):
 
     # ------------------------------------------------------------------ training hooks
     def default_recipe(self) -> dict[str, Any]:
-        """A copy of the registered default training recipe (see :mod:`binsharp.models.recipes`)."""
-        from binsharp.models.registry import model_info
-
-        try:
-            return model_info(self.model_name)["recipe"]
-        except BinsharpError:
-            from binsharp.models.recipes import default_recipe
-
-            return default_recipe(self.kind)
+        """A copy of the default training recipe (see :mod:`binsharp.models.recipes`): the registered one
+        for a model built by :func:`binsharp.models.create`, the kind's default otherwise."""
+        return copy.deepcopy(self.recipe)
 
     def example_inputs(self, size: int = 64, *, batch: int = 1, ratio: int = 4) -> dict[str, Tensor]:
         """Random inputs for this model's band count (see :func:`example_inputs`)."""

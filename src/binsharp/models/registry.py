@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from binsharp.errors import BinsharpError
-from binsharp.models.base import PanModel
+from binsharp.models.base import PanModel, check_bands
 from binsharp.models.recipes import check_recipe, default_recipe
 
 __all__ = ["ModelEntry", "register_model", "create", "list_models", "model_info", "get_entry"]
@@ -190,11 +190,10 @@ def create(name: str, bands: int = 8, pretrained: str | None = None, **kwargs: A
     """
     e = get_entry(name)
     if pretrained is not None:
-        from binsharp.zoo import load_pretrained
+        from binsharp.models.pretrained import load_pretrained
 
         return load_pretrained(e.name, pretrained, bands=bands, **kwargs)[0]
-    if isinstance(bands, bool) or not isinstance(bands, int) or bands < 1:
-        raise BinsharpError(f"bands must be a positive integer, got {bands!r}")
+    check_bands(bands)
     sig = inspect.signature(e.factory)
     unknown = sorted(set(kwargs) - set(sig.parameters))
     if unknown:
@@ -222,4 +221,5 @@ def create(name: str, bands: int = 8, pretrained: str | None = None, **kwargs: A
         raise TypeError(f"model {e.name!r} is registered as {e.kind!r} but its class says {model.kind!r}")
     model.model_name = e.name
     model.config = config
+    model.recipe = copy.deepcopy(e.recipe)
     return model

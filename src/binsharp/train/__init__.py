@@ -7,8 +7,8 @@
 * :class:`PanDataModule`, :func:`resolve_data`, :class:`EpochSampler` (:mod:`binsharp.train.data`): loaders
   over dataset splits with a resumable, rank-sharded shuffling order.
 * :mod:`binsharp.train.recipe`: recipe/config format, :class:`Stage`, merging rules.
-* :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`check_compatible`
-  (:mod:`binsharp.weights`): safetensors weights + JSON metadata, never pickle.
+* :mod:`binsharp.train.resume`: resumable Lightning checkpoints, loaded without unpickling objects. The
+  final weights use the format of :mod:`binsharp.weights` (safetensors + JSON metadata, never pickle).
 * :func:`checkpoint_fuser` (:mod:`binsharp.train.fuser`): a trained checkpoint as a
   :class:`binsharp.fusers.Fuser`.
 
@@ -33,10 +33,6 @@ _EXPORTS = {
     "RunConfig": "binsharp.train.recipe",
     "build_run_config": "binsharp.train.recipe",
     "resolve_stages": "binsharp.train.recipe",
-    "save_checkpoint": "binsharp.weights",
-    "load_checkpoint": "binsharp.weights",
-    "read_meta": "binsharp.weights",
-    "check_compatible": "binsharp.weights",
     "checkpoint_fuser": "binsharp.train.fuser",
     "CheckpointFuser": "binsharp.train.fuser",
 }

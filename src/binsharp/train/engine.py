@@ -47,14 +47,9 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from binsharp.errors import BinsharpError
 from binsharp.train.data import DataInfo, PanDataModule, resolve_data
 from binsharp.train.recipe import DEFAULT_RUN, RunConfig, Stage, build_run_config, deep_merge, packaged_config
+from binsharp.train.resume import SafeCheckpointIO, load_resume_checkpoint
 from binsharp.train.task import PanSharpeningTask
-from binsharp.weights import (
-    SafeCheckpointIO,
-    load_resume_checkpoint,
-    load_state,
-    read_meta,
-    save_checkpoint,
-)
+from binsharp.weights import load_state, read_meta, save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class CheckpointFuser:
     """
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", bits: int | None = None) -> None:
-        from binsharp.weights import load_checkpoint
+        from binsharp.models import load_checkpoint
 
         self.path = Path(path)
         self.model, self.meta = load_checkpoint(self.path, device=device)

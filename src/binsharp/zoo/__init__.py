@@ -6,7 +6,7 @@ Usage::
 
     zoo.available()                                   # {"wv3-longmont": ["bnnpan", "s2bnet", ...]}
     net = models.create("s2bnet", pretrained="wv3-longmont")    # eval mode, weights loaded
-    net, meta = zoo.load_pretrained("s2bnet", "wv3-longmont")   # the same, with the checkpoint metadata
+    net, meta = models.load_pretrained("s2bnet", "wv3-longmont")   # the same, with the checkpoint metadata
 
 Layout of a zoo directory (the package's ``binsharp/zoo/weights`` unless ``$BINSHARP_ZOO`` names another)::
 
@@ -30,8 +30,9 @@ Layout of a zoo directory (the package's ``binsharp/zoo/weights`` unless ``$BINS
          "seed": int, "command": str, "wall_time_s": float, "machine": {...},
          "val": {...}, "created": str, "binsharp_version": str}}}}
 
-Checkpoints are loaded with :func:`binsharp.weights.load_checkpoint` (safetensors: no code is
-executed) after their SHA-256 is checked against the manifest. ``benchmarks/train_zoo.py`` trains the
+This package is the index only (it sits below :mod:`binsharp.models` and imports no model):
+:func:`binsharp.models.load_pretrained` loads a checkpoint (safetensors: no code is executed) after
+:func:`checkpoint_path` has checked its SHA-256 against the manifest. ``benchmarks/train_zoo.py`` trains the
 models and fills the zoo with :func:`add_checkpoint`.
 """
 
@@ -50,6 +51,7 @@ from typing import Any
 
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output
+from binsharp.weights import read_meta
 
 __all__ = [
     "FORMAT",
@@ -59,7 +61,6 @@ __all__ = [
     "available",
     "checkpoint_path",
     "entry",
-    "load_pretrained",
     "merge_logs",
     "read_manifest",
     "sha256_file",
@@ -170,41 +171,6 @@ def checkpoint_path(
     return path
 
 
-def load_pretrained(
-    model: str,
-    dataset: str,
-    *,
-    bands: int | None = None,
-    root: str | os.PathLike | None = None,
-    device: str = "cpu",
-    **kwargs: Any,
-) -> tuple[Any, dict[str, Any]]:
-    """Build ``model`` with the weights pretrained on ``dataset``; returns ``(model, checkpoint meta)``.
-
-    The model is rebuilt from the checkpoint's own configuration and returned in eval mode. ``bands`` and
-    architecture ``kwargs``, when given, must equal the checkpoint's (BinsharpError otherwise: pretrained
-    weights fit one architecture only).
-    """
-    from binsharp.weights import load_checkpoint
-
-    path = checkpoint_path(model, dataset, root)
-    net, meta = load_checkpoint(path, device=device)
-    config = dict(meta.get("config") or {})
-    if bands is not None and int(bands) != int(meta["bands"]):
-        raise BinsharpError(
-            f"pretrained {meta['model']!r} ({dataset}) takes {meta['bands']} bands, not {bands}"
-        )
-    for key, value in kwargs.items():
-        if key not in config:
-            raise BinsharpError(f"model {meta['model']!r} has no argument {key!r}")
-        if json.loads(json.dumps(value)) != config[key]:
-            raise BinsharpError(
-                f"pretrained {meta['model']!r} ({dataset}) was trained with {key}={config[key]!r}, "
-                f"not {value!r}; build it without pretrained weights to change the architecture"
-            )
-    return net, meta
-
-
 # ------------------------------------------------------------------------------------------ writing
 def merge_logs(
     stage_logs: Sequence[tuple[str, str | os.PathLike] | tuple[str, str | os.PathLike, int]],
@@ -269,8 +235,6 @@ def add_checkpoint(
     Returns:
         The manifest entry written.
     """
-    from binsharp.weights import read_meta
-
     src = Path(checkpoint)
     meta = read_meta(src)
     model = str(meta["model"]).lower()
