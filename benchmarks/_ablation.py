@@ -141,7 +141,7 @@ def evaluate_rr(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     """Mean and std of :data:`INDEXES` of ``checkpoint`` on the dataset's ``test_rr`` split."""
     from binsharp.cli.evaluate import evaluate_source, load_test_set
     from binsharp.data.catalog import dataset_path
-    from binsharp.train.fuser import checkpoint_fuser
+    from binsharp.inference.checkpoint import checkpoint_fuser
 
     path = dataset_path(args.data, "test_rr")
     ts = load_test_set(path, "rr", argparse.Namespace(limit=args.limit, sensor=None))

@@ -64,10 +64,10 @@ COMPLEXITY_SIZE = 256
 
 
 def machine() -> dict[str, Any]:
-    """The machine record of ``binsharp bench`` (:func:`binsharp.report.bench.machine_info`: CPU, cores,
+    """The machine record of ``binsharp bench`` (:func:`binsharp.evaluation.bench.machine_info`: CPU, cores,
     platform, python/numpy/torch versions, torch threads), with the binsharp version and the GPU name (when
     CUDA is available)."""
-    from binsharp.report.bench import machine_info
+    from binsharp.evaluation.bench import machine_info
 
     info = machine_info()
     info["binsharp"] = binsharp.__version__

@@ -15,13 +15,14 @@ import torch
 from affine import Affine
 from safetensors.torch import save_file
 
-from binsharp import __version__, fusers
+from binsharp import __version__
 from binsharp.cli import main
 from binsharp.data.io import write_h5
 from binsharp.errors import BinsharpError
+from binsharp.inference import fuser as fusers
+from binsharp.inference.checkpoint import CheckpointFuser, checkpoint_fuser
 from binsharp.models import create, example_inputs, load_checkpoint
 from binsharp.protocol import interp23tap
-from binsharp.train.fuser import CheckpointFuser, checkpoint_fuser
 from binsharp.train.resume import load_resume_checkpoint
 from binsharp.weights import check_compatible, read_meta, save_checkpoint
 

@@ -15,7 +15,7 @@ import pytest
 from binsharp import __version__
 from binsharp.cli import main
 from binsharp.data import write_h5, write_mat
-from binsharp.fusers import method_fuser
+from binsharp.inference.fuser import method_fuser
 from binsharp.metrics import full_resolution, reduced_resolution
 from binsharp.protocol import interp23tap, reduced_resolution_triplet
 from binsharp.sensors import get_sensor

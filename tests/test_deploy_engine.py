@@ -167,7 +167,7 @@ def test_inference_does_not_import_torch(tmp_path):
 
 def test_cli_export_and_engine_fuser(tmp_path, capsys):
     from binsharp.cli import main
-    from binsharp.deploy.fuser import engine_fuser
+    from binsharp.inference.engine import engine_fuser
 
     out = tmp_path / "bbcu.bsp"
     cfg = json.dumps({"n_units": 2})
@@ -193,7 +193,7 @@ def test_cli_export_and_engine_fuser(tmp_path, capsys):
 
 
 def test_engine_fuser_registered():
-    from binsharp.fusers import fuser_sources
+    from binsharp.inference.fuser import fuser_sources
 
     assert "engine" in fuser_sources()
 

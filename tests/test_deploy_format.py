@@ -161,7 +161,7 @@ def test_mismatched_band_count(model_bytes):
 
 
 def test_engine_fuser_band_mismatch_and_missing_file(tmp_path, model_bytes):
-    from binsharp.deploy.fuser import engine_fuser
+    from binsharp.inference.engine import engine_fuser
     from binsharp.sensors import get_sensor
 
     p = tmp_path / "m.bsp"

@@ -59,8 +59,8 @@ def test_real_tile_identical_decisions(conformance_case, name, kw):
 
 def test_engine_fuser_equals_checkpoint_fuser(tmp_path, conformance_case):
     from binsharp.cli import main
-    from binsharp.deploy.fuser import engine_fuser
-    from binsharp.train.fuser import checkpoint_fuser
+    from binsharp.inference.checkpoint import checkpoint_fuser
+    from binsharp.inference.engine import engine_fuser
     from binsharp.weights import save_checkpoint
 
     m = _model("bbcu", n_units=4, zero_tail=False)
@@ -82,7 +82,7 @@ def test_cli_fuse_with_engine_geotiff(tmp_path):
     from rasterio.transform import Affine
 
     from binsharp.cli import main
-    from binsharp.deploy.fuser import engine_fuser
+    from binsharp.inference.engine import engine_fuser
 
     model = tmp_path / "m.bsp"
     assert (

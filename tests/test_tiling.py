@@ -11,7 +11,7 @@ from rasterio.transform import Affine
 from scipy.ndimage import maximum_filter
 
 from binsharp.errors import BinsharpError
-from binsharp.tiling import count_tiles, fuse_array_tiled, fuse_geotiff, iter_tiles
+from binsharp.inference.tiling import count_tiles, fuse_array_tiled, fuse_geotiff, iter_tiles
 
 
 class LocalFuser:

@@ -106,10 +106,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> object:
-    """The :class:`~binsharp.report.bench.BenchSettings` of a parsed ``bench`` command line."""
-    from binsharp.fusers import classical_methods
+    """The :class:`~binsharp.evaluation.bench.BenchSettings` of a parsed ``bench`` command line."""
+    from binsharp.evaluation.bench import BenchSettings
+    from binsharp.inference.fuser import classical_methods
     from binsharp.models import list_models
-    from binsharp.report.bench import BenchSettings
 
     if args.cross is None:
         cross = ["wv2-longmont"] if str(args.data).strip().lower() == "wv3-longmont" else []
@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.markdown, args.json):
         if out:
             check_output_path(out, overwrite=args.overwrite)
+    from binsharp.evaluation.bench import run_benchmark
     from binsharp.report import markdown_report, write_json, write_markdown, write_report
-    from binsharp.report.bench import run_benchmark
 
     settings = settings_from_args(args)
     result = run_benchmark(settings)  # type: ignore[arg-type]

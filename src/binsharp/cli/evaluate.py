@@ -32,7 +32,7 @@ import numpy as np
 from binsharp import __version__
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output, check_output_path
-from binsharp.fusers import Fuser, add_fuser_arguments, check_bands, resolve_fusers, sensor_from_args
+from binsharp.inference.fuser import Fuser, add_fuser_arguments, check_bands, resolve_fusers, sensor_from_args
 from binsharp.sensors import Sensor, custom_sensor, get_sensor
 
 SPLITS = {"rr": "test_rr", "fr": "test_fr"}
@@ -466,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.json, args.csv):
         if out:
             check_output_path(out, overwrite=args.overwrite)
-    from binsharp.fusers import selected_source
+    from binsharp.inference.fuser import selected_source
 
     picked = selected_source(args)
     if args.fused and picked is not None:

@@ -15,8 +15,8 @@ import argparse
 import sys
 
 from binsharp.fileio import check_output_path
-from binsharp.fusers import add_fuser_arguments, resolve_fuser, sensor_from_args
-from binsharp.tiling import OUTPUT_DTYPES, fuse_geotiff, open_raster
+from binsharp.inference.fuser import add_fuser_arguments, resolve_fuser, sensor_from_args
+from binsharp.inference.tiling import OUTPUT_DTYPES, fuse_geotiff, open_raster
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -62,11 +62,11 @@ def _pretrained_default(data: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``binsharp quickstart``; returns the exit status (bad input raises BinsharpError)."""
     from binsharp import zoo
+    from binsharp.evaluation.bench import BenchSettings, run_benchmark
     from binsharp.fileio import check_output_path
-    from binsharp.fusers import classical_methods
+    from binsharp.inference.fuser import classical_methods
     from binsharp.models import list_models
     from binsharp.report import write_report
-    from binsharp.report.bench import BenchSettings, run_benchmark
     from binsharp.report.tables import benchmark_tables, summary_lines
 
     t0 = time.perf_counter()

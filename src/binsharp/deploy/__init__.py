@@ -6,7 +6,8 @@
 * :mod:`binsharp.deploy.bsp`: the versioned, checksummed ``.bsp`` file format (specified in its docstring).
 * :mod:`binsharp.deploy.runtime`: :class:`Engine`, which runs a ``.bsp`` graph without PyTorch.
 * :mod:`binsharp.deploy.export`: ``export_model``, ``lower_model`` (PyTorch model -> ``.bsp``, uses torch).
-* :mod:`binsharp.deploy.fuser`: ``engine_fuser(path)``, the ``--engine MODEL.bsp`` fuser source.
+
+A ``.bsp`` model runs as a fuser through :func:`binsharp.inference.engine_fuser`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ __all__ = [
     "available_paths",
     "binary_conv2d",
     "cpu_features",
-    "engine_fuser",
     "export_model",
     "float_conv2d",
     "have_kernels",
@@ -45,13 +45,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: the exporter imports torch, the fuser registers a command-line source
+    # lazy: the exporter imports torch
     if name in ("export_model", "lower_model"):
         from binsharp.deploy import export
 
         return getattr(export, name)
-    if name == "engine_fuser":
-        from binsharp.deploy.fuser import engine_fuser
-
-        return engine_fuser
     raise AttributeError(f"module 'binsharp.deploy' has no attribute {name!r}")

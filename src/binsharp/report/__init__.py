@@ -1,6 +1,6 @@
 """Benchmark reports: result tables, figures and a self-contained HTML page.
 
-* :mod:`binsharp.report.bench` -- :func:`run_benchmark` (quality, complexity, size, latency of classical
+* :mod:`binsharp.evaluation.bench` -- :func:`run_benchmark` (quality, complexity, size, latency of classical
   methods and pretrained networks), used by ``binsharp bench`` and ``binsharp quickstart``.
 * :mod:`binsharp.report.tables` -- the tables (Markdown, HTML, text).
 * :mod:`binsharp.report.figures` -- RGB composites with one stretch and zoomed insets, error maps, the
@@ -64,7 +64,7 @@ def write_json(path: str | os.PathLike, report: dict[str, Any], *, overwrite: bo
 
 
 def write_figures(result: Any, out_dir: str | os.PathLike) -> list[tuple[str, Path]]:
-    """Write the figures of a :class:`~binsharp.report.bench.BenchResult` into ``out_dir``.
+    """Write the figures of a :class:`~binsharp.evaluation.bench.BenchResult` into ``out_dir``.
 
     Returns ``(caption, path)`` of each PNG written: reduced-resolution composites, RMS-error and SAM maps,
     the full-resolution view, OPs vs Q2n (networks with results and counts) and training curves (zoo logs).

@@ -1,7 +1,7 @@
 """Result tables of a benchmark as neutral rows, rendered to Markdown, HTML or plain text.
 
 A :class:`Table` has a title, a header, rows of cell strings and notes. :func:`benchmark_tables` turns a
-benchmark report (:func:`binsharp.report.bench.run_benchmark`) into the tables of the results section:
+benchmark report (:func:`binsharp.evaluation.bench.run_benchmark`) into the tables of the results section:
 reduced resolution, full resolution, cross-sensor, complexity and speed, and the list of skipped models.
 """
 
@@ -160,7 +160,7 @@ def _fmt_int(v: float | None, scale: float, digits: int) -> str:
 
 
 def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
-    """The results tables of a benchmark report (see :mod:`binsharp.report.bench`)."""
+    """The results tables of a benchmark report (see :mod:`binsharp.evaluation.bench`)."""
     tables: list[Table] = []
     data = report.get("data", {})
     mean_std = "mean ± std over images (sample std)"

@@ -9,10 +9,8 @@
 * :mod:`binsharp.train.recipe`: recipe/config format, :class:`Stage`, merging rules.
 * :mod:`binsharp.train.resume`: resumable Lightning checkpoints, loaded without unpickling objects. The
   final weights use the format of :mod:`binsharp.weights` (safetensors + JSON metadata, never pickle).
-* :func:`checkpoint_fuser` (:mod:`binsharp.train.fuser`): a trained checkpoint as a
-  :class:`binsharp.fusers.Fuser`.
 
-Attributes are imported lazily so that ``import binsharp.train.fuser`` stays light.
+Attributes are imported lazily: ``import binsharp.train`` alone loads neither torch nor Lightning.
 """
 
 from __future__ import annotations
@@ -33,8 +31,6 @@ _EXPORTS = {
     "RunConfig": "binsharp.train.recipe",
     "build_run_config": "binsharp.train.recipe",
     "resolve_stages": "binsharp.train.recipe",
-    "checkpoint_fuser": "binsharp.train.fuser",
-    "CheckpointFuser": "binsharp.train.fuser",
 }
 
 __all__ = sorted(_EXPORTS)

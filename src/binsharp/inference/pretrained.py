@@ -1,11 +1,11 @@
 """Pretrained zoo models as fusers: the ``--model NAME --pretrained DATASET`` source of the command line.
 
-Importing this module (listed in :data:`binsharp.fusers.FUSER_PLUGIN_MODULES`) registers the fuser
+Importing this module (listed in :data:`binsharp.inference.fuser.FUSER_PLUGIN_MODULES`) registers the fuser
 source ``model``
 (``binsharp evaluate --model s2bnet --pretrained wv3-longmont --data ...``,
 ``binsharp fuse --model s2bnet --pretrained wv3-longmont --pan ... --ms ...``).
-The checkpoint comes from :mod:`binsharp.zoo` and runs through :class:`binsharp.train.fuser.CheckpointFuser`
-(heavy imports happen in the factory only).
+The checkpoint comes from :mod:`binsharp.zoo` and runs through
+:class:`binsharp.inference.checkpoint.CheckpointFuser` (heavy imports happen in the factory only).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from binsharp.errors import BinsharpError
-from binsharp.fusers import register_fuser_source
+from binsharp.inference.fuser import register_fuser_source
 
 #: Dataset used when ``--pretrained`` is not given.
 DEFAULT_PRETRAINED = "wv3-longmont"
@@ -29,7 +29,7 @@ def pretrained_fuser(
     device: str = "cpu",
     check_sensor: bool = True,
 ) -> Any:
-    """A :class:`~binsharp.train.fuser.CheckpointFuser` running ``model`` pretrained on ``dataset``.
+    """A :class:`~binsharp.inference.checkpoint.CheckpointFuser` running ``model`` pretrained on ``dataset``.
 
     Args:
         model: registered model name.
@@ -43,7 +43,7 @@ def pretrained_fuser(
     Raises :class:`BinsharpError` when the zoo has no such checkpoint (naming what it has) or the data
     does not fit the model.
     """
-    from binsharp.train.fuser import CheckpointFuser
+    from binsharp.inference.checkpoint import CheckpointFuser
     from binsharp.weights import check_compatible
     from binsharp.zoo import checkpoint_path
 

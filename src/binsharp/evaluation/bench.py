@@ -262,7 +262,7 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
     from tqdm.auto import tqdm
 
     from binsharp.cli.evaluate import evaluate_source
-    from binsharp.fusers import method_fuser
+    from binsharp.inference.fuser import method_fuser
 
     sets = load_sets(settings.data, settings)
     for cross in settings.cross:
@@ -324,7 +324,7 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
                 reason = str(exc)
             rec.update(status="skipped", reason=reason, detail=str(exc), zoo_holds=have)
         else:
-            from binsharp.train.fuser import CheckpointFuser
+            from binsharp.inference.checkpoint import CheckpointFuser
 
             fuser = CheckpointFuser(path)
             networks[info["name"]] = fuser

@@ -1,4 +1,5 @@
-"""A trained binsharp checkpoint as a :class:`binsharp.fusers.Fuser`, and the ``--checkpoint CKPT`` source.
+"""A trained binsharp checkpoint as a :class:`binsharp.inference.fuser.Fuser`, and the ``--checkpoint CKPT``
+source.
 
 Importing this module registers the fuser source ``checkpoint`` (``binsharp evaluate --checkpoint CKPT``,
 ``binsharp fuse --checkpoint CKPT``). Heavy imports (torch, the model registry) happen in the factory.
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.fusers import DEFAULT_HALO, check_fuser_inputs, register_fuser_source
+from binsharp.inference.fuser import DEFAULT_HALO, check_fuser_inputs, register_fuser_source
 
 
 class CheckpointFuser:

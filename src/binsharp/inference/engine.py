@@ -1,4 +1,5 @@
-"""An exported ``.bsp`` model as a :class:`binsharp.fusers.Fuser`, and the ``--engine MODEL.bsp`` source.
+"""An exported ``.bsp`` model as a :class:`binsharp.inference.fuser.Fuser`, and the ``--engine MODEL.bsp``
+source.
 
 Importing this module registers the fuser source ``engine`` (``binsharp fuse --engine MODEL.bsp``,
 ``binsharp evaluate --engine MODEL.bsp``). Inference runs on numpy and the compiled kernels; PyTorch is not
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.fusers import DEFAULT_HALO, check_fuser_inputs, register_fuser_source
+from binsharp.inference.fuser import DEFAULT_HALO, check_fuser_inputs, register_fuser_source
 
 
 class EngineFuser:

@@ -8,14 +8,15 @@ A *fuser* is a callable ``fuser(ms_lr, pan, lms=None) -> fused`` with
 * ``fused``: (C, H, W) float64 in DN,
 
 and the attributes ``name`` (str), ``bands`` (int, or None when any band count works) and ``ratio`` (int).
-An optional attribute ``halo`` (int, PAN pixels) tells :mod:`binsharp.tiling` how much context a tile needs.
+An optional attribute ``halo`` (int, PAN pixels) tells :mod:`binsharp.inference.tiling` how much context a
+tile needs.
 
 Fusers come from *sources*, one per command-line option (``--method NAME`` here; ``--checkpoint CKPT``,
 ``--engine MODEL.bsp`` and ``--model NAME --pretrained DATASET`` from the training and deployment packages).
 A source is registered with :func:`register_fuser_source`; a package providing one ships a module listed in
 :data:`FUSER_PLUGIN_MODULES` that calls it at import time, e.g. in ``binsharp/deploy/fuser.py``::
 
-    from binsharp.fusers import register_fuser_source
+    from binsharp.inference.fuser import register_fuser_source
 
     def _engine_factory(value, args, *, sensor, ratio):
         return engine_fuser(value)          # a Fuser: name, bands, ratio, __call__
@@ -167,9 +168,9 @@ FUSER_SOURCES: dict[str, FuserSource] = {}
 #: Modules imported (when they exist) before the command line is built, so that their packages can call
 #: :func:`register_fuser_source`. Keep them light: import heavy dependencies inside the factory.
 FUSER_PLUGIN_MODULES: tuple[str, ...] = (
-    "binsharp.train.fuser",  # --checkpoint CKPT
-    "binsharp.deploy.fuser",  # --engine MODEL.bsp
-    "binsharp.zoo.fuser",  # --model NAME --pretrained DATASET
+    "binsharp.inference.checkpoint",  # --checkpoint CKPT
+    "binsharp.inference.engine",  # --engine MODEL.bsp
+    "binsharp.inference.pretrained",  # --model NAME --pretrained DATASET
 )
 
 _plugins_loaded = False
@@ -200,7 +201,7 @@ def load_fuser_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent
     for module in FUSER_PLUGIN_MODULES:
         # look for the file first: importing a missing submodule would still import its (heavy) package
         rel = Path(*module.split(".")[1:])

@@ -28,7 +28,7 @@ import numpy as np
 
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output
-from binsharp.fusers import DEFAULT_HALO, Fuser, check_bands
+from binsharp.inference.fuser import DEFAULT_HALO, Fuser, check_bands
 
 #: Output data types accepted by :func:`fuse_geotiff`.
 OUTPUT_DTYPES = ("float32", "float64", "uint16", "int16", "uint8")
@@ -268,7 +268,8 @@ def fuse_geotiff(
     ``dtype`` in DN (integer types are rounded and clipped to ``0 .. max_value``).
 
     Args:
-        fuser: the :class:`~binsharp.fusers.Fuser` to run; its ``ratio`` must be the PAN/MS size ratio.
+        fuser: the :class:`~binsharp.inference.fuser.Fuser` to run; its ``ratio`` must be the PAN/MS size
+            ratio.
         pan_path: single-band PAN GeoTIFF, H x W.
         ms_path: C-band MS GeoTIFF, H/ratio x W/ratio, co-registered with the PAN.
         out_path: output GeoTIFF; refused if it exists unless ``overwrite``.
