@@ -139,12 +139,12 @@ def train_variant(
 
 def evaluate_rr(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     """Mean and std of :data:`INDEXES` of ``checkpoint`` on the dataset's ``test_rr`` split."""
-    from binsharp.cli.evaluate import evaluate_source, load_test_set
     from binsharp.data.catalog import dataset_path
-    from binsharp.inference.checkpoint import checkpoint_fuser
+    from binsharp.evaluation.evaluate import evaluate_source, load_test_set
+    from binsharp.inference import checkpoint_fuser
 
     path = dataset_path(args.data, "test_rr")
-    ts = load_test_set(path, "rr", argparse.Namespace(limit=args.limit, sensor=None))
+    ts = load_test_set(path, "rr", limit=args.limit)
     fuser = checkpoint_fuser(checkpoint, sensor=ts.sensor, ratio=ts.ratio)
     summary = evaluate_source(fuser, ts)
     return {

@@ -10,6 +10,7 @@ import pytest
 from binsharp import zoo
 from binsharp.cli import main
 from binsharp.data.io import read_h5, write_h5
+from binsharp.fileio import sha256_file
 from test_zoo import DATASET, tiny_assets
 
 
@@ -51,7 +52,7 @@ def test_bench_json_and_markdown(assets, tmp_path, capsys):
         ck = assets["zoo"] / DATASET / f"{name}.safetensors"
         assert m["size"]["checkpoint_bytes"] == ck.stat().st_size
         assert m["latency"]["torch_s"] > 0
-        assert m["pretrained"]["sha256"] == zoo.sha256_file(ck)
+        assert m["pretrained"]["sha256"] == sha256_file(ck)
     assert methods["bnn"]["complexity"]["bops"] > 0 and methods["pnn"]["complexity"]["bops"] == 0
     bnn = methods["bnn"]
     assert ("bsp_bytes" in bnn["size"] and bnn["latency"]["engine_s"] > 0) or "bsp_reason" in bnn["size"]

@@ -15,11 +15,11 @@ import torch
 from affine import Affine
 from safetensors.torch import save_file
 
-from binsharp import __version__
+from binsharp import __version__, inference
 from binsharp.cli import main
+from binsharp.cli.fusers import fuser_sources
 from binsharp.data.io import write_h5
 from binsharp.errors import BinsharpError
-from binsharp.inference import fuser as fusers
 from binsharp.inference.checkpoint import CheckpointFuser, checkpoint_fuser
 from binsharp.models import create, example_inputs, load_checkpoint
 from binsharp.protocol import interp23tap
@@ -178,7 +178,7 @@ def test_checkpoint_fuser_matches_the_model_in_dn(ckpt):
     ms = rng.uniform(100, 2000, size=(4, 8, 8))
     pan = rng.uniform(100, 2000, size=(1, 32, 32))
     fuser = checkpoint_fuser(ckpt)
-    assert isinstance(fuser, fusers.Fuser) and (fuser.name, fuser.bands, fuser.ratio, fuser.bits) == (
+    assert isinstance(fuser, inference.Fuser) and (fuser.name, fuser.bands, fuser.ratio, fuser.bits) == (
         "pnn",
         4,
         4,
@@ -204,7 +204,7 @@ def test_checkpoint_fuser_matches_the_model_in_dn(ckpt):
         checkpoint_fuser(ckpt, sensor="IKONOS")  # 4 bands, 11 bits: cross-sensor use is allowed
     with pytest.raises(BinsharpError, match="trained on QB data"):
         checkpoint_fuser(ckpt, sensor="IKONOS", check_sensor=True)
-    assert "checkpoint" in fusers.fuser_sources()
+    assert "checkpoint" in fuser_sources()
 
 
 def _write_tif(path: Path, a: np.ndarray, px: float) -> Path:

@@ -11,9 +11,9 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
-from binsharp.cli import main
-from binsharp.inference import fuser as fusers
-from binsharp.inference.fuser import FUSER_SOURCES, method_fuser, register_fuser_source
+from binsharp.cli import fusers, main
+from binsharp.cli.fusers import FUSER_SOURCES, register_fuser_source
+from binsharp.inference import method_fuser
 
 CRS = "EPSG:32613"
 X0, Y0, PX = 490000.0, 4450000.0, 0.3

@@ -193,7 +193,7 @@ def test_cli_export_and_engine_fuser(tmp_path, capsys):
 
 
 def test_engine_fuser_registered():
-    from binsharp.inference.fuser import fuser_sources
+    from binsharp.cli.fusers import fuser_sources
 
     assert "engine" in fuser_sources()
 

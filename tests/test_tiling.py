@@ -23,6 +23,8 @@ class LocalFuser:
 
     name = "local"
     ratio = 4
+    sensor = None
+    bits = 11
 
     def __init__(self, bands: int = 3, k: int = 5) -> None:
         self.bands = bands

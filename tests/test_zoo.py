@@ -22,6 +22,7 @@ from binsharp.cli import main
 from binsharp.data.builder import build_dataset
 from binsharp.data.io import Raster
 from binsharp.errors import BinsharpError
+from binsharp.fileio import sha256_file
 from binsharp.nn.complexity import count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +117,7 @@ def test_train_zoo_fills_the_zoo_with_checkpoint_log_manifest_and_provenance(ass
         e = manifest["checkpoints"][DATASET][name]
         ck = assets["zoo"] / e["checkpoint"]
         assert ck == assets["zoo"] / DATASET / f"{name}.safetensors" and ck.is_file()
-        assert e["sha256"] == zoo.sha256_file(ck) and e["bytes"] == ck.stat().st_size
+        assert e["sha256"] == sha256_file(ck) and e["bytes"] == ck.stat().st_size
         assert (assets["zoo"] / e["meta"]).is_file()
         # budget, seed, command, wall time and machine are recorded
         stage = e["budget"]["stages"][0]
@@ -250,7 +251,7 @@ def test_shipped_checkpoints_load_and_carry_their_provenance(dataset, name):
     """Every checkpoint shipped in the package loads by name (checksum verified), rebuilds its registered
     architecture, runs, and comes with its training log, data manifest, command and budget."""
     e = zoo.entry(name, dataset, PACKAGE_ZOO)
-    assert e["sha256"] == zoo.sha256_file(PACKAGE_ZOO / e["checkpoint"])
+    assert e["sha256"] == sha256_file(PACKAGE_ZOO / e["checkpoint"])
     net, meta = models.load_pretrained(name, dataset, root=PACKAGE_ZOO)
     assert not net.training and net.model_name == name and meta["config"] == net.config
     assert e["kind"] == models.model_info(name)["kind"]

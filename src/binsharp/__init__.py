@@ -1,16 +1,18 @@
 """binsharp: pan-sharpening with binarized neural networks.
 
-Subpackages
------------
-protocol   Wald reduced-resolution protocol (MTF filters, MATLAB ``imresize``, 23-tap interpolation).
-metrics    Reduced- and full-resolution quality indexes, exact to the reference MATLAB toolbox.
-classic    Classical (component-substitution and multiresolution) pan-sharpening methods.
-data       Readers/writers (PanCollection h5, toolbox .mat, GeoTIFF), dataset builder, named datasets.
-nn         Binarizers, binary layers, Haar wavelets and the complexity counter.
-models     Model registry: full-precision baselines, binary baselines, S2BNet, BNNPan.
-train      Training engine (PyTorch Lightning), configs and safe checkpoints.
-deploy     Export to the packed ``.bsp`` format and the XNOR-popcount inference engine.
-cli        The ``binsharp`` command line.
+Packages, by floor (a package imports only from the floors below it; ``tests/test_layering.py`` checks
+that no import cycle joins two packages and that no library package imports the command line)
+----------------------------------------------------------------------------------------------------------
+errors, fileio, sensors    Exceptions, safe output files and digests, the sensor table.
+protocol, metrics,         Wald reduced-resolution protocol, quality indexes exact to the reference MATLAB
+classic, data, nn          toolbox, classical methods, readers/writers and datasets, binary layers.
+weights, zoo               The checkpoint format (safetensors + metadata) and the pretrained-model index.
+models                     Model registry: baselines, S2BNet, BNNPan; loading trained weights.
+deploy, train              Packed ``.bsp`` export and engine; training engine (PyTorch Lightning).
+inference                  The Fuser protocol: classical methods, checkpoints, engine models, tiling.
+evaluation                 Test sets, quality indexes of fusers, the benchmark runner.
+report                     Tables, figures and the HTML page of a benchmark result.
+cli                        The ``binsharp`` command line.
 """
 
 __version__ = "0.1.0"

@@ -15,6 +15,11 @@ _VNIR8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2
 _BGRN = ("blue", "green", "red", "nir")
 
 
+def max_dn(bits: int) -> int:
+    """Largest DN of ``bits``-bit data, ``2**bits - 1``: the normalisation constant of the networks."""
+    return 2 ** int(bits) - 1
+
+
 @dataclass(frozen=True)
 class Sensor:
     """Static description of a multispectral/panchromatic sensor pair.
@@ -44,8 +49,8 @@ class Sensor:
 
     @property
     def max_value(self) -> int:
-        """Largest DN, ``2**bits - 1`` (the normalisation constant of the networks)."""
-        return 2**self.bits - 1
+        """Largest DN, ``2**bits - 1`` (the normalisation constant of the networks, :func:`max_dn`)."""
+        return max_dn(self.bits)
 
     def check_bands(self, n: int) -> None:
         """Raise :class:`BinsharpError` if an image with ``n`` bands cannot come from this sensor."""

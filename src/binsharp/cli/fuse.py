@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from binsharp.cli.fusers import add_fuser_arguments, resolve_fuser, sensor_from_args
 from binsharp.fileio import check_output_path
-from binsharp.inference.fuser import add_fuser_arguments, resolve_fuser, sensor_from_args
 from binsharp.inference.tiling import OUTPUT_DTYPES, fuse_geotiff, open_raster
 
 

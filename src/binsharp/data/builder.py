@@ -48,8 +48,9 @@ import numpy as np
 from scipy import ndimage
 
 from binsharp import __version__
-from binsharp.data.io import Raster, check_pair, sha256_file, write_h5_stream
+from binsharp.data.io import Raster, check_pair, write_h5_stream
 from binsharp.errors import BinsharpError
+from binsharp.fileio import sha256_file
 from binsharp.sensors import Sensor, get_sensor
 
 #: Default split fractions (of the trimmed scene's long axis, after margins).

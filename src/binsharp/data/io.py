@@ -14,7 +14,6 @@ Conventions
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import warnings
@@ -491,9 +490,9 @@ def check_pair(pan: Raster, ms: Raster, ratio: int = 4) -> tuple[Raster, Raster]
     """Validate a PAN/MS pair and crop it to consistent sizes; returns ``(pan, ms)``.
 
     Checks: PAN single-band; integer or float DN (complex/bool refused; NaN only as declared no-data);
-    same CRS; georeferencing registered (no rotation, same top-left origin within a tenth of a PAN pixel,
-    MS pixel = ``ratio`` x PAN pixel). Sizes: the PAN must be ``ratio`` times the MS, except that a
-    disagreement of less than one MS pixel per axis is cropped away: the MS keeps
+    co-registration by :func:`check_registration` (same CRS, no rotation, same top-left origin within a
+    tenth of a PAN pixel, MS pixel = ``ratio`` x PAN pixel). Sizes: the PAN must be ``ratio`` times the MS,
+    except that a disagreement of less than one MS pixel per axis is cropped away: the MS keeps
     ``min(h, H // ratio)`` rows (likewise columns) and the PAN ``ratio`` times as many, both anchored at the
     common top-left corner. A larger disagreement is an error. (WV2 Longmont: PAN 2004 x 2000, MS 501 x 500
     agree exactly; the dataset builder later crops each region to multiples of the ratio, as the decimation
@@ -513,9 +512,27 @@ def check_pair(pan: Raster, ms: Raster, ratio: int = 4) -> tuple[Raster, Raster]
                 f"PAN/MS size ratio is not the integer {ratio}: PAN {H}x{W}, MS {h}x{w} "
                 f"({axis}: {big} vs {small})"
             )
-    if pan.crs is not None and ms.crs is not None and pan.crs != ms.crs:
-        raise BinsharpError(f"PAN and MS have different CRS: {pan.crs} vs {ms.crs}")
-    tp, tm = pan.transform, ms.transform
+    check_registration(pan.crs, pan.transform, ms.crs, ms.transform, ratio)
+    hh, ww = min(h, H // ratio), min(w, W // ratio)
+    if (hh, ww) != (h, w):
+        ms = ms.crop(hh, ww)
+    if (ratio * hh, ratio * ww) != (H, W):
+        pan = pan.crop(ratio * hh, ratio * ww)
+    return pan, ms
+
+
+def check_registration(pan_crs: Any, pan_transform: Any, ms_crs: Any, ms_transform: Any, ratio: int) -> None:
+    """Raise :class:`BinsharpError` unless a PAN and an MS georeferencing are co-registered.
+
+    The one rule for a PAN/MS pair (:func:`check_pair`, and the tiled fusion of
+    :func:`binsharp.inference.tiling.fuse_geotiff`): the same CRS when both state one; when either has a
+    non-identity affine transform, no rotation or shear, MS pixel = ``ratio`` x PAN pixel (relative
+    tolerance 1e-6) and the same top-left corner within a tenth of a PAN pixel. Two identity (or missing)
+    transforms are not georeferenced and pass.
+    """
+    if pan_crs is not None and ms_crs is not None and pan_crs != ms_crs:
+        raise BinsharpError(f"PAN and MS have different CRS: {pan_crs} vs {ms_crs}")
+    tp, tm = pan_transform, ms_transform
     if tp is not None and tm is not None and not (tp.is_identity and tm.is_identity):
         if tp.b or tp.d or tm.b or tm.d:
             raise BinsharpError(
@@ -527,19 +544,13 @@ def check_pair(pan: Raster, ms: Raster, ratio: int = 4) -> tuple[Raster, Raster]
         ):
             raise BinsharpError(
                 f"PAN/MS not registered: pixel sizes {tp.a:g}x{-tp.e:g} (PAN) and {tm.a:g}x{-tm.e:g} (MS) "
-                f"are not in ratio {ratio}"
+                f"are not in ratio {ratio}: the images are not co-registered"
             )
         if abs(tp.c - tm.c) > 0.1 * px or abs(tp.f - tm.f) > 0.1 * px:
             raise BinsharpError(
                 "PAN/MS not registered: top-left corners differ "
-                f"({tp.c:.3f}, {tp.f:.3f}) vs ({tm.c:.3f}, {tm.f:.3f})"
+                f"({tp.c:.3f}, {tp.f:.3f}) vs ({tm.c:.3f}, {tm.f:.3f}): the images are not co-registered"
             )
-    hh, ww = min(h, H // ratio), min(w, W // ratio)
-    if (hh, ww) != (h, w):
-        ms = ms.crop(hh, ww)
-    if (ratio * hh, ratio * ww) != (H, W):
-        pan = pan.crop(ratio * hh, ratio * ww)
-    return pan, ms
 
 
 def read_pan_ms_pair(
@@ -551,12 +562,3 @@ def read_pan_ms_pair(
     cropped to 500 rows and the PAN to 2000).
     """
     return check_pair(read_geotiff(pan_path), read_geotiff(ms_path), ratio)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()

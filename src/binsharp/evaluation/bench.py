@@ -2,11 +2,11 @@
 
 :func:`run_benchmark` evaluates classical methods and pretrained networks (from :mod:`binsharp.zoo`) on a
 reduced-resolution test set, a full-resolution test set and optionally cross-sensor test sets, with the
-evaluation functions of ``binsharp evaluate`` (:func:`binsharp.cli.evaluate.load_test_set`,
-:func:`binsharp.cli.evaluate.evaluate_source`); counts Params/OPs with :func:`binsharp.nn.complexity.count`;
-measures checkpoint and ``.bsp`` sizes and CPU latency (PyTorch, and the packed engine of
-:mod:`binsharp.deploy` where the model exports). Networks without pretrained weights are listed as skipped
-with the reason; nothing is estimated in their place.
+evaluation functions of ``binsharp evaluate`` (:func:`binsharp.evaluation.evaluate.load_test_set`,
+:func:`binsharp.evaluation.evaluate.evaluate_source`); counts Params/OPs with
+:func:`binsharp.nn.complexity.count`; measures checkpoint and ``.bsp`` sizes and CPU latency (PyTorch, and
+the packed engine of :mod:`binsharp.deploy` where the model exports). Networks without pretrained weights
+are listed as skipped with the reason; nothing is estimated in their place.
 
 The report (JSON-serialisable)::
 
@@ -21,7 +21,6 @@ The report (JSON-serialisable)::
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -37,6 +36,9 @@ import numpy as np
 
 from binsharp import __version__
 from binsharp.errors import BinsharpError
+from binsharp.evaluation.evaluate import TestSet, evaluate_source, load_test_set
+from binsharp.inference import CheckpointFuser, Fuser, method_fuser
+from binsharp.sensors import max_dn
 
 __all__ = ["BenchResult", "BenchSettings", "run_benchmark", "machine_info"]
 
@@ -124,14 +126,11 @@ def _looks_like_h5(data: str) -> bool:
     return p.is_file() or p.suffix.lower() in (".h5", ".hdf5")
 
 
-def _load(path: Path, split: str, settings: BenchSettings, limit: int | None) -> Any:
-    from binsharp.cli.evaluate import load_test_set
-
-    ns = argparse.Namespace(sensor=settings.sensor, limit=limit, bits=None)
-    return load_test_set(path, split, ns)
+def _load(path: Path, split: str, settings: BenchSettings, limit: int | None) -> TestSet:
+    return load_test_set(path, split, sensor=settings.sensor, limit=limit)
 
 
-def load_sets(data: str, settings: BenchSettings, *, prefix: str = "") -> dict[str, Any]:
+def load_sets(data: str, settings: BenchSettings, *, prefix: str = "") -> dict[str, TestSet]:
     """Test sets of ``data``: ``{prefix+"rr": TestSet, prefix+"fr": TestSet}`` (what exists)."""
     from binsharp.data.catalog import dataset_path
 
@@ -148,7 +147,7 @@ def load_sets(data: str, settings: BenchSettings, *, prefix: str = "") -> dict[s
             raise BinsharpError(f"cannot read {path} (truncated or not HDF5): {exc}") from None
         split = "rr" if has_gt else "fr"
         return {prefix + split: _load(path, split, settings, settings.limit if has_gt else settings.fr_limit)}
-    sets: dict[str, Any] = {}
+    sets: dict[str, TestSet] = {}
     for split, name, limit in (("rr", "test_rr", settings.limit), ("fr", "test_fr", settings.fr_limit)):
         try:
             path = Path(dataset_path(data, name))
@@ -162,7 +161,7 @@ def load_sets(data: str, settings: BenchSettings, *, prefix: str = "") -> dict[s
     return sets
 
 
-def _data_record(ts: Any, name: str) -> dict[str, Any]:
+def _data_record(ts: TestSet, name: str) -> dict[str, Any]:
     h, w = ts.arrays["pan"].shape[-2:]
     return {
         "name": name,
@@ -182,11 +181,14 @@ def _data_record(ts: Any, name: str) -> dict[str, Any]:
 class _Recorder:
     """Wraps a fuser: keeps the outputs of chosen images and the fusing time."""
 
-    def __init__(self, inner: Any, keep: Sequence[int]) -> None:
+    def __init__(self, inner: Fuser, keep: Sequence[int]) -> None:
         self.inner = inner
         self.name = inner.name
         self.bands = inner.bands
         self.ratio = inner.ratio
+        self.sensor = inner.sensor
+        self.bits = inner.bits
+        self.halo = inner.halo
         self.keep = set(keep)
         self.kept: dict[int, np.ndarray] = {}
         self.seconds = 0.0
@@ -261,9 +263,6 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
     """Run the benchmark described by ``settings``; see the module docstring for the report layout."""
     from tqdm.auto import tqdm
 
-    from binsharp.cli.evaluate import evaluate_source
-    from binsharp.inference.fuser import method_fuser
-
     sets = load_sets(settings.data, settings)
     for cross in settings.cross:
         sets.update(load_sets(cross, settings, prefix="cross_"))
@@ -324,8 +323,6 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
                 reason = str(exc)
             rec.update(status="skipped", reason=reason, detail=str(exc), zoo_holds=have)
         else:
-            from binsharp.inference.checkpoint import CheckpointFuser
-
             fuser = CheckpointFuser(path)
             networks[info["name"]] = fuser
             rec["pretrained"] = {
@@ -412,7 +409,7 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
             sensor = first.sensor
             r = first.ratio
             rng = np.random.default_rng(0)
-            hi = float(2**first.bits - 1)
+            hi = float(max_dn(first.bits))
             ms = rng.uniform(0.1 * hi, 0.5 * hi, (first.n_bands, size // r, size // r))
             pan = rng.uniform(0.1 * hi, 0.5 * hi, (1, size, size))
             for m in extra_cls:

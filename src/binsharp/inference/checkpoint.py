@@ -1,8 +1,6 @@
-"""A trained binsharp checkpoint as a :class:`binsharp.inference.fuser.Fuser`, and the ``--checkpoint CKPT``
-source.
+"""A trained binsharp checkpoint as a :class:`binsharp.inference.fuser.Fuser`.
 
-Importing this module registers the fuser source ``checkpoint`` (``binsharp evaluate --checkpoint CKPT``,
-``binsharp fuse --checkpoint CKPT``). Heavy imports (torch, the model registry) happen in the factory.
+Heavy imports (torch, the model registry) happen when a checkpoint is loaded.
 """
 
 from __future__ import annotations
@@ -10,12 +8,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.inference.fuser import DEFAULT_HALO, check_fuser_inputs, register_fuser_source
+from binsharp.inference.fuser import DEFAULT_HALO, fuse_normalised, sensor_from_meta
+from binsharp.sensors import Sensor, get_sensor
 
 
 class CheckpointFuser:
@@ -23,13 +21,14 @@ class CheckpointFuser:
 
     Inputs are divided by ``2**bits - 1`` (``bits`` of the training data, from the checkpoint), ``lms`` is
     computed with :func:`binsharp.protocol.interp23tap` when not given, the model runs in eval mode without
-    gradients (float32, on ``device``) and its output is multiplied back by ``2**bits - 1``. The output is not
-    clipped.
+    gradients (float32, on ``device``) and its output is multiplied back by ``2**bits - 1``
+    (:func:`~binsharp.inference.fuser.fuse_normalised`). The output is not clipped.
 
     Attributes:
         name: ``"<model>"`` (``model_name`` from the checkpoint).
         bands: MS band count the model takes.
         ratio: PAN/MS ratio of the training data.
+        sensor: sensor of the training data when the checkpoint names one of the table (else None).
         bits: radiometric depth used for normalisation.
         halo: tile overlap (PAN pixels) for tiled inference (the model's ``halo`` attribute if it has one).
         meta: the checkpoint metadata.
@@ -44,7 +43,8 @@ class CheckpointFuser:
         self.device = device
         self.name = str(self.meta["model"])
         self.bands: int | None = int(self.meta["bands"])
-        self.ratio = int(self.meta.get("ratio") or 4)
+        self.sensor: Sensor | None = sensor_from_meta(self.meta)
+        self.ratio = int(self.meta.get("ratio") or (self.sensor.ratio if self.sensor else 4))
         b = bits if bits is not None else self.meta.get("bits")
         if b is None:
             raise BinsharpError(f"checkpoint {self.path} does not state the bit depth of its training data")
@@ -55,21 +55,13 @@ class CheckpointFuser:
         """Fuse ``ms_lr`` (C,h,w) and ``pan`` (1,H,W), both DN; ``lms`` (C,H,W) DN optional."""
         import torch
 
-        from binsharp.protocol import interp23tap
-
-        ms_lr = np.asarray(ms_lr, dtype=np.float64)
-        pan = np.asarray(pan, dtype=np.float64)
-        check_fuser_inputs(ms_lr, pan, lms, bands=self.bands, ratio=self.ratio, name=self.name)
-        lms_a = np.asarray(lms, dtype=np.float64) if lms is not None else interp23tap(ms_lr, self.ratio)
-        scale = float(2**self.bits - 1)
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a / scale, dtype=np.float32))[None].to(self.device)
+        def network(**inputs: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                out = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
+            return out.double().cpu().numpy()
 
         self.model.eval()
-        with torch.no_grad():
-            out = self.model(ms=t(ms_lr), lms=t(lms_a), pan=t(pan))
-        return out[0].double().cpu().numpy() * scale
+        return fuse_normalised(self, network, ms_lr, pan, lms)
 
     def __repr__(self) -> str:
         return (
@@ -80,7 +72,7 @@ class CheckpointFuser:
 def checkpoint_fuser(
     path: str | os.PathLike,
     *,
-    sensor: Any = None,
+    sensor: Sensor | str | None = None,
     ratio: int | None = None,
     bits: int | None = None,
     device: str = "cpu",
@@ -98,12 +90,10 @@ def checkpoint_fuser(
 
     fuser = CheckpointFuser(path, device=device)
     if isinstance(sensor, str):
-        from binsharp.sensors import get_sensor
-
         sensor = get_sensor(sensor)
-    s_name = getattr(sensor, "name", sensor)
-    s_bits = getattr(sensor, "bits", None)
-    s_bands = getattr(sensor, "n_bands", None)
+    s_name = sensor.name if sensor is not None else None
+    s_bits = sensor.bits if sensor is not None else None
+    s_bands = sensor.n_bands if sensor is not None else None
     source = f"checkpoint {path}"
     check_compatible(
         fuser.meta,
@@ -120,16 +110,3 @@ def checkpoint_fuser(
                 raise
             warnings.warn(f"{exc} (cross-sensor use)", stacklevel=2)
     return fuser
-
-
-def _factory(value: str, args: Any, *, sensor: Any = None, ratio: int | None = None) -> CheckpointFuser:
-    device = getattr(args, "device", None) or "cpu"
-    return checkpoint_fuser(value, sensor=sensor, ratio=ratio, device=str(device))
-
-
-register_fuser_source(
-    "checkpoint",
-    _factory,
-    metavar="CKPT",
-    help="trained network: a binsharp checkpoint (model.safetensors written by 'binsharp train')",
-)

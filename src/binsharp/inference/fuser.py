@@ -7,38 +7,29 @@ A *fuser* is a callable ``fuser(ms_lr, pan, lms=None) -> fused`` with
 * ``lms``: optional (C, H, W) upsampled MS in DN (23-tap interpolation of ``ms_lr``; computed when absent),
 * ``fused``: (C, H, W) float64 in DN,
 
-and the attributes ``name`` (str), ``bands`` (int, or None when any band count works) and ``ratio`` (int).
-An optional attribute ``halo`` (int, PAN pixels) tells :mod:`binsharp.inference.tiling` how much context a
-tile needs.
+and the attributes ``name`` (str), ``bands`` (int, or None when any band count works), ``ratio`` (int),
+``sensor`` (the :class:`~binsharp.sensors.Sensor` of the data it is made for, or None when not known),
+``bits`` (radiometric depth: DN lie in ``0 .. 2**bits - 1``) and ``halo`` (PAN pixels of context a tile
+needs, see :mod:`binsharp.inference.tiling`).
 
-Fusers come from *sources*, one per command-line option (``--method NAME`` here; ``--checkpoint CKPT``,
-``--engine MODEL.bsp`` and ``--model NAME --pretrained DATASET`` from the training and deployment packages).
-A source is registered with :func:`register_fuser_source`; a package providing one ships a module listed in
-:data:`FUSER_PLUGIN_MODULES` that calls it at import time, e.g. in ``binsharp/deploy/fuser.py``::
+Networks take images normalised to ``[0, 1]`` (DN divided by ``2**bits - 1``); :func:`to_unit`,
+:func:`from_unit` and :func:`fuse_normalised` convert, once for every network fuser.
 
-    from binsharp.inference.fuser import register_fuser_source
-
-    def _engine_factory(value, args, *, sensor, ratio):
-        return engine_fuser(value)          # a Fuser: name, bands, ratio, __call__
-
-    register_fuser_source("engine", _engine_factory, metavar="MODEL.bsp", help="packed binary model")
-
-Only registered sources appear on the command line (``binsharp evaluate`` and ``binsharp fuse``).
+The fusers of this package: :class:`MethodFuser` (a classical method, :func:`method_fuser`),
+:class:`~binsharp.inference.checkpoint.CheckpointFuser` (a trained checkpoint),
+:class:`~binsharp.inference.engine.EngineFuser` (a ``.bsp`` model on the packed engine) and
+:func:`~binsharp.inference.pretrained.pretrained_fuser` (a model-zoo checkpoint).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.sensors import Sensor, custom_sensor, get_sensor
+from binsharp.sensors import Sensor, get_sensor, max_dn
 
 #: Default halo (PAN pixels) for tiles when a fuser does not state one: covers the 41-tap MTF filter and
 #: the 23-tap interpolation (both applied at MS scale, i.e. about 4 x 20 PAN pixels for ratio 4).
@@ -47,11 +38,23 @@ DEFAULT_HALO = 96
 
 @runtime_checkable
 class Fuser(Protocol):
-    """Pan-sharpen one image: ``(ms_lr (C,h,w), pan (1,H,W), lms (C,H,W) | None) -> (C,H,W) float64``, DN."""
+    """Pan-sharpen one image: ``(ms_lr (C,h,w), pan (1,H,W), lms (C,H,W) | None) -> (C,H,W) float64``, DN.
+
+    Attributes:
+        name: what to call it in tables and messages.
+        bands: MS band count it takes (None: any).
+        ratio: PAN/MS resolution ratio.
+        sensor: sensor of the data it is made for (None: not known).
+        bits: radiometric depth of that data (DN in ``0 .. 2**bits - 1``).
+        halo: context a tile needs on each side, in PAN pixels.
+    """
 
     name: str
     bands: int | None
     ratio: int
+    sensor: Sensor | None
+    bits: int
+    halo: int
 
     def __call__(self, ms_lr: np.ndarray, pan: np.ndarray, lms: np.ndarray | None = None) -> np.ndarray: ...
 
@@ -87,17 +90,19 @@ class MethodFuser:
 
     Args:
         name: method name, one of :data:`binsharp.classic.CLASSICAL_METHODS`.
-        sensor: sensor of the images (its MTF gains are used by the MTF-based methods).
-        ratio: PAN/MS resolution ratio.
+        sensor: sensor of the images (its MTF gains are used by the MTF-based methods, its bit depth is
+            ``bits``).
+        ratio: PAN/MS resolution ratio (default: the sensor's).
     """
 
     halo: int = DEFAULT_HALO
 
-    def __init__(self, name: str, sensor: Sensor, ratio: int = 4) -> None:
+    def __init__(self, name: str, sensor: Sensor, ratio: int | None = None) -> None:
         self.name = name
-        self.sensor = sensor
+        self.sensor: Sensor | None = sensor
         self.bands: int | None = sensor.n_bands
-        self.ratio = int(ratio)
+        self.bits = sensor.bits
+        self.ratio = int(ratio if ratio is not None else sensor.ratio)
 
     def __call__(self, ms_lr: np.ndarray, pan: np.ndarray, lms: np.ndarray | None = None) -> np.ndarray:
         """Fuse ``ms_lr`` (C,h,w) and ``pan`` (1,H,W), both DN; returns (C,H,W) float64 DN."""
@@ -108,7 +113,8 @@ class MethodFuser:
         return np.asarray(out, dtype=np.float64)
 
     def __repr__(self) -> str:
-        return f"MethodFuser({self.name!r}, sensor={self.sensor.name!r}, ratio={self.ratio})"
+        sensor = self.sensor.name if self.sensor is not None else None
+        return f"MethodFuser({self.name!r}, sensor={sensor!r}, ratio={self.ratio})"
 
 
 def classical_methods() -> tuple[str, ...]:
@@ -118,8 +124,9 @@ def classical_methods() -> tuple[str, ...]:
     return tuple(CLASSICAL_METHODS)
 
 
-def method_fuser(name: str, sensor: Sensor | str, ratio: int = 4) -> MethodFuser:
-    """A :class:`Fuser` running the classical method ``name`` for ``sensor`` at ``ratio``.
+def method_fuser(name: str, sensor: Sensor | str, ratio: int | None = None) -> MethodFuser:
+    """A :class:`Fuser` running the classical method ``name`` for ``sensor`` at ``ratio`` (default: the
+    sensor's).
 
     Raises :class:`BinsharpError` for an unknown method name.
     """
@@ -130,195 +137,13 @@ def method_fuser(name: str, sensor: Sensor | str, ratio: int = 4) -> MethodFuser
     return MethodFuser(key, get_sensor(sensor), ratio)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Extension point: fuser sources, one per command-line option.
-# ----------------------------------------------------------------------------------------------------------
-
-#: ``factory(value, args, sensor=..., ratio=...) -> Fuser``: ``value`` is the option's argument, ``args`` the
-#: parsed command line (for companion options such as ``--pretrained``), ``sensor``/``ratio`` those of the
-#: data when the command knows them (``None`` otherwise).
-FuserFactory = Callable[..., Fuser]
-
-
-@dataclass(frozen=True)
-class FuserSource:
-    """How one command-line option (e.g. ``--checkpoint``) turns into a :class:`Fuser`.
-
-    Attributes:
-        option: option name without dashes (``"method"``, ``"checkpoint"``, ``"engine"``, ``"model"``).
-        factory: ``factory(value: str, args: argparse.Namespace, *, sensor: Sensor | None,
-            ratio: int | None) -> Fuser``.
-        metavar: placeholder shown in ``--help``.
-        help: help text of the option.
-        add_arguments: optional ``add_arguments(parser)`` adding companion options (e.g. ``--pretrained``).
-        needs_sensor: whether the factory needs ``sensor`` (the CLI then asks for ``--sensor``).
-    """
-
-    option: str
-    factory: FuserFactory
-    metavar: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    needs_sensor: bool = False
-
-
-#: Registered sources keyed by option name, in registration order.
-FUSER_SOURCES: dict[str, FuserSource] = {}
-
-#: Modules imported (when they exist) before the command line is built, so that their packages can call
-#: :func:`register_fuser_source`. Keep them light: import heavy dependencies inside the factory.
-FUSER_PLUGIN_MODULES: tuple[str, ...] = (
-    "binsharp.inference.checkpoint",  # --checkpoint CKPT
-    "binsharp.inference.engine",  # --engine MODEL.bsp
-    "binsharp.inference.pretrained",  # --model NAME --pretrained DATASET
-)
-
-_plugins_loaded = False
-
-
-def register_fuser_source(
-    option: str,
-    factory: FuserFactory,
-    *,
-    metavar: str,
-    help: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-    needs_sensor: bool = False,
-) -> FuserSource:
-    """Register ``factory`` as the fuser source behind the command-line option ``--<option>``.
-
-    Re-registering an option replaces the previous entry. Returns the stored :class:`FuserSource`.
-    """
-    key = option.lstrip("-")
-    source = FuserSource(key, factory, metavar, help, add_arguments, needs_sensor)
-    FUSER_SOURCES[key] = source
-    return source
-
-
-def load_fuser_plugins() -> None:
-    """Import every module of :data:`FUSER_PLUGIN_MODULES` that exists (once)."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    root = Path(__file__).resolve().parent.parent
-    for module in FUSER_PLUGIN_MODULES:
-        # look for the file first: importing a missing submodule would still import its (heavy) package
-        rel = Path(*module.split(".")[1:])
-        if module.startswith("binsharp.") and not any(
-            (root / rel).with_suffix(sfx).is_file() for sfx in (".py", ".pyc")
-        ):
-            continue
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-
-
-def fuser_sources() -> dict[str, FuserSource]:
-    """The registered fuser sources (after loading the plugin modules)."""
-    load_fuser_plugins()
-    return dict(FUSER_SOURCES)
-
-
-def _method_factory(value: str, args: Any, *, sensor: Sensor | None, ratio: int | None) -> Fuser:
-    if value.strip().lower() == "all" or "," in value:
-        raise BinsharpError(f"--method {value}: this command runs one method at a time")
-    if sensor is None:
-        raise BinsharpError("--method needs a sensor: pass --sensor (e.g. --sensor WV3)")
-    return method_fuser(value, sensor, ratio or sensor.ratio)
-
-
-register_fuser_source(
-    "method",
-    _method_factory,
-    metavar="NAME",
-    help="classical method: exp, bt-h, gs, gsa, bdsd-pc, mtf-glp-hpm, mtf-glp-fs, awlp "
-    "(evaluate also takes 'all' or a comma-separated list)",
-    needs_sensor=True,
-)
-
-
-def add_fuser_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """Add one mutually exclusive option per registered source (``--method``, ...) to ``parser``."""
-    sources = fuser_sources()
-    group = parser.add_mutually_exclusive_group(required=required)
-    for source in sources.values():
-        group.add_argument(f"--{source.option}", metavar=source.metavar, help=source.help, default=None)
-    for source in sources.values():
-        if source.add_arguments is not None:
-            source.add_arguments(parser)
-
-
-def selected_source(args: argparse.Namespace) -> tuple[FuserSource, str] | None:
-    """The source whose option was given on the command line, with its value (None if none was given)."""
-    chosen = [(s, getattr(args, s.option, None)) for s in fuser_sources().values()]
-    chosen = [(s, v) for s, v in chosen if v is not None]
-    if len(chosen) > 1:
-        names = ", ".join(f"--{s.option}" for s, _ in chosen)
-        raise BinsharpError(f"give only one of {names}")
-    return chosen[0] if chosen else None
-
-
-def resolve_fuser(
-    args: argparse.Namespace,
-    *,
-    sensor: Sensor | None = None,
-    ratio: int | None = None,
-    value: str | None = None,
-) -> Fuser:
-    """Build the :class:`Fuser` selected on the command line (``--method``, ``--checkpoint``, ...).
-
-    Args:
-        args: parsed command line.
-        sensor: sensor of the data when known (else ``args.sensor`` is used when present).
-        ratio: PAN/MS ratio of the data when known.
-        value: overrides the option's value (used to expand ``--method all``).
-    """
-    picked = selected_source(args)
-    if picked is None:
-        options = ", ".join(f"--{o}" for o in fuser_sources())
-        raise BinsharpError(f"no fuser selected: pass one of {options}")
-    source, given = picked
-    name = getattr(args, "sensor", None)
-    if sensor is None and name and str(name).strip().lower() != "custom":
-        sensor = sensor_from_args(args, n_bands=None)
-    return source.factory(value if value is not None else given, args, sensor=sensor, ratio=ratio)
-
-
-def resolve_fusers(
-    args: argparse.Namespace, *, sensor: Sensor | None = None, ratio: int | None = None
-) -> list[Fuser]:
-    """Like :func:`resolve_fuser`, expanding ``--method all`` into every classical method."""
-    picked = selected_source(args)
-    if picked is not None and picked[0].option == "method" and picked[1].strip().lower() == "all":
-        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in classical_methods()]
-    if picked is not None and picked[0].option == "method" and "," in picked[1]:
-        names = [m for m in picked[1].split(",") if m.strip()]
-        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in names]
-    return [resolve_fuser(args, sensor=sensor, ratio=ratio)]
-
-
-def sensor_from_args(args: argparse.Namespace, *, n_bands: int | None) -> Sensor:
-    """The sensor named by ``args.sensor``; ``custom`` builds one from ``n_bands`` and ``args.bits``."""
-    name = str(args.sensor)
-    if name.strip().lower() == "custom":
-        if n_bands is None:
-            raise BinsharpError("--sensor custom needs the band count of the data")
-        bits = getattr(args, "bits", None) or 11
-        ratio = getattr(args, "ratio", None) or 4
-        return custom_sensor(n_bands, bits=int(bits), ratio=int(ratio))
-    return get_sensor(name)
-
-
 def check_bands(fuser: Fuser, n_bands: int, where: str = "data") -> None:
     """Raise :class:`BinsharpError` if ``fuser`` cannot take ``n_bands``-band images."""
-    bands = getattr(fuser, "bands", None)
+    bands = fuser.bands
     if bands is None or bands == n_bands:
         return
-    sensor = getattr(fuser, "sensor", None)
-    if isinstance(sensor, Sensor):
+    sensor = fuser.sensor
+    if isinstance(fuser, MethodFuser) and sensor is not None:
         raise BinsharpError(
             f"band count {n_bands} of the {where} does not match sensor {sensor.name} "
             f"({sensor.n_bands} bands: {', '.join(sensor.bands)})"
@@ -326,23 +151,63 @@ def check_bands(fuser: Fuser, n_bands: int, where: str = "data") -> None:
     raise BinsharpError(f"{fuser.name} expects {bands} MS bands but the {where} has {n_bands}")
 
 
+def sensor_from_meta(meta: Mapping[str, Any]) -> Sensor | None:
+    """The sensor a checkpoint or ``.bsp`` model names in its metadata (None when it names none, or a
+    sensor outside the table such as ``custom``)."""
+    name = meta.get("sensor")
+    if not name:
+        return None
+    try:
+        return get_sensor(str(name))
+    except BinsharpError:
+        return None
+
+
+def to_unit(a: np.ndarray, bits: int) -> np.ndarray:
+    """DN -> normalised: ``a / (2**bits - 1)`` as a C-contiguous float32 array of the same shape."""
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64) / float(max_dn(bits)), dtype=np.float32)
+
+
+def from_unit(a: np.ndarray, bits: int) -> np.ndarray:
+    """Normalised -> DN: ``a * (2**bits - 1)`` as float64 (not clipped)."""
+    return np.asarray(a, dtype=np.float64) * float(max_dn(bits))
+
+
+def fuse_normalised(
+    fuser: Fuser,
+    network: Callable[..., np.ndarray],
+    ms_lr: np.ndarray,
+    pan: np.ndarray,
+    lms: np.ndarray | None = None,
+) -> np.ndarray:
+    """Run a network that works on normalised images as ``fuser`` on DN images.
+
+    ``ms_lr`` (C,h,w), ``pan`` (1,H,W) and ``lms`` (C,H,W; the 23-tap interpolation of ``ms_lr`` when None)
+    are checked against ``fuser`` (bands, ratio), divided by ``2**fuser.bits - 1`` and passed as
+    ``network(ms=(1,C,h,w), lms=(1,C,H,W), pan=(1,1,H,W))`` float32 arrays; the network's (1,C,H,W)
+    normalised output is returned as (C,H,W) float64 DN.
+    """
+    from binsharp.protocol import interp23tap
+
+    ms_lr = np.asarray(ms_lr, dtype=np.float64)
+    pan = np.asarray(pan, dtype=np.float64)
+    check_fuser_inputs(ms_lr, pan, lms, bands=fuser.bands, ratio=fuser.ratio, name=fuser.name)
+    lms_a = np.asarray(lms, dtype=np.float64) if lms is not None else interp23tap(ms_lr, fuser.ratio)
+    bits = fuser.bits
+    out = network(ms=to_unit(ms_lr, bits)[None], lms=to_unit(lms_a, bits)[None], pan=to_unit(pan, bits)[None])
+    return from_unit(np.asarray(out)[0], bits)
+
+
 __all__: Sequence[str] = (
     "DEFAULT_HALO",
-    "FUSER_PLUGIN_MODULES",
-    "FUSER_SOURCES",
     "Fuser",
-    "FuserFactory",
-    "FuserSource",
     "MethodFuser",
-    "add_fuser_arguments",
     "check_bands",
     "check_fuser_inputs",
     "classical_methods",
-    "fuser_sources",
-    "load_fuser_plugins",
+    "from_unit",
+    "fuse_normalised",
     "method_fuser",
-    "register_fuser_source",
-    "resolve_fuser",
-    "resolve_fusers",
-    "sensor_from_args",
+    "sensor_from_meta",
+    "to_unit",
 )

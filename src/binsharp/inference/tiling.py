@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from binsharp.data.io import check_registration
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output
-from binsharp.inference.fuser import DEFAULT_HALO, Fuser, check_bands
+from binsharp.inference.fuser import Fuser, check_bands
+from binsharp.sensors import max_dn
 
 #: Output data types accepted by :func:`fuse_geotiff`.
 OUTPUT_DTYPES = ("float32", "float64", "uint16", "int16", "uint8")
@@ -142,7 +144,7 @@ def fuse_array_tiled(
         raise BinsharpError(
             f"PAN {tuple(pan.shape)} and MS {tuple(ms_lr.shape)} are not in the ratio {ratio}"
         )
-    halo = getattr(fuser, "halo", DEFAULT_HALO) if halo is None else halo
+    halo = fuser.halo if halo is None else halo
     out = np.empty((c, ratio * h, ratio * w), dtype=np.float64)
     tiles = list(iter_tiles(ratio * h, ratio * w, tile=tile, halo=halo, ratio=ratio))
 
@@ -187,24 +189,6 @@ def _check_dtype(ds, what: str) -> None:
     if dtype.kind not in "uif":
         raise BinsharpError(
             f"{what} file {ds.name} has data type {dtype.name}; expected integers or floats in DN"
-        )
-
-
-def _check_registration(pan, ms, ratio: int) -> None:
-    """Raise if the PAN and MS georeferencing disagree (both must be georeferenced for the check)."""
-    from rasterio.transform import Affine
-
-    if pan.crs and ms.crs and pan.crs != ms.crs:
-        raise BinsharpError(f"PAN and MS have different coordinate reference systems: {pan.crs} vs {ms.crs}")
-    tp, tm = pan.transform, ms.transform
-    if tp == Affine.identity() or tm == Affine.identity():
-        return
-    expected = tp @ Affine.scale(ratio)
-    pix = max(abs(tp.a), abs(tp.e)) or 1.0
-    if not expected.almost_equals(tm, precision=0.5 * pix):
-        raise BinsharpError(
-            "PAN and MS are not co-registered: the MS transform should be the PAN transform scaled by "
-            f"{ratio} with the same origin (PAN {tuple(tp)[:6]}, MS {tuple(tm)[:6]})"
         )
 
 
@@ -274,10 +258,9 @@ def fuse_geotiff(
         ms_path: C-band MS GeoTIFF, H/ratio x W/ratio, co-registered with the PAN.
         out_path: output GeoTIFF; refused if it exists unless ``overwrite``.
         tile: core tile size in PAN pixels (multiple of the ratio; 0 fuses the scene in one piece).
-        halo: context per side in PAN pixels (default: ``fuser.halo`` or :data:`DEFAULT_HALO`).
+        halo: context per side in PAN pixels (default: ``fuser.halo``).
         dtype: output data type, one of :data:`OUTPUT_DTYPES`.
-        max_value: upper clip for integer outputs (default: ``2**bits - 1`` of the fuser's ``sensor`` or
-            ``bits`` attribute, else 2047).
+        max_value: upper clip for integer outputs (default: ``2**bits - 1`` of the fuser's ``bits``).
         overwrite: replace an existing ``out_path``.
         nodata: no-data value of the inputs (default: the value declared in each file).
         allow_nodata: mask no-data/NaN input pixels in the output instead of refusing the input.
@@ -331,9 +314,8 @@ def _fuse_geotiff(
         )
     ratio = int(fuser.ratio)
     if max_value is None:
-        sensor, bits = getattr(fuser, "sensor", None), getattr(fuser, "bits", None)
-        max_value = float(sensor.max_value) if sensor is not None else float(2 ** int(bits or 11) - 1)
-    halo = getattr(fuser, "halo", DEFAULT_HALO) if halo is None else int(halo)
+        max_value = float(max_dn(fuser.bits))
+    halo = fuser.halo if halo is None else int(halo)
 
     with open_raster(pan_path, "PAN") as pan_ds, open_raster(ms_path, "MS") as ms_ds:
         _check_dtype(pan_ds, "PAN")
@@ -351,7 +333,7 @@ def _fuse_geotiff(
             )
         if tile % ratio:
             raise BinsharpError(f"tile size {tile} is not a multiple of the ratio {ratio}")
-        _check_registration(pan_ds, ms_ds, ratio)
+        check_registration(pan_ds.crs, pan_ds.transform, ms_ds.crs, ms_ds.transform, ratio)
         tiles = list(iter_tiles(H, W, tile=tile, halo=halo, ratio=ratio))
         pan_reader = _WindowReader(pan_ds, "PAN", nodata, allow_nodata)
         ms_reader = _WindowReader(ms_ds, "MS", nodata, allow_nodata)

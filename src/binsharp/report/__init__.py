@@ -1,7 +1,8 @@
 """Benchmark reports: result tables, figures and a self-contained HTML page.
 
-* :mod:`binsharp.evaluation.bench` -- :func:`run_benchmark` (quality, complexity, size, latency of classical
-  methods and pretrained networks), used by ``binsharp bench`` and ``binsharp quickstart``.
+This package only renders: the results come from :func:`binsharp.evaluation.bench.run_benchmark`
+(quality, complexity, size, latency of classical methods and pretrained networks).
+
 * :mod:`binsharp.report.tables` -- the tables (Markdown, HTML, text).
 * :mod:`binsharp.report.figures` -- RGB composites with one stretch and zoomed insets, error maps, the
   full-resolution view, OPs vs quality, training curves (PNG, matplotlib Agg).

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -50,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from binsharp.errors import BinsharpError
-from binsharp.fileio import atomic_output
-from binsharp.weights import read_meta
+from binsharp.fileio import atomic_output, sha256_file
 
 __all__ = [
     "FORMAT",
@@ -63,7 +61,6 @@ __all__ = [
     "entry",
     "merge_logs",
     "read_manifest",
-    "sha256_file",
     "zoo_dir",
 ]
 
@@ -143,15 +140,6 @@ def entry(model: str, dataset: str, root: str | os.PathLike | None = None) -> di
             f"[zoo: {zoo_dir(root)}]"
         )
     return copy.deepcopy(found)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_path(
@@ -235,6 +223,8 @@ def add_checkpoint(
     Returns:
         The manifest entry written.
     """
+    from binsharp.weights import read_meta
+
     src = Path(checkpoint)
     meta = read_meta(src)
     model = str(meta["model"]).lower()
