@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Python {sys.version.split()[0]}; command: {' '.join(sys.argv)}")
     print(
         f"Settings: data {a.data}, config {a.config}, seed {a.seed}, {a.steps} steps in total per variant "
-        f"(registered recipe: {recipe['optimizer']}, {recipe['schedule']}, batch "
+        f"(registered recipe: {recipe['optimizer']}, {recipe['scheduler']}, batch "
         f"{a.batch_size or recipe['batch_size']}, warm-up {a.warmup or 0} steps per stage, loss "
         f"{recipe['loss']}; stages {stages}, rescaled to the "
         f"budget; without prior one stage), variants {names}, OPs counted at {a.count_size} x "

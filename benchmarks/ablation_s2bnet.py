@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Python {sys.version.split()[0]}; command: {' '.join(sys.argv)}")
     print(
         f"Settings: data {a.data}, config {a.config}, seed {a.seed}, steps {a.steps} per variant "
-        f"(recipe: {recipe['optimizer']} lr {recipe['lr']}, {recipe['schedule']}, batch "
+        f"(recipe: {recipe['optimizer']} lr {recipe['lr']}, {recipe['scheduler']}, batch "
         f"{a.batch_size or recipe['batch_size']}, warm-up {a.warmup or 0} steps, loss {recipe['loss']}; "
         f"registered recipe steps "
         f"{recipe['steps']}; binary default lr {default_recipe('binary')['lr']}), variants {names}, "

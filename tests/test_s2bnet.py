@@ -323,7 +323,7 @@ def test_config_registry_and_recipe() -> None:
         assert key in info["defaults"]
     assert info["defaults"]["srm"] == "dynamic" and info["defaults"]["gsfa"] == "weight"
     binary = models.model_info("bisrnet")["recipe"]
-    for key in ("optimizer", "lr", "schedule", "batch_size", "steps", "loss"):
+    for key in ("optimizer", "lr", "scheduler", "batch_size", "steps", "loss"):
         assert info["recipe"][key] == binary[key]
     net = models.create("s2bnet", bands=4, gsfa="activation", gabor_freq=[0.2, 0.4], **SMALL)
     cfg = json.loads(json.dumps(net.config))

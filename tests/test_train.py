@@ -68,9 +68,9 @@ def l1_on(model: nn.Module, path: Path) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- recipes
-def test_model_recipe_is_resolved_with_schedule_mapping():
+def test_model_recipe_is_resolved_in_the_one_schema():
     stages = resolve_stages(
-        {"optimizer": "adam", "lr": 4e-4, "schedule": {"name": "cosine", "min_lr": 1e-6}, "steps": 100,
+        {"optimizer": "adam", "lr": 4e-4, "scheduler": "cosine", "eta_min": 1e-6, "steps": 100,
          "batch_size": 16, "loss": "l1", "source": "paper"}
     )  # fmt: skip
     assert len(stages) == 1
@@ -83,9 +83,11 @@ def test_model_recipe_is_resolved_with_schedule_mapping():
         100,
         16,
     )
-    step = resolve_stages({"schedule": {"name": "step", "step_size": 10, "gamma": 0.1}})[0]
+    step = resolve_stages({"scheduler": "step", "step_size": 10, "gamma": 0.1})[0]
     assert (step.scheduler, step.step_size, step.gamma) == ("step", 10, 0.1)
-    assert resolve_stages({"schedule": {"name": "constant"}})[0].scheduler == "none"
+    for other_spelling in ({"schedule": "cosine"}, {"min_lr": 1e-6}, {"scheduler": {"name": "cosine"}}):
+        with pytest.raises(BinsharpError, match="recipe"):
+            resolve_stages(other_spelling)
 
 
 def test_multistage_merge_and_inheritance():
@@ -528,13 +530,36 @@ def test_bnn_latent_weights_are_clipped_after_every_step(tiny_data, tmp_path):
     assert abs(float(res.model.scale.detach())) > 1.0  # the full-precision parameter took the full step
 
 
-def test_schedule_spellings_merge_across_layers():
+def test_schedule_settings_merge_across_layers():
     model = {
-        "schedule": {"name": "cosine", "min_lr": 1e-6},
-        "stages": [{"name": "a", "schedule": {"name": "cosine", "min_lr": 1e-5}}],
+        "scheduler": "cosine",
+        "eta_min": 1e-6,
+        "stages": [{"name": "a", "scheduler": "cosine", "eta_min": 1e-5}],
     }
     cfg = build_run_config(
         model, {"recipe": {"stages": [{"name": "a", "scheduler": "step", "step_size": 5}]}}
     )
     s = cfg.stages[0]
     assert (s.scheduler, s.step_size, s.eta_min) == ("step", 5, 1e-5)
+
+
+def test_packaged_configs_are_found_and_applied():
+    from importlib import resources
+
+    from binsharp.train.engine import _layers
+    from binsharp.train.recipe import packaged_config, read_config
+
+    files = sorted(resources.files("binsharp.configs").glob("*-wv3-longmont.yaml"))
+    assert len(files) == 17
+    for f in files:
+        cfg = packaged_config(f.name.removesuffix("-wv3-longmont.yaml"), "wv3-longmont")
+        assert cfg == read_config(f) and cfg["data"]["name"] == "wv3-longmont", f.name
+    assert packaged_config("pnn", "WV3-Longmont ") == packaged_config("pnn", "wv3-longmont")
+    assert packaged_config("pnn", "wv2-longmont") == {}  # no packaged file for that dataset
+    assert packaged_config("pnn", "train.h5") == {} and packaged_config("pnn", None) == {}
+    # the engine's lowest layer: found from --data, or from the data.name of --config
+    s2 = packaged_config("s2bnet", "wv3-longmont")
+    assert _layers("s2bnet", "wv3-longmont", None, {})[0] == s2
+    assert _layers("s2bnet", None, {"data": {"name": "wv3-longmont"}}, {})[0] == s2
+    cfg = build_run_config(create("s2bnet").default_recipe(), *_layers("s2bnet", "wv3-longmont", None, {}))
+    assert cfg.stages[0].val_every == s2["recipe"]["val_every"] and cfg.model == s2["model"]

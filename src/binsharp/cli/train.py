@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
         epilog=(
             "config: YAML with keys recipe, model, data, validation, seed, trainer\n"
             "(see binsharp.train.recipe); "
-            "merged over the model's default recipe and binsharp/configs/<model>.yaml.\n"
+            "merged over the model's default recipe and binsharp/configs/<model>-<dataset>.yaml.\n"
             "DDP: --devices N --strategy ddp (Lightning starts the processes), or under torchrun."
         ),
     )

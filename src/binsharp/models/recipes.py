@@ -1,22 +1,40 @@
-"""Default training recipes, one per registered model (consumed by the training engine).
+"""Training recipes: the one schema, its validator, and the default recipe of every registered model.
 
-A recipe is a JSON-serialisable dict:
+A *recipe* describes how a model is trained. It is a mapping of stage settings (flat keys, no aliases);
+the optional ``stages`` list splits training into consecutive stages (BNNPan's stages I-III, for example),
+each inheriting the top-level settings and overriding any of them::
 
-================  ==================================================================================
-key               meaning
-================  ==================================================================================
-``optimizer``     ``"adam"`` or ``"adamw"``
-``lr``            initial learning rate
-``betas``         Adam betas ``[beta1, beta2]``
-``weight_decay``  decoupled (AdamW) or L2 (Adam) weight decay
-``schedule``      ``{"name": "cosine", "min_lr": float}`` (cosine annealing from ``lr`` to ``min_lr``
-                  over ``steps``) or ``{"name": "step", "step_size": int, "gamma": float}`` (multiply
-                  the rate by ``gamma`` every ``step_size`` steps) or ``{"name": "constant"}``
-``batch_size``    patches per optimisation step (64 x 64 PAN-resolution training patches)
-``steps``         total optimisation steps
-``loss``          ``"l1"`` (mean absolute error on the normalised [0, 1] images)
-``source``        where the numbers come from
-================  ==================================================================================
+    steps: 1000            # optimiser steps of the stage (for a multi-stage recipe: per stage, unless given)
+    batch_size: 16         # patches per optimisation step (64 x 64 PAN-resolution training patches)
+    optimizer: adam        # adam | adamw
+    lr: 1.0e-3
+    weight_decay: 0.0      # decoupled (AdamW) or L2 (Adam)
+    betas: [0.9, 0.999]
+    scheduler: step        # none | step | multistep | cosine
+    step_size: 500         #   step: multiply the lr by ``gamma`` every ``step_size`` steps
+    gamma: 0.5             #   step, multistep
+    milestones: [600, 900] #   multistep
+    eta_min: 0.0           #   cosine: final lr (cosine annealing over the stage's steps)
+    warmup_steps: 0        # linear warm-up before the schedule (all schedulers)
+    loss: l1               # l1 | mse | charbonnier | smooth_l1 (on the normalised [0, 1] images)
+    grad_clip: null        # clip the global gradient norm to this value (null: no clipping)
+    val_every: 250         # validate every N steps (0: only at the end of the stage)
+    ckpt_every: 250        # write a resumable checkpoint every N steps
+    trainable: ["*"]       # glob patterns of parameter names trained in this stage
+    frozen: []             # glob patterns of parameter names kept fixed (applied after ``trainable``)
+    eval_modules: []       # glob patterns of module names kept in eval mode (frozen BatchNorm statistics)
+    hooks: {}              # event -> model method names (dotted), see binsharp.train.task
+    options: {}            # free-form settings the model's hooks read from ``stage.options``
+    source: "..."          # informational (also description, notes): recorded, not used
+    stages:
+      - {name: I, steps: 300, lr: 2.0e-4}
+      - {name: II, steps: 300, trainable: ["prior.denoiser.*"]}
+
+:func:`resolve_stages` validates a recipe and resolves it into :class:`Stage` objects (the one validator;
+:func:`check_recipe` applies it at model registration). Merging (:func:`deep_merge`): mappings merge key by
+key, anything else replaces; a ``stages`` list whose entries all name existing stages updates those stages
+in place, any other ``stages`` list replaces the stages. Run configurations, which hold a recipe besides
+data and trainer settings, are :mod:`binsharp.train.recipe`.
 
 The numbers
 -----------
@@ -37,18 +55,284 @@ the ~9 700 WV3 training patches at batch 32, is ~120 000 steps).
 from __future__ import annotations
 
 import copy
+import fnmatch
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import torch
 
 from binsharp.errors import BinsharpError
 
-__all__ = ["BINARY_RECIPE", "FP_RECIPE", "default_recipe", "fp_recipe", "check_recipe"]
+__all__ = [
+    "BINARY_RECIPE",
+    "DEFAULT_STAGE",
+    "FP_RECIPE",
+    "Stage",
+    "check_recipe",
+    "deep_merge",
+    "default_recipe",
+    "fp_recipe",
+    "resolve_stages",
+]
+
+#: Engine defaults: the lowest layer of every recipe.
+DEFAULT_STAGE: dict[str, Any] = {
+    "steps": 1000,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "lr": 1.0e-3,
+    "weight_decay": 0.0,
+    "betas": [0.9, 0.999],
+    "scheduler": "none",
+    "step_size": 0,
+    "gamma": 0.5,
+    "milestones": [],
+    "eta_min": 0.0,
+    "warmup_steps": 0,
+    "loss": "l1",
+    "grad_clip": None,
+    "val_every": 0,
+    "ckpt_every": 100,
+    "trainable": ["*"],
+    "frozen": [],
+    "eval_modules": [],
+    "hooks": {},
+    "options": {},
+}
+
+HOOK_EVENTS = ("on_stage_start", "on_stage_end", "after_optimizer_step")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("none", "step", "multistep", "cosine")
+LOSSES = ("l1", "mse", "charbonnier", "smooth_l1")
+
+
+def _charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+_LOSS_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": torch.nn.functional.l1_loss,
+    "mse": torch.nn.functional.mse_loss,
+    "charbonnier": _charbonnier,
+    "smooth_l1": torch.nn.functional.smooth_l1_loss,
+}
+
+
+@dataclass
+class Stage:
+    """One training stage, fully resolved (every field set).
+
+    ``index`` is the 0-based position of the stage in the recipe; ``name`` is unique within the recipe.
+    The other fields are documented in the module docstring.
+    """
+
+    name: str
+    index: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    optimizer: str = "adam"
+    lr: float = 1.0e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    scheduler: str = "none"
+    step_size: int = 0
+    gamma: float = 0.5
+    milestones: list[int] = field(default_factory=list)
+    eta_min: float = 0.0
+    warmup_steps: int = 0
+    loss: str = "l1"
+    grad_clip: float | None = None
+    val_every: int = 0
+    ckpt_every: int = 100
+    trainable: list[str] = field(default_factory=lambda: ["*"])
+    frozen: list[str] = field(default_factory=list)
+    eval_modules: list[str] = field(default_factory=list)
+    hooks: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dirname(self) -> str:
+        """Directory name of the stage inside a run directory, e.g. ``"01-I"``."""
+        return f"{self.index + 1:02d}-{self.name}"
+
+    def criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The stage's loss function ``(pred, target) -> scalar`` (mean over all elements)."""
+        return _LOSS_FUNCTIONS[self.loss]
+
+    def is_trainable(self, param_name: str) -> bool:
+        """Whether the parameter called ``param_name`` is trained in this stage."""
+        if not any(fnmatch.fnmatchcase(param_name, p) for p in self.trainable):
+            return False
+        return not any(fnmatch.fnmatchcase(param_name, p) for p in self.frozen)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-serialisable form (``betas`` as a list)."""
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+#: Informational recipe keys (kept in the recipe record, not used by the engine).
+INFO_KEYS = ("source", "description", "notes")
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` over ``base``: mappings key by key, other values replaced (inputs untouched).
+
+    A ``stages`` list in ``override`` whose entries all carry the ``name`` of a stage of ``base`` updates
+    those stages; any other ``stages`` list replaces the base list.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if key == "stages" and isinstance(value, list) and isinstance(out.get("stages"), list):
+            names = [s.get("name") for s in out["stages"] if isinstance(s, Mapping)]
+            if value and all(isinstance(s, Mapping) and s.get("name") in names for s in value):
+                merged = copy.deepcopy(out["stages"])
+                for s in value:
+                    i = names.index(s["name"])
+                    merged[i] = deep_merge(merged[i], s)
+                out["stages"] = merged
+                continue
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in ("hooks",):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _as_patterns(value: Any, key: str, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise BinsharpError(f"{where}: {key} must be a glob pattern or a list of them, got {value!r}")
+
+
+def _as_hooks(value: Any, where: str) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Sequence) and not isinstance(value, Mapping):
+        value = {"on_stage_start": list(value)}
+    if not isinstance(value, Mapping):
+        raise BinsharpError(f"{where}: hooks must map an event to method names, got {value!r}")
+    hooks: dict[str, list[str]] = {}
+    for event, names in value.items():
+        if event not in HOOK_EVENTS:
+            raise BinsharpError(f"{where}: unknown hook event {event!r} (known: {', '.join(HOOK_EVENTS)})")
+        hooks[event] = _as_patterns(names, f"hooks.{event}", where)
+    return hooks
+
+
+def _build_stage(settings: Mapping[str, Any], index: int, where: str) -> Stage:
+    known = {f.name for f in fields(Stage)} - {"index"}
+    settings = {k: v for k, v in settings.items() if k not in INFO_KEYS}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise BinsharpError(
+            f"{where}: unknown recipe key(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    s = dict(settings)
+    name = str(s.pop("name", None) or ("main" if index == 0 else f"stage{index + 1}"))
+    try:
+        stage = Stage(
+            name=name,
+            index=index,
+            steps=int(s["steps"]),
+            batch_size=int(s["batch_size"]),
+            optimizer=str(s["optimizer"]).lower(),
+            lr=float(s["lr"]),
+            weight_decay=float(s["weight_decay"]),
+            betas=(float(s["betas"][0]), float(s["betas"][1])),
+            scheduler=str(s["scheduler"] or "none").lower(),
+            step_size=int(s["step_size"] or 0),
+            gamma=float(s["gamma"]),
+            milestones=[int(m) for m in (s["milestones"] or [])],
+            eta_min=float(s["eta_min"]),
+            warmup_steps=int(s["warmup_steps"] or 0),
+            loss=str(s["loss"]).lower(),
+            grad_clip=None if s["grad_clip"] in (None, 0, 0.0) else float(s["grad_clip"]),
+            val_every=int(s["val_every"] or 0),
+            ckpt_every=int(s["ckpt_every"] or 0),
+            trainable=_as_patterns(s["trainable"], "trainable", where),
+            frozen=_as_patterns(s["frozen"] or [], "frozen", where),
+            eval_modules=_as_patterns(s["eval_modules"] or [], "eval_modules", where),
+            hooks=_as_hooks(s["hooks"], where),
+            options=dict(s["options"] or {}),
+        )
+    except (TypeError, ValueError, IndexError) as exc:
+        if isinstance(exc, BinsharpError):
+            raise
+        raise BinsharpError(f"{where}: bad recipe value ({exc})") from exc
+    if stage.steps < 1:
+        raise BinsharpError(f"{where}: steps must be >= 1, got {stage.steps}")
+    if stage.batch_size < 1:
+        raise BinsharpError(f"{where}: batch_size must be >= 1, got {stage.batch_size}")
+    if stage.optimizer not in OPTIMIZERS:
+        raise BinsharpError(
+            f"{where}: unknown optimizer {stage.optimizer!r} (known: {', '.join(OPTIMIZERS)})"
+        )
+    if stage.scheduler not in SCHEDULERS:
+        raise BinsharpError(
+            f"{where}: unknown scheduler {stage.scheduler!r} (known: {', '.join(SCHEDULERS)})"
+        )
+    if stage.scheduler == "step" and stage.step_size < 1:
+        raise BinsharpError(f"{where}: scheduler 'step' needs step_size >= 1")
+    if stage.loss not in LOSSES:
+        raise BinsharpError(f"{where}: unknown loss {stage.loss!r} (known: {', '.join(LOSSES)})")
+    if not math.isfinite(stage.lr) or stage.lr <= 0:
+        raise BinsharpError(f"{where}: lr must be a positive number, got {stage.lr}")
+    return stage
+
+
+def resolve_stages(recipe: Mapping[str, Any], *, where: str = "recipe") -> list[Stage]:
+    """Turn a recipe mapping into the list of fully resolved :class:`Stage` objects.
+
+    Top-level settings (over :data:`DEFAULT_STAGE`) are inherited by every stage. Raises
+    :class:`BinsharpError` for unknown keys, bad values or duplicate stage names.
+    """
+    if not isinstance(recipe, Mapping):
+        raise BinsharpError(f"{where}: a recipe must be a mapping, got {type(recipe).__name__}")
+    top = dict(recipe)
+    stage_list = top.pop("stages", None)
+    base = deep_merge(DEFAULT_STAGE, top)
+    if stage_list is None:
+        stage_list = [{}]
+    if not isinstance(stage_list, list) or not stage_list:
+        raise BinsharpError(f"{where}: stages must be a non-empty list of mappings")
+    stages = []
+    for i, entry in enumerate(stage_list):
+        if not isinstance(entry, Mapping):
+            raise BinsharpError(f"{where}: stage {i + 1} must be a mapping, got {entry!r}")
+        entry = dict(entry)
+        if "stages" in entry:
+            raise BinsharpError(f"{where}: stage {i + 1} may not contain stages")
+        settings = deep_merge(base, entry)
+        if "name" in entry:
+            settings["name"] = entry["name"]
+        elif len(stage_list) > 1:
+            settings["name"] = f"stage{i + 1}"
+        stages.append(_build_stage(settings, i, f"{where}, stage {entry.get('name', i + 1)}"))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise BinsharpError(f"{where}: stage names must be unique, got {names}")
+    for s in stages:
+        if not s.name.replace("_", "").replace("-", "").isalnum():
+            raise BinsharpError(f"{where}: stage name {s.name!r} must be letters, digits, '-' or '_'")
+    return stages
+
 
 BINARY_RECIPE: dict[str, Any] = {
     "optimizer": "adam",
     "lr": 4e-4,
     "betas": [0.9, 0.999],
     "weight_decay": 0.0,
-    "schedule": {"name": "cosine", "min_lr": 1e-6},
+    "scheduler": "cosine",
+    "eta_min": 1e-6,
     "batch_size": 16,
     "steps": 100_000,
     "loss": "l1",
@@ -60,7 +344,9 @@ FP_RECIPE: dict[str, Any] = {
     "lr": 1e-3,
     "betas": [0.9, 0.999],
     "weight_decay": 0.0,
-    "schedule": {"name": "step", "step_size": 25_000, "gamma": 0.5},
+    "scheduler": "step",
+    "step_size": 25_000,
+    "gamma": 0.5,
     "batch_size": 32,
     "steps": 100_000,
     "loss": "l1",
@@ -85,33 +371,7 @@ def fp_recipe(lr: float, **overrides: Any) -> dict[str, Any]:
     return check_recipe(r)
 
 
-_REQUIRED = ("optimizer", "lr", "weight_decay", "schedule", "batch_size", "steps", "loss")
-
-
 def check_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
-    """Validate a recipe dict (keys, types, schedule); return it unchanged. Raises BinsharpError."""
-    if not isinstance(recipe, dict):
-        raise BinsharpError(f"a recipe must be a dict, got {type(recipe).__name__}")
-    missing = [k for k in _REQUIRED if k not in recipe]
-    if missing:
-        raise BinsharpError(f"recipe is missing {', '.join(missing)}")
-    if recipe["optimizer"] not in ("adam", "adamw"):
-        raise BinsharpError(f"recipe optimizer must be 'adam' or 'adamw', got {recipe['optimizer']!r}")
-    if not float(recipe["lr"]) > 0:
-        raise BinsharpError(f"recipe lr must be > 0, got {recipe['lr']!r}")
-    for key in ("batch_size", "steps"):
-        if not isinstance(recipe[key], int) or recipe[key] < 1:
-            raise BinsharpError(f"recipe {key} must be a positive integer, got {recipe[key]!r}")
-    sched = recipe["schedule"]
-    name = sched.get("name") if isinstance(sched, dict) else None
-    if name == "cosine":
-        if "min_lr" not in sched:
-            raise BinsharpError("cosine schedule needs 'min_lr'")
-    elif name == "step":
-        if not all(k in sched for k in ("step_size", "gamma")):
-            raise BinsharpError("step schedule needs 'step_size' and 'gamma'")
-    elif name != "constant":
-        raise BinsharpError(f"unknown schedule {sched!r} (expected cosine, step or constant)")
-    if recipe["loss"] != "l1":
-        raise BinsharpError(f"unknown loss {recipe['loss']!r} (expected 'l1')")
+    """Validate ``recipe`` with :func:`resolve_stages`; return it unchanged. Raises BinsharpError."""
+    resolve_stages(recipe)
     return recipe

@@ -236,17 +236,25 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def _layers(
-    model: str, config: str | Path | Mapping[str, Any] | None, overrides: Mapping[str, Any]
+    model: str,
+    data: str | Path | None,
+    config: str | Path | Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
 ) -> list[dict]:
+    """The configuration layers, lowest first: the packaged ``configs/<model>-<dataset>.yaml`` of the data
+    (``data``, else the ``data.name`` of the other layers), ``config``, ``overrides``."""
     from binsharp.train.recipe import read_config
 
-    layers: list[dict[str, Any]] = [packaged_config(model)]
+    layers: list[dict[str, Any]] = []
     if isinstance(config, Mapping):
         layers.append(dict(config))
     elif config is not None:
         layers.append(read_config(config))
     layers.append(dict(overrides))
-    return layers
+    if data is None:
+        names = [(layer.get("data") or {}).get("name") for layer in layers]
+        data = next((n for n in reversed(names) if n), None)
+    return [packaged_config(model, data), *layers]
 
 
 def _check_resume(out: Path, run: Mapping[str, Any]) -> None:
@@ -294,7 +302,7 @@ def train(
             PanCollection h5 file (reduced resolution, with ``gt``).
         out: run directory (see the module docstring).
         config: run configuration: YAML file path or mapping (see :mod:`binsharp.train.recipe`), merged over
-            the packaged ``configs/<model>.yaml`` and the model's default recipe.
+            the packaged ``configs/<model>-<dataset>.yaml`` and the model's default recipe.
         max_steps: total optimiser steps, shared by the stages in proportion to their own steps.
         stage_overrides: recipe settings forced in every stage (e.g. ``{"lr": 1e-4, "batch_size": 8}``).
         seed: overrides the config's seed.
@@ -323,7 +331,7 @@ def train(
     ):
         if value is not None:
             overrides["trainer"][key] = value
-    layers = _layers(model, config, overrides)
+    layers = _layers(model, data, config, overrides)
     pre = DEFAULT_RUN
     for layer in layers:
         pre = deep_merge(pre, {k: v for k, v in layer.items() if k != "recipe"})
