@@ -52,6 +52,10 @@ class Sensor:
         """Largest DN, ``2**bits - 1`` (the normalisation constant of the networks, :func:`max_dn`)."""
         return max_dn(self.bits)
 
+    def ratio_or(self, ratio: int | None) -> int:
+        """``ratio`` when given, else this sensor's PAN/MS resolution ratio."""
+        return self.ratio if ratio is None else ratio
+
     def check_bands(self, n: int) -> None:
         """Raise :class:`BinsharpError` if an image with ``n`` bands cannot come from this sensor."""
         if n != self.n_bands:

@@ -3,7 +3,7 @@ distributed with DLPan-Toolbox).
 
 One interface for all of them::
 
-    fused = binsharp.classic.fuse("mtf-glp-fs", ms_lr, pan, sensor="WV3", ratio=4)
+    fused = binsharp.classic.fuse("mtf-glp-fs", ms_lr, pan, sensor="WV3")  # ratio: the sensor's, 4
 
 ``ms_lr`` is the low-resolution MS (C, h, w) and ``pan`` the PAN (1, H, W), both in DN with
 ``H = ratio * h`` and ``W = ratio * w``; the result is (C, H, W) float64 DN (not clipped).
@@ -64,7 +64,7 @@ def exp(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """EXP: the MS expanded to the PAN grid by the toolbox's 23-tap interpolator (no PAN information).
@@ -74,7 +74,7 @@ def exp(
 
     Args:
         ms_lr: (C, h, w) DN. pan: (1, H, W) DN (only its size is checked). sensor: band count check.
-        ratio: scale ratio. ms_up: (C, H, W) DN, returned as float64 if given.
+        ratio: scale ratio (default: the sensor's). ms_up: (C, H, W) DN, returned as float64 if given.
 
     Returns:
         (C, H, W) float64 DN.
@@ -111,7 +111,7 @@ def fuse(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pan-sharpen with a classical method.
@@ -122,7 +122,7 @@ def fuse(
         ms_lr: low-resolution MS, (C, h, w) DN (numpy array or torch tensor).
         pan: PAN, (1, H, W) DN with ``H = ratio * h``, ``W = ratio * w``.
         sensor: sensor name or :class:`~binsharp.sensors.Sensor` (MTF gains; band count must equal C).
-        ratio: PAN/MS scale ratio, a power of two.
+        ratio: PAN/MS scale ratio, a power of two (default: the sensor's).
         ms_up: MS on the PAN grid, (C, H, W) DN; default ``binsharp.protocol.interp23tap(ms_lr, ratio)``.
 
     Returns:

@@ -48,7 +48,7 @@ def as_image(x: object, name: str) -> np.ndarray:
 
 
 def prepare(
-    ms_lr: object, pan: object, sensor: str | Sensor, ratio: int, ms_up: object | None
+    ms_lr: object, pan: object, sensor: str | Sensor, ratio: int | None, ms_up: object | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Sensor]:
     """Validate the inputs of a classical method.
 
@@ -56,13 +56,15 @@ def prepare(
         ms_lr: low-resolution MS, (C, h, w) DN.
         pan: PAN, (1, H, W) (or (H, W)) DN with ``H = h * ratio``, ``W = w * ratio``.
         sensor: sensor name or :class:`~binsharp.sensors.Sensor`; its band count must equal C.
-        ratio: PAN/MS scale ratio (a power of two, as the 23-tap interpolator requires).
+        ratio: PAN/MS scale ratio (a power of two, as the 23-tap interpolator requires); None for the
+            sensor's.
         ms_up: MS upsampled to the PAN grid, (C, H, W) DN, or None for ``interp23tap(ms_lr, ratio)``.
 
     Returns:
-        ``(ms_lr, pan, ms_up, sensor)`` as float64 arrays and a :class:`Sensor`.
+        ``(ms_lr, pan, ms_up, sensor, ratio)``: float64 arrays, the :class:`Sensor` and the ratio.
     """
     sensor = get_sensor(sensor)
+    ratio = sensor.ratio_or(ratio)
     if (
         isinstance(ratio, bool)
         or not isinstance(ratio, (int, np.integer))
@@ -87,7 +89,7 @@ def prepare(
     ms_up = as_image(ms_up, "ms_up")
     if ms_up.shape != (c, h * ratio, w * ratio):
         raise BinsharpError(f"ms_up: expected shape {(c, h * ratio, w * ratio)}, got {ms_up.shape}")
-    return ms_lr, pan, ms_up, sensor
+    return ms_lr, pan, ms_up, sensor, ratio
 
 
 def is_flat(pan: np.ndarray) -> bool:

@@ -58,7 +58,7 @@ def bt_h(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """BT-H: Brovey transform with haze correction and regressed intensity (toolbox ``BroveyRegHazeMin``).
@@ -73,13 +73,14 @@ def bt_h(
     intensity and modulates the haze-free bands.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check. ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check.
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     c = ms_up.shape[0]
@@ -102,7 +103,7 @@ def gs(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """GS: Gram-Schmidt spectral sharpening with the band average as intensity (toolbox ``GS``).
@@ -115,13 +116,14 @@ def gs(
     mean.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check. ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check.
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     intensity = ms_up.mean(axis=0, keepdims=True)
@@ -135,7 +137,7 @@ def gsa(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """GSA: Gram-Schmidt adaptive, intensity weights regressed at low resolution (toolbox ``GSA``).
@@ -148,13 +150,14 @@ def gsa(
     intensity applies them to the zero-mean ``ms_up``; injection as in :func:`gs` with the zero-mean PAN.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check. ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check.
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     pan0 = pan - mean2(pan)
@@ -172,7 +175,7 @@ def bdsd_pc(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """BDSD-PC: band-dependent spatial detail with physical constraints (toolbox ``BDSD_PC``).
@@ -186,13 +189,14 @@ def bdsd_pc(
     the fused band is ``ms_up_b + [pan, ms_up] gamma``.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: MTF gains (MS and PAN). ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: MTF gains (MS and PAN).
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     ref = protocol.imresize(ms_up, 1.0 / ratio)

@@ -29,7 +29,7 @@ def mtf_glp_hpm(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """MTF-GLP-HPM: generalized Laplacian pyramid with MTF-matched filters and high-pass modulation
@@ -44,13 +44,14 @@ def mtf_glp_hpm(
     interpolated back; the fused band is ``ms_up_b * pan_b / (pan_lp_b + eps)``.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: MS MTF gains. ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: MS MTF gains.
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     pan_eq = (pan - mean2(pan)) * (std2(ms_up) / std2(lp_gauss(pan, ratio))) + mean2(ms_up)
@@ -63,7 +64,7 @@ def mtf_glp_fs(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """MTF-GLP-FS: MTF-matched generalized Laplacian pyramid with full-scale regression injection gains
@@ -77,13 +78,14 @@ def mtf_glp_fs(
     ``ms_up_b + g_b (pan - pan_lp_b)``.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: MS MTF gains. ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: MS MTF gains.
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     c = ms_up.shape[0]
@@ -100,7 +102,7 @@ def awlp(
     pan: np.ndarray,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     ms_up: np.ndarray | None = None,
 ) -> np.ndarray:
     """AWLP: additive wavelet luminance proportional (toolbox ``AWLP``).
@@ -114,13 +116,14 @@ def awlp(
     wavelet approximation are injected in proportion to ``ms_up_b / mean_b(ms_up)``.
 
     Args:
-        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check. ratio: scale ratio.
+        ms_lr: (C, h, w) DN. pan: (1, H, W) DN. sensor: band count check.
+        ratio: scale ratio (default: the sensor's).
         ms_up: (C, H, W) DN, default ``interp23tap(ms_lr, ratio)``.
 
     Returns:
         (C, H, W) float64 DN.
     """
-    ms_lr, pan, ms_up, sensor = prepare(ms_lr, pan, sensor, ratio, ms_up)
+    ms_lr, pan, ms_up, sensor, ratio = prepare(ms_lr, pan, sensor, ratio, ms_up)
     if is_flat(pan):
         return ms_up.copy()
     proportion = ms_up / (ms_up.mean(axis=0, keepdims=True) + EPS)

@@ -191,7 +191,7 @@ def build_dataset(
     *,
     sensor: str | Sensor,
     out_dir: str | os.PathLike,
-    ratio: int = 4,
+    ratio: int | None = None,
     splits: Mapping[str, float] | None = None,
     patch: int = 64,
     stride: int = 16,
@@ -212,7 +212,7 @@ def build_dataset(
         ms: MS raster (C, H/ratio, W/ratio), DN, registered with ``pan``.
         sensor: sensor name or :class:`Sensor` (Nyquist gains for the MTF filters, bit depth).
         out_dir: output directory; must not exist unless ``overwrite`` (then it is replaced).
-        ratio: PAN/MS resolution ratio.
+        ratio: PAN/MS resolution ratio (default: the sensor's).
         splits: fractions of the scene for ``train``, ``val``, ``test`` (omit or 0 to skip a split; ``test``
             yields both ``test_rr`` and ``test_fr``). Default :data:`DEFAULT_SPLITS`.
         patch: training/validation patch size at the reference (``gt``) scale; ``ms`` is ``patch/ratio``.
@@ -232,6 +232,7 @@ def build_dataset(
     from tqdm.auto import tqdm
 
     sensor = get_sensor(sensor)
+    ratio = sensor.ratio_or(ratio)
     sensor.check_bands(ms.count)
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
     unknown = set(splits) - {"train", "val", "test"}

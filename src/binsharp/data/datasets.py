@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from binsharp.data.io import read_h5, read_h5_attrs
+from binsharp.sensors import max_dn
 
 #: Bit depth assumed when an h5 file does not say (PanCollection WV3/QB/WV2 are 11-bit).
 DEFAULT_BITS = 11
@@ -45,7 +46,7 @@ class PanDataset(Dataset):
         attrs = read_h5_attrs(path)
         self.bits = int(bits if bits is not None else attrs.get("bits", DEFAULT_BITS))
         self.sensor: str | None = attrs.get("sensor")
-        self.max_value = float(2**self.bits - 1)
+        self.max_value = float(max_dn(self.bits))
         arrays = read_h5(path, dtype=np.float32)
         self.ratio = arrays["pan"].shape[-1] // arrays["ms"].shape[-1]
         for v in arrays.values():

@@ -591,8 +591,8 @@ def _check_conv(m: nn.Conv2d) -> None:
         raise BinsharpError("only square kernels, strides and paddings can be exported")
 
 
-# ------------------------------------------------------------------------------------------------- fusion
-def fuse(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) -> list[dict]:
+# ------------------------------------------------------------------------------------------------- folding
+def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) -> list[dict]:
     """Fold per-channel epilogues into binary convolutions and hand packed activations between them."""
 
     def consumers() -> dict[str, list[int]]:
@@ -812,7 +812,7 @@ def _prune(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) 
 
 
 # -------------------------------------------------------------------------------------------------- API
-def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
+def lower_model(model: nn.Module, *, fold: bool = True) -> bsp.BspModel:
     """Lower a binsharp model (in eval mode) to a :class:`~binsharp.deploy.bsp.BspModel`."""
     model = model.eval()
     b = Builder()
@@ -829,8 +829,8 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
     ops, tensors = b.ops, b.tensors
     for op in ops:
         op["params"] = {k: v for k, v in op["params"].items() if v is not None}
-    if fuse_ops:
-        ops = fuse(ops, tensors, outputs)
+    if fold:
+        ops = fold_epilogues(ops, tensors, outputs)
     ops, tensors = _prune(ops, tensors, outputs)
     bands = int(model.bands)
     meta = {

@@ -53,13 +53,14 @@ def uqi_blocks(x: np.ndarray, y: np.ndarray, s: int = 32) -> np.ndarray:
 
 @validated("fused", "ms_up")
 def d_lambda_k(
-    fused: np.ndarray, ms_up: np.ndarray, sensor: str | Sensor, ratio: int = 4, block: int = 32
+    fused: np.ndarray, ms_up: np.ndarray, sensor: str | Sensor, ratio: int | None = None, block: int = 32
 ) -> float:
     """Khan's spectral distortion: ``1 - Q2n(ms_up, MTF(fused))`` (fused low-passed at PAN scale).
 
-    ``fused`` and ``ms_up``: (C, H, W) DN; ``sensor`` gives the MTF Nyquist gains.
+    ``fused`` and ``ms_up``: (C, H, W) DN; ``sensor`` gives the MTF Nyquist gains (and ``ratio`` when None).
     """
-    fused_lp = mtf_filter(fused, get_sensor(sensor).gnyq_ms, ratio)
+    s = get_sensor(sensor)
+    fused_lp = mtf_filter(fused, s.gnyq_ms, s.ratio_or(ratio))
     return 1.0 - q2n.__wrapped__(ms_up, fused_lp, block)
 
 
@@ -96,7 +97,7 @@ def full_resolution(
     pan: Any,
     *,
     sensor: str | Sensor,
-    ratio: int = 4,
+    ratio: int | None = None,
     bits: int = 11,
     block: int = 32,
     ms_up: Any = None,
@@ -110,7 +111,7 @@ def full_resolution(
         ms_lr: (C, H/ratio, W/ratio) original MS in DN.
         pan: (1, H, W) original PAN in DN.
         sensor: sensor name or :class:`~binsharp.sensors.Sensor` (MTF gains of D_lambda^K).
-        ratio: PAN/MS resolution ratio.
+        ratio: PAN/MS resolution ratio (default: the sensor's).
         bits: radiometric depth L (only used by ``clip``).
         block: block size S of the UQI/Q2n evaluations.
         ms_up: (C, H, W) upsampled MS (toolbox ``I_MS``); default ``interp23tap(ms_lr, ratio)``.
@@ -123,8 +124,8 @@ def full_resolution(
     """
     if variant not in ("hqnr", "qnr"):
         raise BinsharpError(f"unknown full-resolution variant {variant!r} (use 'hqnr' or 'qnr')")
-    r = check_ratio(ratio)
     s = get_sensor(sensor)
+    r = check_ratio(s.ratio_or(ratio))
     f = as_image(fused, "fused")
     lr = as_image(ms_lr, "ms_lr")
     p = as_image(pan, "pan")

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from binsharp.errors import BinsharpError
 from binsharp.models.base import PanModel, example_inputs
 from binsharp.models.bnnpan_prior import LatentDiffusionPrior, diffusion_schedule
-from binsharp.models.recipes import check_recipe
+from binsharp.models.recipes import check_recipe, default_recipe
 from binsharp.models.registry import register_model
 from binsharp.nn import (
     ApproxSign,
@@ -304,21 +304,13 @@ def bnnpan_recipe(prior: bool = True) -> dict[str, Any]:
 
     ``prior=False``: one stage ``I`` of 100 000 steps, L1(SR, GT) (the same budget).
     """
-    base: dict[str, Any] = {
-        "optimizer": "adam",
-        "lr": 4e-4,
-        "betas": [0.9, 0.999],
-        "weight_decay": 0.0,
-        "scheduler": "cosine",
-        "eta_min": 1e-6,
-        "batch_size": 16,
-        "steps": 100_000,
-        "loss": "l1",
-        "source": (
+    base = default_recipe("binary")
+    base.update(
+        source=(
             "three stages as described for BNNPan (CVPR 2025); stage lengths and learning rates are a "
             "reconstruction (the shared binary budget: Adam 4e-4, cosine, 1.6 M samples in all)"
-        ),
-    }
+        )
+    )
     if not prior:
         base["stages"] = [{"name": "I", "steps": 100_000, "options": {"phase": "I"}}]
         return check_recipe(base)

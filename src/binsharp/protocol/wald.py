@@ -28,7 +28,7 @@ def _check_pair(ms: np.ndarray, pan: np.ndarray, ratio: int) -> None:
 
 
 def resize_images(
-    ms: np.ndarray, pan: np.ndarray, sensor: str | Sensor, ratio: int = 4
+    ms: np.ndarray, pan: np.ndarray, sensor: str | Sensor, ratio: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Toolbox ``resize_images``: degrade an MS/PAN pair by ``ratio``.
 
@@ -39,13 +39,13 @@ def resize_images(
         ms: (C, H, W) multispectral image in DN (numpy or torch).
         pan: (1, ratio*H, ratio*W) panchromatic image in DN.
         sensor: sensor name or :class:`~binsharp.sensors.Sensor` (Nyquist gains, band count check).
-        ratio: PAN/MS resolution ratio.
+        ratio: PAN/MS resolution ratio (default: the sensor's).
 
     Returns:
         ``(ms_lr, pan_lr)``: (C, H/ratio, W/ratio) and (1, H, W), float64 DN.
     """
-    r = check_ratio(ratio)
     s = get_sensor(sensor)
+    r = check_ratio(s.ratio_or(ratio))
     ms = as_float_image(ms, "MS", min_ndim=3)
     pan = as_float_image(pan, "PAN", min_ndim=3)
     _check_pair(ms, pan, r)
@@ -56,7 +56,7 @@ def resize_images(
 
 
 def reduced_resolution_triplet(
-    ms: np.ndarray, pan: np.ndarray, sensor: str | Sensor, ratio: int = 4
+    ms: np.ndarray, pan: np.ndarray, sensor: str | Sensor, ratio: int | None = None
 ) -> dict[str, np.ndarray]:
     """Wald-protocol training/test sample from an MS/PAN pair.
 
@@ -64,12 +64,13 @@ def reduced_resolution_triplet(
         ms: (C, H, W) multispectral image in DN; becomes the reference ``gt``.
         pan: (1, ratio*H, ratio*W) panchromatic image in DN.
         sensor: sensor name or :class:`~binsharp.sensors.Sensor`.
-        ratio: PAN/MS resolution ratio.
+        ratio: PAN/MS resolution ratio (default: the sensor's).
 
     Returns:
         dict of float64 DN arrays: ``gt`` (C, H, W), ``ms`` (C, H/ratio, W/ratio), ``lms`` (C, H, W)
         = 23-tap interpolation of ``ms``, ``pan`` (1, H, W).
     """
+    ratio = get_sensor(sensor).ratio_or(ratio)
     ms_arr = as_float_image(ms, "MS", min_ndim=3)
     ms_lr, pan_lr = resize_images(ms_arr, pan, sensor, ratio)
     return {"gt": ms_arr.copy(), "ms": ms_lr, "lms": interp23tap(ms_lr, ratio), "pan": pan_lr}
