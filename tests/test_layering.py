@@ -20,6 +20,27 @@ import binsharp
 SRC = Path(binsharp.__file__).resolve().parent
 #: Packages that may import the command-line machinery.
 CLI = "cli"
+#: The floors of the README's Layout table: a package imports from its own floor and the floors below.
+FLOORS: dict[str, int] = {
+    "errors": 1,
+    "fileio": 1,
+    "sensors": 1,
+    "protocol": 2,
+    "metrics": 2,
+    "classic": 2,
+    "data": 2,
+    "nn": 2,
+    "configs": 2,
+    "weights": 3,
+    "zoo": 3,
+    "models": 4,
+    "deploy": 5,
+    "train": 5,
+    "inference": 6,
+    "evaluation": 7,
+    "report": 8,
+    "cli": 9,
+}
 
 
 def _module_name(path: Path, root: Path) -> list[str]:
@@ -123,6 +144,19 @@ def test_no_import_cycle_between_packages() -> None:
     graph = package_graph(SRC)
     cycles = package_cycles(graph)
     assert not cycles, "import cycles between packages:\n" + "\n".join(_describe(graph, c) for c in cycles)
+
+
+def test_imports_go_down_the_floors() -> None:
+    graph = package_graph(SRC)
+    packages = sorted(set(graph) | {b for edges in graph.values() for b in edges})
+    assert not [p for p in packages if p not in FLOORS], "packages without a floor in FLOORS"
+    up = [
+        f"{a} (floor {FLOORS[a]}) -> {b} (floor {FLOORS[b]}): {', '.join(sites)}"
+        for a, edges in graph.items()
+        for b, sites in edges.items()
+        if FLOORS[b] > FLOORS[a]
+    ]
+    assert not up, "imports going up a floor:\n" + "\n".join(up)
 
 
 def test_library_does_not_import_the_command_line() -> None:

@@ -37,7 +37,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -78,7 +78,7 @@ def build_meta(model: torch.nn.Module, meta: Mapping[str, Any] | None = None) ->
         "format_version": FORMAT_VERSION,
         "model": name,
         "config": dict(getattr(model, "config", {}) or {}),
-        "bands": int(model.bands),
+        "bands": int(cast(Any, model).bands),
         "kind": getattr(model, "kind", None),
         "sensor": None,
         "bits": None,

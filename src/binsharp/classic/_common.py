@@ -49,7 +49,7 @@ def as_image(x: object, name: str) -> np.ndarray:
 
 def prepare(
     ms_lr: object, pan: object, sensor: str | Sensor, ratio: int | None, ms_up: object | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, Sensor]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Sensor, int]:
     """Validate the inputs of a classical method.
 
     Args:

@@ -164,8 +164,11 @@ def add_fuser_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
 
 def selected_source(args: argparse.Namespace) -> tuple[FuserSource, str] | None:
     """The source whose option was given on the command line, with its value (None if none was given)."""
-    chosen = [(s, getattr(args, s.option, None)) for s in fuser_sources().values()]
-    chosen = [(s, v) for s, v in chosen if v is not None]
+    chosen: list[tuple[FuserSource, str]] = []
+    for s in fuser_sources().values():
+        value = getattr(args, s.option, None)
+        if value is not None:
+            chosen.append((s, str(value)))
     if len(chosen) > 1:
         names = ", ".join(f"--{s.option}" for s, _ in chosen)
         raise BinsharpError(f"give only one of {names}")

@@ -187,8 +187,7 @@ def write_h5(
     order = [k for k in H5_KEYS if k in arrays] + sorted(k for k in arrays if k not in H5_KEYS)
     with atomic_output(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
-            for k in sorted((attrs or {}).keys()):
-                v = attrs[k]
+            for k, v in sorted((attrs or {}).items()):
                 f.attrs[k] = v
             for k in order:
                 f.create_dataset(k, data=np.ascontiguousarray(arrays[k], dtype=np.float64), track_times=False)
@@ -226,8 +225,8 @@ def write_h5_stream(
     order = [k for k in H5_KEYS if k in shapes] + sorted(k for k in shapes if k not in H5_KEYS)
     with atomic_output(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
-            for k in sorted((attrs or {}).keys()):
-                f.attrs[k] = attrs[k]
+            for k, v in sorted((attrs or {}).items()):
+                f.attrs[k] = v
             dsets = {
                 k: f.create_dataset(k, shape=(n, *shapes[k]), dtype=np.float64, track_times=False)
                 for k in order

@@ -21,6 +21,7 @@ The report (JSON-serialisable)::
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -415,7 +416,9 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
             for m in extra_cls:
                 bar.set_postfix_str(f"{m['name']} latency")
                 f = method_fuser(m["name"], sensor, r)
-                m["latency"] = {"numpy_s": _median_time(lambda f=f: f(ms, pan), settings.latency_repeats)}
+                m["latency"] = {
+                    "numpy_s": _median_time(functools.partial(f, ms, pan), settings.latency_repeats)
+                }
                 bar.update(1)
     finally:
         bar.close()

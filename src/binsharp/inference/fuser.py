@@ -99,6 +99,7 @@ class MethodFuser:
 
     def __init__(self, name: str, sensor: Sensor, ratio: int | None = None) -> None:
         self.name = name
+        self.method_sensor = sensor
         self.sensor: Sensor | None = sensor
         self.bands: int | None = sensor.n_bands
         self.bits = sensor.bits
@@ -109,12 +110,11 @@ class MethodFuser:
         from binsharp.classic import fuse
 
         check_fuser_inputs(ms_lr, pan, lms, bands=self.bands, ratio=self.ratio, name=self.name)
-        out = fuse(self.name, ms_lr, pan, sensor=self.sensor, ratio=self.ratio, ms_up=lms)
+        out = fuse(self.name, ms_lr, pan, sensor=self.method_sensor, ratio=self.ratio, ms_up=lms)
         return np.asarray(out, dtype=np.float64)
 
     def __repr__(self) -> str:
-        sensor = self.sensor.name if self.sensor is not None else None
-        return f"MethodFuser({self.name!r}, sensor={sensor!r}, ratio={self.ratio})"
+        return f"MethodFuser({self.name!r}, sensor={self.method_sensor.name!r}, ratio={self.ratio})"
 
 
 def classical_methods() -> tuple[str, ...]:
@@ -142,8 +142,8 @@ def check_bands(fuser: Fuser, n_bands: int, where: str = "data") -> None:
     bands = fuser.bands
     if bands is None or bands == n_bands:
         return
-    sensor = fuser.sensor
-    if isinstance(fuser, MethodFuser) and sensor is not None:
+    if isinstance(fuser, MethodFuser):
+        sensor = fuser.method_sensor
         raise BinsharpError(
             f"band count {n_bands} of the {where} does not match sensor {sensor.name} "
             f"({sensor.n_bands} bands: {', '.join(sensor.bands)})"

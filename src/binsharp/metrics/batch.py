@@ -50,7 +50,7 @@ class BatchEvaluator:
         self.kind = _kind(kind)
         self.ddof = int(ddof)
         if self.kind == "rr":
-            allowed = {"ratio": 4, "bits": 11, "block": 32, "dim_cut": 21, "clip": False}
+            allowed: dict[str, Any] = {"ratio": 4, "bits": 11, "block": 32, "dim_cut": 21, "clip": False}
         else:
             allowed = {"sensor": None, "ratio": 4, "bits": 11, "block": 32, "variant": "hqnr", "clip": False}
         unknown = set(settings) - set(allowed)
@@ -139,7 +139,10 @@ def evaluate_batch(
     """
     ev = BatchEvaluator(kind, ddof=ddof, **settings)
     f_list = _as_list(fused, "fused")
-    ref_lists = [_as_list(r, f"reference {i + 1}") for i, r in enumerate(refs)]
+    given = [_as_list(r, f"reference {i + 1}") for i, r in enumerate(refs)]
+    ref_lists = [r for r in given if r is not None]
+    if f_list is None or len(ref_lists) != len(given):
+        raise BinsharpError("the fused images and every reference are required")
     up_list = _as_list(ms_up, "ms_up")
     for name, lst in [("reference", r) for r in ref_lists] + [("ms_up", up_list)]:
         if lst is not None and len(lst) != len(f_list):

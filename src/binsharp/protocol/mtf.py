@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 from scipy import fft as sfft
@@ -74,7 +75,11 @@ def _gen_mtf_single(gnyq: float, ratio: int, n: int) -> np.ndarray:
 
 def _gains(gnyq: float | Sequence[float]) -> tuple[bool, tuple[float, ...]]:
     scalar = np.ndim(gnyq) == 0
-    gains = (float(gnyq),) if scalar else tuple(float(g) for g in np.asarray(gnyq, dtype=float).ravel())
+    gains = (
+        (float(cast(float, gnyq)),)
+        if scalar
+        else tuple(float(g) for g in np.asarray(gnyq, dtype=float).ravel())
+    )
     if not gains:
         raise BinsharpError("gen_mtf: no Nyquist gain given")
     for g in gains:

@@ -118,7 +118,7 @@ def format_value(index: str, mean: float, std: float | None = None) -> str:
 def _best_flags(values: list[list[float | None]], indexes: Sequence[str], offset: int) -> list[list[bool]]:
     flags = [[False] * (offset + len(indexes)) for _ in values]
     for j, idx in enumerate(indexes):
-        col = [(i, v[j]) for i, v in enumerate(values) if v[j] is not None and math.isfinite(v[j])]
+        col = [(i, x) for i, v in enumerate(values) if (x := v[j]) is not None and math.isfinite(x)]
         if len(col) < 2:
             continue
         better_high = HIGHER_IS_BETTER.get(idx, True)
