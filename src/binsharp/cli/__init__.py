@@ -8,14 +8,14 @@ Bad input raises :class:`binsharp.errors.BinsharpError`; :func:`main` prints its
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from binsharp import __version__
+from binsharp.cli import bench, data, evaluate, export, fuse, quickstart, train
 from binsharp.errors import BinsharpError
 
 #: Subcommand modules, in the order they appear in ``binsharp --help``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "evaluate", "fuse", "train", "export", "bench", "quickstart")
+COMMANDS = (data, evaluate, fuse, train, export, bench, quickstart)
 
 EXIT_BAD_INPUT = 2
 
@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"binsharp {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"binsharp.cli.{name}").register(subparsers)
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
 
 

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+from binsharp.sensors import max_dn
 from binsharp.train.recipe import Stage
 
 _INPUTS = ("ms", "lms", "pan")
@@ -265,7 +266,7 @@ class PanSharpeningTask(L.LightningModule):
         n = gt.shape[0]
         sums = {"loss": float(self._criterion(pred, gt).detach()) * n}
         if self.val_metrics:
-            scale = float(2**self.bits - 1)
+            scale = float(max_dn(self.bits))
             fused = pred.detach().double().cpu().numpy() * scale
             ref = gt.detach().double().cpu().numpy() * scale
             for i in range(n):
