@@ -14,7 +14,7 @@ import pytest
 from binsharp import zoo
 from binsharp.cli import main
 from binsharp.report.figures import DPI
-from test_zoo import DATASET, tiny_assets
+from tiny_zoo import DATASET, tiny_assets
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from binsharp import zoo
 from binsharp.cli import main
 from binsharp.data.io import read_h5, write_h5
 from binsharp.fileio import sha256_file
-from test_zoo import DATASET, tiny_assets
+from tiny_zoo import DATASET, tiny_assets
 
 
 @pytest.fixture
