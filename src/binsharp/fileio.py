@@ -1,4 +1,4 @@
-"""Safe output writing (nothing partially written, nothing overwritten by accident) and file digests."""
+"""Safe output writing: nothing partially written, nothing overwritten by accident."""
 
 from __future__ import annotations
 
