@@ -12,7 +12,7 @@ import numpy as np
 
 from binsharp.errors import BinsharpError
 from binsharp.inference.fuser import DEFAULT_HALO, fuse_normalised, sensor_from_meta
-from binsharp.sensors import Sensor
+from binsharp.sensors import Sensor, get_sensor
 
 
 class EngineFuser:
@@ -69,13 +69,15 @@ class EngineFuser:
 def engine_fuser(
     path: str | os.PathLike,
     *,
-    sensor: Sensor | None = None,
+    sensor: Sensor | str | None = None,
     ratio: int | None = None,
     bits: int | None = None,
     threads: int | None = None,
 ) -> EngineFuser:
-    """Load the ``.bsp`` model at ``path`` as a fuser; a known ``sensor``/``ratio`` of the data is checked
-    against the model (bands, bit depth, ratio) and a mismatch raises :class:`BinsharpError`."""
+    """Load the ``.bsp`` model at ``path`` as a fuser; a known ``sensor`` (or name) and ``ratio`` of the data
+    are checked against the model (bands, bit depth, ratio) and a mismatch raises :class:`BinsharpError`."""
+    if isinstance(sensor, str):
+        sensor = get_sensor(sensor)
     s_bits = sensor.bits if sensor is not None else None
     fuser = EngineFuser(path, bits=bits, threads=threads)
     s_bands = sensor.n_bands if sensor is not None else None
