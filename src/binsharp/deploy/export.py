@@ -68,27 +68,17 @@ class Builder:
 
 
 # ------------------------------------------------------------------------------------- quantizer analysis
-_SIGN_QUANTIZERS = ("SignSTE", "ApproxSign", "IdentitySTE", "EDESign", "ScalableTanhSign")
-
-
 def _input_transform(q: nn.Module | None, channels: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(scale, bias) of the binarization ``sign(x * scale + bias)`` done by the activation quantizer ``q``."""
+    """(scale, bias) of the binarization ``sign(x * scale + bias)`` done by the activation quantizer ``q``, as
+    the quantizer declares it (``export_form``, see :class:`binsharp.nn.ActivationQuantizer`)."""
     if q is None:
         raise BinsharpError("cannot export a convolution with float activations and binary weights as binary")
-    name = type(q).__name__
-    if name in _SIGN_QUANTIZERS:
-        return None, None
-    if name == "RSign":
-        s, b = _input_transform(q.quantizer, channels)
-        if s is not None or b is not None:
-            raise BinsharpError("RSign with a non-sign inner quantizer cannot be exported")
-        return None, _np(q.bias).reshape(-1)
-    if name == "ProgressiveApproxSign":  # sign(x * v/2)
-        s = 0.5 * float(q._v)
-        if s > 0 and np.frexp(s)[0] == 0.5:  # a power of two: sign(x * s) == sign(x)
-            return None, None
-        return np.full(channels, s, np.float32), None
-    raise BinsharpError(f"activation quantizer {name} cannot be exported to the packed engine")
+    form = getattr(q, "export_form", None)
+    if form is None:
+        raise BinsharpError(
+            f"activation quantizer {type(q).__name__} cannot be exported to the packed engine"
+        )
+    return tuple(None if v is None else _np(v).reshape(-1) for v in form(channels))  # type: ignore[return-value]
 
 
 def _binary_weights(conv: nn.Module) -> tuple[np.ndarray, np.ndarray]:

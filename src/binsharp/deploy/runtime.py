@@ -239,8 +239,10 @@ class Engine:
             raise BinsharpError("model file: metadata lacks a valid band count") from None
         self.threads = threads
         self.path = path
-        #: optional ``callback(op: dict, packed: Packed)`` called with the packed input of every binary
-        #: convolution (inspection and tests: the binarization decisions)
+        #: optional ``callback(attrs: dict, packed: Packed) -> Packed | None`` called with the packed input of
+        #: every binary convolution, in graph order (inspection and tests: the binarization decisions); a
+        #: returned :class:`~binsharp.deploy.kernels.Packed` of the same shape replaces those decisions
+        #: (decision-forced runs, :mod:`binsharp.deploy.parity`)
         self.on_binary_input: Callable | None = None
         self._reuse0 = False  # set per op while running: the first input may be overwritten
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
@@ -519,7 +521,11 @@ def _op_bconv(e: Engine, a, p, at):
                 threads=e.threads,
             )
     if e.on_binary_input is not None:
-        e.on_binary_input(at, packed)
+        forced = e.on_binary_input(at, packed)
+        if forced is not None:
+            if not isinstance(forced, K.Packed) or forced.shape != packed.shape:
+                raise BinsharpError("bconv: forced decisions do not match the packed input")
+            packed = forced
     ho = K.conv_output_size(packed.shape[2], k, stride, pad)
     wo = K.conv_output_size(packed.shape[3], k, stride, pad)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
