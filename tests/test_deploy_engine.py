@@ -71,7 +71,7 @@ def test_engine_matches_pytorch_with_forced_decisions(name):
     m = _randomised(name)
     inp = _inputs(m, size=20 if name in ("bisrnet", "s2bnet") else 36, batch=2)
     rec = record(m, inp)
-    model = bsp.from_bytes(bsp.to_bytes(lower_model(m)))
+    model = bsp.from_bytes(bsp.to_bytes(lower_model(m), "fp32"))
     n_bconv = sum(op["op"] == "bconv" for op in model.graph)
     assert n_bconv == len(m.binary_layers()) == len(rec.negative) > 0
     out, flips = forced_run(Engine(model), {k: v.numpy() for k, v in inp.items()}, rec)
@@ -146,7 +146,7 @@ def test_inference_does_not_import_torch(tmp_path):
     inp = {k: v.numpy() for k, v in _inputs(m, 20).items()}
     with torch.no_grad():
         ref = m(**{k: torch.from_numpy(v) for k, v in inp.items()}).numpy()
-    export_model(m, tmp_path / "m.bsp", meta={"bits": 11})
+    export_model(m, tmp_path / "m.bsp", meta={"bits": 11}, storage="fp32")
     np.savez(tmp_path / "in.npz", **inp)
     code = textwrap.dedent(
         f"""
@@ -219,5 +219,6 @@ def test_ablation_variants_export(name, kw):
     inp = _inputs(m, size=24)
     with torch.no_grad():
         ref = m(**inp).numpy()
-    out = Engine(bsp.from_bytes(bsp.to_bytes(lower_model(m))))(**{k: v.numpy() for k, v in inp.items()})
+    eng = Engine(bsp.from_bytes(bsp.to_bytes(lower_model(m), "fp32")))
+    out = eng(**{k: v.numpy() for k, v in inp.items()})
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()

@@ -66,7 +66,7 @@ def test_engine_fuser_equals_checkpoint_fuser(tmp_path, conformance_case):
     m = _model("bbcu", n_units=4, zero_tail=False)
     ckpt = save_checkpoint(tmp_path / "bbcu.safetensors", m, {"sensor": "WV3", "bits": 11, "ratio": 4})
     out = tmp_path / "bbcu.bsp"
-    assert main(["export", "--checkpoint", str(ckpt), "-o", str(out)]) == 0
+    assert main(["export", "--checkpoint", str(ckpt), "--storage", "fp32", "-o", str(out)]) == 0
     case = conformance_case("rr_wv3")
     ms, pan, lms = case["ms_lr"][:, :16, :20], case["pan"][:, :64, :80], case["ms_up"][:, :64, :80]
     eng = engine_fuser(out)

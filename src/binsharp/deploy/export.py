@@ -303,13 +303,16 @@ class Lowerer:
         c["LatentEncoder"] = self._latent_encoder
         c["LatentDiffusionPrior"] = self._prior
 
-    def _conv(self, m: nn.Conv2d, ins):
+    def _conv(self, m: nn.Conv2d, ins, weight: np.ndarray | None = None):
         _check_conv(m)
         return self.b.op(
             "conv2d",
             ins,
             attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
-            params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)},
+            params={
+                "weight": _np(m.weight) if weight is None else weight,
+                "bias": None if m.bias is None else _np(m.bias),
+            },
         )
 
     def _binary_conv(self, m, ins):
@@ -317,14 +320,26 @@ class Lowerer:
         if m.input_quantizer is None and m.kernel_quantizer is None:
             return self._conv(m, ins)
         if not m.is_binary:
-            # weights-only binarization (BinaryConnect): a float convolution with the quantized kernel
-            with torch.no_grad():
-                w = _np(m.quantized_weight())
+            # weights-only binarization (BinaryConnect): a float convolution whose kernel alpha * sign is
+            # stored as sign bits + alpha (expanded at load)
+            try:
+                signs, alpha = _binary_weights(m)
+            except BinsharpError:  # not alpha * sign per output channel: the float kernel
+                return self._conv(m, ins, _np(m.quantized_weight()))
             return self.b.op(
                 "conv2d",
                 ins,
-                attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
-                params={"weight": w, "bias": None if m.bias is None else _np(m.bias)},
+                attrs={
+                    "stride": m.stride[0],
+                    "padding": m.padding[0],
+                    "groups": m.groups,
+                    "wshape": [int(v) for v in signs.shape],
+                },
+                params={
+                    "wsign": dense_sign_bits(signs),
+                    "alpha": alpha,
+                    "bias": None if m.bias is None else _np(m.bias),
+                },
             )
         if float(getattr(m, "padding_value", 0.0)) != 0.0:
             raise BinsharpError("binary convolutions with one-padding are not supported by the engine yet")
@@ -836,13 +851,20 @@ def lower_model(model: nn.Module, *, fuse_ops: bool = True) -> bsp.BspModel:
 
 
 def export_model(
-    model: nn.Module, path: str | os.PathLike, *, meta: dict | None = None, overwrite: bool = False
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    meta: dict | None = None,
+    storage: str = bsp.DEFAULT_STORAGE,
+    overwrite: bool = False,
 ) -> bsp.BspModel:
     """Export ``model`` to the ``.bsp`` file ``path``; ``meta`` (e.g. checkpoint metadata: ``bits``,
-    ``ratio``, ``sensor``) is merged into the file's model metadata."""
+    ``ratio``, ``sensor``) is merged into the file's model metadata; ``storage`` (``fp16``, ``fp32``,
+    ``int8``) is the storage of the float tensors (:mod:`binsharp.deploy.bsp`)."""
     m = lower_model(model)
     for key in ("bits", "ratio", "sensor", "dataset"):
         if meta and meta.get(key) is not None:
             m.model[key] = meta[key]
+    m.storage = storage
     bsp.save(m, path, overwrite=overwrite)
     return m
