@@ -222,3 +222,34 @@ def test_ablation_variants_export(name, kw):
     eng = Engine(bsp.from_bytes(bsp.to_bytes(lower_model(m), "fp32")))
     out = eng(**{k: v.numpy() for k, v in inp.items()})
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_lowering_extension_point():
+    """A new module type plugs into the exporter with register_lowering, next to its definition; without
+    one, a module whose forward pass branches on shapes is refused clearly."""
+    from torch import nn
+
+    from binsharp.deploy.lowering import lowering_for, register_lowering
+    from binsharp.errors import BinsharpError
+
+    class OddDouble(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.shape[-1] % 2 else x
+
+    class Tiny(nn.Module):
+        bands, inputs = 4, ("lms", "pan")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = OddDouble()
+
+        def forward(self, lms, pan):
+            return self.inner(lms) + pan
+
+    register_lowering(Tiny, lambda lw, m, i: lw.b.op("add", [lw.emit(m.inner, [i[0]], "inner")[0], i[1]]))
+    with pytest.raises(BinsharpError, match="cannot export module inner"):
+        lower_model(Tiny())
+    register_lowering(OddDouble, lambda lw, m, i: lw.b.op("mul_scalar", i, attrs={"value": 2.0}))
+    assert lowering_for(OddDouble()) is not None
+    lms, pan = np.ones((1, 4, 5, 5), np.float32), np.full((1, 1, 5, 5), 0.5, np.float32)
+    np.testing.assert_array_equal(Engine(lower_model(Tiny()))(lms=lms, pan=pan), np.full((1, 4, 5, 5), 2.5))
