@@ -63,7 +63,7 @@ READS = (1, 2)
 FORMAT = "binsharp-bsp"
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIIQ32s")  # magic, version, reserved, header length, header sha256
-DTYPES = {
+DTYPES: dict[str, np.dtype] = {
     "float32": np.dtype("<f4"),
     "float16": np.dtype("<f2"),
     "int8": np.dtype("i1"),
@@ -165,7 +165,7 @@ def to_bytes(m: BspModel, storage: str | None = None) -> bytes:
         scale = None
         if dname == "int8":
             a, scale = _int8(a)
-        entry = {"dtype": dname, "shape": [int(s) for s in a.shape]}
+        entry: dict[str, object] = {"dtype": dname, "shape": [int(s) for s in a.shape]}
         entry.update(put(np.ascontiguousarray(a, dtype=DTYPES[dname]).tobytes()))
         if scale is not None:
             entry["scale"] = put(scale.astype(DTYPES["float32"]).tobytes())
@@ -261,7 +261,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> BspModel:
         if not isinstance(t, dict):
             raise _fail(source, f"tensor {name!r}: bad table entry")
         dname, shape = t.get("dtype"), t.get("shape")
-        if dname not in allowed:
+        if not isinstance(dname, str) or dname not in allowed:
             raise _fail(source, f"tensor {name!r}: unsupported dtype {dname!r}")
         dt = DTYPES[dname]
         if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
