@@ -253,3 +253,21 @@ def test_lowering_extension_point():
     assert lowering_for(OddDouble()) is not None
     lms, pan = np.ones((1, 4, 5, 5), np.float32), np.full((1, 1, 5, 5), 0.5, np.float32)
     np.testing.assert_array_equal(Engine(lower_model(Tiny()))(lms=lms, pan=pan), np.full((1, 4, 5, 5), 2.5))
+
+
+def test_quantizer_without_export_form_is_refused():
+    from binsharp.errors import BinsharpError
+    from binsharp.nn import ActivationQuantizer, sign
+
+    class Shifted(ActivationQuantizer):  # sign(x - 0.5): declares no export form
+        def forward(self, x):
+            return sign(x - 0.5)
+
+    m = _randomised("bbcu", n_units=1)
+    conv = next(mm for mm in m.modules() if isinstance(mm, BinaryConv2d) and mm.is_binary)
+    conv.input_quantizer.quantizer = Shifted()
+    with pytest.raises(BinsharpError, match="non-sign inner quantizer|does not declare an export form"):
+        lower_model(m)
+    conv.input_quantizer = Shifted()
+    with pytest.raises(BinsharpError, match="Shifted does not declare an export form"):
+        lower_model(m)
