@@ -1,5 +1,5 @@
-"""End-to-end tests of the packed engine: export, .bsp round trip, output and binarization decisions equal to
-the PyTorch model, inference without torch, CLI export and the engine fuser."""
+"""End-to-end tests of the packed engine: export, .bsp round trip, decision-forced parity with the PyTorch
+model, inference without torch, CLI export and the engine fuser."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from binsharp import models
 from binsharp.deploy import bsp
 from binsharp.deploy import kernels as K
 from binsharp.deploy.export import export_model, lower_model
+from binsharp.deploy.parity import forced_run, record
 from binsharp.deploy.runtime import Engine
 from binsharp.nn import BinaryConv2d
 
@@ -63,34 +64,38 @@ def _inputs(m, size: int = 36, batch: int = 1) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_engine_matches_pytorch_with_identical_binarization(name):
+def test_engine_matches_pytorch_with_forced_decisions(name):
+    """Every op kind and unit, batch 2, odd-sized levels and borders: fed PyTorch's decisions the engine
+    reproduces PyTorch; its own decisions differ only by rounding ties (the zoo networks on a real tile:
+    tests/test_deploy_parity.py)."""
     m = _randomised(name)
-    # odd-sized levels and padding to a multiple of 4 in the U bodies; borders everywhere
     inp = _inputs(m, size=20 if name in ("bisrnet", "s2bnet") else 36, batch=2)
-    decisions: list[np.ndarray] = []
-
-    def hook(mod, args, out):
-        if mod.is_binary:
-            decisions.append(mod.input_quantizer(args[0]).detach().numpy())
-
-    handles = [mm.register_forward_hook(hook) for mm in m.modules() if isinstance(mm, BinaryConv2d)]
-    with torch.no_grad():
-        ref = m(**inp).numpy()
-    for h in handles:
-        h.remove()
-    model = bsp.from_bytes(bsp.to_bytes(lower_model(m)))
+    rec = record(m, inp)
+    model = bsp.from_bytes(bsp.to_bytes(lower_model(m), "fp32"))
     n_bconv = sum(op["op"] == "bconv" for op in model.graph)
-    assert n_bconv == len(m.binary_layers()) and n_bconv > 0
-    eng = Engine(model)
-    seen: list[np.ndarray] = []
-    eng.on_binary_input = lambda at, packed: seen.append(packed.signs())
-    out = eng(**{k: v.numpy() for k, v in inp.items()})
-    assert out.shape == ref.shape and out.dtype == np.float32
-    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
-    assert len(seen) == len(decisions)
-    for i, (a, b) in enumerate(zip(seen, decisions, strict=True)):
-        assert a.shape == b.shape, i
-        assert np.array_equal(a, b), f"binary conv {i}: {int((a != b).sum())} binarization decisions differ"
+    assert n_bconv == len(m.binary_layers()) == len(rec.negative) > 0
+    out, flips = forced_run(Engine(model), {k: v.numpy() for k, v in inp.items()}, rec)
+    assert out.shape == rec.output.shape and out.dtype == np.float32
+    assert np.abs(out - rec.output).max() <= 1e-4 * np.abs(rec.output).max()
+    assert all(f.in_tie_band for f in flips), flips
+
+
+def test_forced_parity_detects_export_errors():
+    """The parity checks fail on a wrong export: a shifted threshold gives flips outside the tie band, a
+    wrong scale a forced-parity error."""
+    m = _randomised("bbcu", n_units=3)
+    inp = _inputs(m, size=24)
+    rec = record(m, inp)
+    x = {k: v.numpy() for k, v in inp.items()}
+    model = lower_model(m)
+    bconv = next(op for op in model.graph if op["op"] == "bconv" and "in_bias" in op["params"])
+    model.tensors[bconv["params"]["in_bias"]] = model.tensors[bconv["params"]["in_bias"]] + np.float32(0.05)
+    _, flips = forced_run(Engine(model), x, rec)
+    assert flips and not all(f.in_tie_band for f in flips)
+    model = lower_model(m)
+    model.tensors[bconv["params"]["alpha"]] = model.tensors[bconv["params"]["alpha"]] * np.float32(2)
+    out, _ = forced_run(Engine(model), x, rec)
+    assert np.abs(out - rec.output).max() > 1e-4 * np.abs(rec.output).max()
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -141,7 +146,7 @@ def test_inference_does_not_import_torch(tmp_path):
     inp = {k: v.numpy() for k, v in _inputs(m, 20).items()}
     with torch.no_grad():
         ref = m(**{k: torch.from_numpy(v) for k, v in inp.items()}).numpy()
-    export_model(m, tmp_path / "m.bsp", meta={"bits": 11})
+    export_model(m, tmp_path / "m.bsp", meta={"bits": 11}, storage="fp32")
     np.savez(tmp_path / "in.npz", **inp)
     code = textwrap.dedent(
         f"""
@@ -214,5 +219,55 @@ def test_ablation_variants_export(name, kw):
     inp = _inputs(m, size=24)
     with torch.no_grad():
         ref = m(**inp).numpy()
-    out = Engine(bsp.from_bytes(bsp.to_bytes(lower_model(m))))(**{k: v.numpy() for k, v in inp.items()})
+    eng = Engine(bsp.from_bytes(bsp.to_bytes(lower_model(m), "fp32")))
+    out = eng(**{k: v.numpy() for k, v in inp.items()})
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_lowering_extension_point():
+    """A new module type plugs into the exporter with register_lowering, next to its definition; without
+    one, a module whose forward pass branches on shapes is refused clearly."""
+    from torch import nn
+
+    from binsharp.errors import BinsharpError
+    from binsharp.nn.lowering import lowering_for, register_lowering
+
+    class OddDouble(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.shape[-1] % 2 else x
+
+    class Tiny(nn.Module):
+        bands, inputs = 4, ("lms", "pan")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = OddDouble()
+
+        def forward(self, lms, pan):
+            return self.inner(lms) + pan
+
+    register_lowering(Tiny, lambda lw, m, i: lw.b.op("add", [lw.emit(m.inner, [i[0]], "inner")[0], i[1]]))
+    with pytest.raises(BinsharpError, match="cannot export module inner"):
+        lower_model(Tiny())
+    register_lowering(OddDouble, lambda lw, m, i: lw.b.op("mul_scalar", i, attrs={"value": 2.0}))
+    assert lowering_for(OddDouble()) is not None
+    lms, pan = np.ones((1, 4, 5, 5), np.float32), np.full((1, 1, 5, 5), 0.5, np.float32)
+    np.testing.assert_array_equal(Engine(lower_model(Tiny()))(lms=lms, pan=pan), np.full((1, 4, 5, 5), 2.5))
+
+
+def test_quantizer_without_export_form_is_refused():
+    from binsharp.errors import BinsharpError
+    from binsharp.nn import ActivationQuantizer, sign
+
+    class Shifted(ActivationQuantizer):  # sign(x - 0.5): declares no export form
+        def forward(self, x):
+            return sign(x - 0.5)
+
+    m = _randomised("bbcu", n_units=1)
+    conv = next(mm for mm in m.modules() if isinstance(mm, BinaryConv2d) and mm.is_binary)
+    conv.input_quantizer.quantizer = Shifted()
+    with pytest.raises(BinsharpError, match="non-sign inner quantizer|does not declare an export form"):
+        lower_model(m)
+    conv.input_quantizer = Shifted()
+    with pytest.raises(BinsharpError, match="Shifted does not declare an export form"):
+        lower_model(m)

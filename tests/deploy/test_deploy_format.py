@@ -69,7 +69,7 @@ def test_bad_magic(model_bytes):
 def test_wrong_version(model_bytes):
     data = bytearray(model_bytes)
     struct.pack_into("<I", data, 8, bsp.VERSION + 1)
-    with pytest.raises(BinsharpError, match="unsupported .bsp format version 2"):
+    with pytest.raises(BinsharpError, match=f"unsupported .bsp format version {bsp.VERSION + 1}"):
         bsp.from_bytes(bytes(data))
 
 
@@ -175,3 +175,94 @@ def test_engine_fuser_band_mismatch_and_missing_file(tmp_path, model_bytes):
         f(np.zeros((8, 4, 4)), np.zeros((1, 16, 16)))
     with pytest.raises(BinsharpError, match="cannot read model file"):
         engine_fuser(tmp_path / "missing.bsp", bits=11)
+
+
+# ------------------------------------------------------------------------------------------------ storage
+@pytest.fixture(scope="module")
+def lowered():
+    torch.manual_seed(0)
+    return lower_model(models.create("bnnpan", bands=4, n_modules=1, zero_tail=False))
+
+
+@pytest.mark.parametrize("storage", bsp.STORAGE)
+def test_storage_modes_decode_to_float32(lowered, storage):
+    data = bsp.to_bytes(lowered, storage)
+    m = bsp.from_bytes(data)
+    assert m.storage == storage
+    header = json.loads(zlib.decompress(data[bsp._PREFIX.size : bsp._PREFIX.size + bsp._PREFIX.unpack_from(
+        data, 0)[3]]))  # fmt: skip
+    stored = {name: t["dtype"] for name, t in header["tensors"].items()}
+    thresholds = {n for op in lowered.graph for r, n in op["params"].items() if r in bsp.THRESHOLD_ROLES}
+    assert thresholds and all(stored[n] == "float32" for n in thresholds)
+    for name, ref in lowered.tensors.items():
+        got = m.tensors[name]
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        if stored[name] == "float16":
+            np.testing.assert_array_equal(got, ref.astype(np.float16).astype(np.float32))
+        elif stored[name] == "int8":  # half a step of its row's scale
+            step = np.abs(ref.reshape(ref.shape[0], -1)).max(axis=1) / 127
+            assert (np.abs(got - ref).reshape(ref.shape[0], -1) <= 0.5001 * step[:, None] + 1e-12).all()
+        else:
+            np.testing.assert_array_equal(got, ref)
+    kinds = set(stored.values()) & {"float16", "int8"}
+    assert kinds == {"fp32": set(), "fp16": {"float16"}, "int8": {"float16", "int8"}}[storage]
+    if storage == "fp16":
+        assert bsp.to_bytes(m) == data  # float16 -> float32 -> float16 is exact
+
+
+def test_storage_sizes_and_unknown_mode(lowered):
+    sizes = {s: len(bsp.to_bytes(lowered, s)) for s in bsp.STORAGE}
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+    with pytest.raises(BinsharpError, match="unknown storage 'fp8'"):
+        bsp.to_bytes(lowered, "fp8")
+
+
+def test_version_1_files_still_load(lowered):
+    """A file of format version 1 (float32 tensors, no storage key) loads as fp32."""
+
+    def to_v1(h: dict) -> None:
+        del h["storage"]
+        h["version"] = 1
+
+    data = bytearray(_rewrite_header(bsp.to_bytes(lowered, "fp32"), to_v1))
+    struct.pack_into("<I", data, 8, 1)
+    m = bsp.from_bytes(bytes(data))
+    assert m.storage == "fp32"
+    for name, ref in lowered.tensors.items():
+        np.testing.assert_array_equal(m.tensors[name], ref)
+
+
+def test_version_1_files_cannot_hold_float16(lowered):
+    data = bytearray(_rewrite_header(bsp.to_bytes(lowered, "fp16"), lambda h: h.update(version=1)))
+    struct.pack_into("<I", data, 8, 1)
+    with pytest.raises(BinsharpError, match="unsupported dtype 'float16'"):
+        bsp.from_bytes(bytes(data))
+
+
+def test_int8_scale_checksum(lowered):
+    data = bsp.to_bytes(lowered, "int8")
+
+    def corrupt(h):
+        t = next(t for t in h["tensors"].values() if t["dtype"] == "int8")
+        t["scale"]["sha256"] = "0" * 64
+
+    with pytest.raises(BinsharpError, match="scale'?: checksum mismatch"):
+        bsp.from_bytes(_rewrite_header(data, corrupt))
+
+
+def test_cli_export_storage(tmp_path, capsys):
+    from binsharp.cli import main
+
+    cfg = json.dumps({"n_units": 2})
+    sizes = {}
+    for s in bsp.STORAGE:
+        out = tmp_path / f"{s}.bsp"
+        assert main(["export", "--model", "bbcu", "--config", cfg, "--storage", s, "-o", str(out)]) == 0
+        assert f"float tensors {s}" in capsys.readouterr().out
+        assert bsp.load(out).storage == s
+        sizes[s] = out.stat().st_size
+    assert sizes["fp16"] < sizes["fp32"]
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--model", "bbcu", "--storage", "bf16", "-o", str(tmp_path / "x.bsp")])
+    assert exc.value.code == 2 and not (tmp_path / "x.bsp").exists()
+    assert "invalid choice: 'bf16'" in capsys.readouterr().err

@@ -5,16 +5,21 @@ Examples::
     binsharp export --checkpoint runs/bbcu/model.safetensors -o bbcu.bsp
     binsharp export --model bbcu --pretrained wv3-longmont -o bbcu.bsp   # model-zoo weights
     binsharp export --model bbcu --bands 8 -o bbcu-random.bsp      # random weights, for testing
+    binsharp export --model s2bnet --pretrained wv3-longmont --storage int8 -o s2bnet.bsp
 
-The file holds the graph, the binary weights packed one bit per weight and the float layers in float32,
-with checksums (format: :mod:`binsharp.deploy.bsp`). ``binsharp fuse --engine MODEL.bsp`` runs it.
+The file holds the graph, the binary weights packed one bit per weight and the float layers in float16
+(``--storage fp32``: as trained; ``--storage int8``: convolution and linear weights in int8 with one scale per
+output channel), with checksums (format: :mod:`binsharp.deploy.bsp`). ``binsharp fuse --engine MODEL.bsp``
+runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
+from binsharp.deploy.bsp import DEFAULT_STORAGE, STORAGE
 from binsharp.errors import BinsharpError
 
 
@@ -37,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ratio", type=int, default=4, help="PAN/MS ratio to store (--model only, default 4)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed for --model (default 0)")
     p.add_argument("--config", default=None, help="JSON object of model keyword arguments for --model")
+    p.add_argument(
+        "--storage",
+        choices=STORAGE,
+        default=DEFAULT_STORAGE,
+        help=f"storage of the float tensors (default {DEFAULT_STORAGE}; fp32: as trained; int8: convolution "
+        "and linear weights in int8 with per-channel scales, the rest fp16; thresholds stay fp32)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="MODEL.bsp", help="output file")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.set_defaults(func=run)
@@ -69,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         model = models.create(args.model, bands=args.bands, **config)
         meta = {"bits": args.bits, "ratio": args.ratio}
-    m = export_model(model, args.output, meta=meta, overwrite=args.overwrite)
+    m = export_model(model, args.output, meta=meta, storage=args.storage, overwrite=args.overwrite)
     nbin = sum(1 for op in m.graph if op["op"] == "bconv")
-    size = sum(a.nbytes for a in m.tensors.values())
+    size = os.path.getsize(args.output)
     print(f"wrote {args.output}: model {m.model['name']}, {len(m.graph)} ops ({nbin} binary convolutions), "
-          f"{size / 1024:.1f} KiB of tensors")  # fmt: skip
+          f"{size / 1024:.1f} KiB, float tensors {args.storage}")  # fmt: skip
     return 0

@@ -3,9 +3,15 @@
 * :mod:`binsharp.deploy.kernels`: packing and binary/float convolution kernels (numpy in and out);
   ``cpu_features()`` reports the CPU flags the kernels see and the dispatch path they use (override with the
   ``path`` argument of the kernel functions or the environment variable ``BINSHARP_KERNEL_PATH``).
-* :mod:`binsharp.deploy.bsp`: the versioned, checksummed ``.bsp`` file format (specified in its docstring).
+* :mod:`binsharp.deploy.bsp`: the versioned, checksummed ``.bsp`` file format (specified in its docstring),
+  float tensors stored as fp16 (default), fp32 or int8.
 * :mod:`binsharp.deploy.runtime`: :class:`Engine`, which runs a ``.bsp`` graph without PyTorch.
 * :mod:`binsharp.deploy.export`: ``export_model``, ``lower_model`` (PyTorch model -> ``.bsp``, uses torch).
+* :mod:`binsharp.deploy.parity`: engine vs PyTorch with PyTorch's binarization decisions forced, and the
+  rounding-tie flips (uses torch).
+
+The deployment extension point, ``register_lowering`` (how a module type lowers to engine ops), lives below
+the models in :mod:`binsharp.nn.lowering`; model modules register theirs next to their definitions.
 
 A ``.bsp`` model runs as a fuser through :func:`binsharp.inference.engine_fuser`.
 """

@@ -1,23 +1,26 @@
 """Export of binsharp networks to the ``.bsp`` engine format (see :mod:`binsharp.deploy.bsp`).
 
-The network is lowered module by module: known leaf modules (binary and float convolutions, the per-channel
-units, norms, activations, pooling, upsampling, Haar transforms) map to engine ops; containers and blocks
-are traced with :mod:`torch.fx` and their functions (``+``, ``*``, ``cat``, ``chunk``, ...) map to ops;
-modules with shape-dependent control flow (the backbone, the U body, the wavelet body) have explicit
-lowerings. Then a fusion pass folds, into each binary convolution, the per-channel affine (batch norm),
-RPReLU/PReLU/LeakyReLU, the residual add and Hardtanh that follow it (the kernel's fused epilogue), and
-lets it write the packed input of the next binary convolution.
+The network is lowered module by module: a module whose type has a registered lowering
+(:mod:`binsharp.nn.lowering`) maps to engine ops through it; any other module is traced with
+:mod:`torch.fx` and its functions (``+``, ``*``, ``cat``, ``chunk``, ...) map to ops, its children lowered in
+turn. The lowerings of :mod:`torch.nn` and :mod:`binsharp.nn` leaf modules (binary and float convolutions,
+the per-channel units, norms, activations, pooling, upsampling, Haar transforms) are registered here; model
+modules with shape-dependent control flow (the backbone, the U body, the wavelet body, S2BNet's SRM, BNNPan's
+units) register theirs next to their definitions. Then a fusion pass folds, into each binary convolution, the
+per-channel affine (batch norm), RPReLU/PReLU/LeakyReLU, the residual add and Hardtanh that follow it (the
+kernel's fused epilogue), and lets it write the packed input of the next binary convolution.
 
-Binary convolutions: the activation quantizer must be a sign (+1 at 0) of ``x``, ``x + b`` (RSign), or a
-per-channel ``k x + b`` (a preceding :class:`~binsharp.nn.ReDistribution`); the quantized weights must be
-``alpha_o * sign`` per output channel (checked): stored as packed sign bits + float32 ``alpha``.
+Binary convolutions: the activation quantizer states its binarization ``sign(x * scale + bias)``
+(``export_form``, :class:`binsharp.nn.ActivationQuantizer`; a preceding :class:`~binsharp.nn.ReDistribution`
+folds into it); the quantized weights must be ``alpha_o * sign`` per output channel (checked): stored as
+packed sign bits + ``alpha``. Weights-only binary convolutions (BiConnect) are float convolutions whose
+kernel is stored the same way.
 """
 
 from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,10 +30,8 @@ from torch import nn
 from binsharp.deploy import bsp
 from binsharp.deploy.kernels import dense_sign_bits
 from binsharp.errors import BinsharpError
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().to(torch.float32).numpy())
+from binsharp.nn import BinaryConv2d, HaarDWT, HaarIDWT, LearnableBias, ReDistribution, RPReLU
+from binsharp.nn.lowering import as_array, lowering_for, register_lowering
 
 
 class Builder:
@@ -68,27 +69,17 @@ class Builder:
 
 
 # ------------------------------------------------------------------------------------- quantizer analysis
-_SIGN_QUANTIZERS = ("SignSTE", "ApproxSign", "IdentitySTE", "EDESign", "ScalableTanhSign")
-
-
 def _input_transform(q: nn.Module | None, channels: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(scale, bias) of the binarization ``sign(x * scale + bias)`` done by the activation quantizer ``q``."""
+    """(scale, bias) of the binarization ``sign(x * scale + bias)`` done by the activation quantizer ``q``, as
+    the quantizer declares it (``export_form``, see :class:`binsharp.nn.ActivationQuantizer`)."""
     if q is None:
         raise BinsharpError("cannot export a convolution with float activations and binary weights as binary")
-    name = type(q).__name__
-    if name in _SIGN_QUANTIZERS:
-        return None, None
-    if name == "RSign":
-        s, b = _input_transform(q.quantizer, channels)
-        if s is not None or b is not None:
-            raise BinsharpError("RSign with a non-sign inner quantizer cannot be exported")
-        return None, _np(q.bias).reshape(-1)
-    if name == "ProgressiveApproxSign":  # sign(x * v/2)
-        s = 0.5 * float(q._v)
-        if s > 0 and np.frexp(s)[0] == 0.5:  # a power of two: sign(x * s) == sign(x)
-            return None, None
-        return np.full(channels, s, np.float32), None
-    raise BinsharpError(f"activation quantizer {name} cannot be exported to the packed engine")
+    form = getattr(q, "export_form", None)
+    if form is None:
+        raise BinsharpError(
+            f"activation quantizer {type(q).__name__} cannot be exported to the packed engine"
+        )
+    return tuple(None if v is None else as_array(v).reshape(-1) for v in form(channels))  # type: ignore[return-value]
 
 
 def _binary_weights(conv: nn.Module) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +93,7 @@ def _binary_weights(conv: nn.Module) -> tuple[np.ndarray, np.ndarray]:
             f"{type(conv).__name__}: quantized kernel is not alpha * sign(W) per output channel"
         )
     signs = torch.where(qw < 0, -1.0, 1.0)
-    return _np(signs), _np(alpha)
+    return as_array(signs), as_array(alpha)
 
 
 # ---------------------------------------------------------------------------------------------- lowering
@@ -111,23 +102,18 @@ class Lowerer:
 
     def __init__(self, builder: Builder) -> None:
         self.b = builder
-        self.converters: dict[type, Callable] = {}
-        self._register_defaults()
 
     # -- dispatch
     def emit(self, module: nn.Module, ins: list[str], name: str = "") -> list[str]:
-        for cls in type(module).__mro__:
-            fn = self.converters.get(cls)
-            if fn is not None:
-                return fn(module, ins)
-        for cls in type(module).__mro__:
-            by_name = self.converters.get(cls.__name__)  # type: ignore[call-overload]
-            if by_name is not None:
-                return by_name(module, ins)
+        """Lower one call of ``module`` on the tensors named ``ins``: its registered lowering
+        (:mod:`binsharp.nn.lowering`), else a trace of its forward pass."""
+        fn = lowering_for(module)
+        if fn is not None:
+            return fn(self, module, ins)
         return self.trace(module, ins, name)
 
     def is_leaf(self, m: nn.Module) -> bool:
-        return any(c in self.converters or c.__name__ in self.converters for c in type(m).__mro__)
+        return lowering_for(m) is not None
 
     def trace(self, module: nn.Module, ins: list[str], name: str = "") -> list[str]:
         lowerer = self
@@ -166,7 +152,7 @@ class Lowerer:
         if isinstance(v, str):
             return v
         if isinstance(v, torch.Tensor):
-            return self.b.op("const", [], params={"value": _np(v)})[0]
+            return self.b.op("const", [], params={"value": as_array(v)})[0]
         raise BinsharpError(f"cannot export a value of type {type(v).__name__}")
 
     # -- functions
@@ -248,322 +234,167 @@ class Lowerer:
         role = "bias" if "add" in name else "scale"
         return self.b.op("affine", [x], params={role: vec})[0]
 
-    # -- leaf converters
-    def _register_defaults(self) -> None:
-        from binsharp.nn import BinaryConv2d, HaarDWT, HaarIDWT, LearnableBias, ReDistribution, RPReLU
-
-        c = self.converters
-        c[BinaryConv2d] = self._binary_conv
-        c[nn.Conv2d] = self._conv
-        c[RPReLU] = lambda m, i: self.b.op(
-            "rprelu",
-            i,
-            params={
-                "gamma": _np(m.gamma).reshape(-1),
-                "slope": _np(m.slope).reshape(-1),
-                "zeta": _np(m.zeta).reshape(-1),
-            },
-        )
-        c[nn.PReLU] = lambda m, i: self.b.op("prelu", i, params={"slope": _np(m.weight).reshape(-1)})
-        c[nn.LeakyReLU] = lambda m, i: self.b.op("leaky_relu", i, attrs={"slope": float(m.negative_slope)})
-        c[nn.ReLU] = lambda m, i: self.b.op("relu", i)
-        c[nn.Hardtanh] = lambda m, i: self.b.op(
-            "hardtanh", i, attrs={"lo": float(m.min_val), "hi": float(m.max_val)}
-        )
-        c[nn.Identity] = lambda m, i: list(i)
-        c[LearnableBias] = lambda m, i: self.b.op("affine", i, params={"bias": _np(m.bias).reshape(-1)})
-        c[ReDistribution] = lambda m, i: self.b.op(
-            "affine",
-            i,
-            params={"scale": _np(m.scale).reshape(-1), "bias": _np(m.bias).reshape(-1)},
-            attrs={"redistribution": True},
-        )
-        c[nn.BatchNorm2d] = self._bn
-        c[nn.AvgPool2d] = self._avgpool
-        c[nn.Upsample] = self._upsample
-        c[HaarDWT] = lambda m, i: self.b.op("haar_dwt", i)
-        c[HaarIDWT] = lambda m, i: self.b.op("haar_idwt", i)
-        c["ChannelLayerNorm"] = lambda m, i: self.b.op(
-            "layernorm_c",
-            i,
-            attrs={"eps": float(m.norm.eps)},
-            params={"weight": _np(m.norm.weight), "bias": _np(m.norm.bias)},
-        )
-        c["BinaryPanBackbone"] = self._backbone
-        c["BinaryUNetBody"] = self._unet
-        c["WaveletBody"] = self._wavelet
-        c["WeightedSum"] = lambda m, i: self._weighted_sum(m.weight, i)
-        c[nn.Linear] = lambda m, i: self.b.op(
-            "linear", i, params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)}
-        )
-        c[nn.Sigmoid] = lambda m, i: self.b.op("sigmoid", i)
-        c[nn.Tanh] = lambda m, i: self.b.op("tanh", i)
-        c[nn.PixelUnshuffle] = lambda m, i: self.b.op(
-            "pixel_unshuffle", i, attrs={"r": int(m.downscale_factor)}
-        )
-        c[nn.AdaptiveAvgPool2d] = self._adaptive_pool
-        c["DynamicSRM"] = self._dynamic_srm
-        c["GaborActivationFilter"] = self._gabor_activation
-        c["BNNPan"] = self._bnnpan
-        c["PIBF"] = self._pibf
-        c["BinaryWaveletConv"] = self._bwtc
-        c["StatisticsRestandardization"] = self._restd
-        c["LatentPriorModulation"] = self._ldpc
-        c["ChannelCalibration"] = self._cdc
-        c["LatentEncoder"] = self._latent_encoder
-        c["LatentDiffusionPrior"] = self._prior
-
-    def _conv(self, m: nn.Conv2d, ins):
-        _check_conv(m)
-        return self.b.op(
-            "conv2d",
-            ins,
-            attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
-            params={"weight": _np(m.weight), "bias": None if m.bias is None else _np(m.bias)},
-        )
-
-    def _binary_conv(self, m, ins):
-        _check_conv(m)
-        if m.input_quantizer is None and m.kernel_quantizer is None:
-            return self._conv(m, ins)
-        if not m.is_binary:
-            # weights-only binarization (BinaryConnect): a float convolution with the quantized kernel
-            with torch.no_grad():
-                w = _np(m.quantized_weight())
-            return self.b.op(
-                "conv2d",
-                ins,
-                attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
-                params={"weight": w, "bias": None if m.bias is None else _np(m.bias)},
-            )
-        if float(getattr(m, "padding_value", 0.0)) != 0.0:
-            raise BinsharpError("binary convolutions with one-padding are not supported by the engine yet")
-        signs, alpha = _binary_weights(m)
-        scale, bias = _input_transform(m.input_quantizer, m.in_channels)
-        k = m.kernel_size[0]
-        if m.stride[0] not in (1, 2) or m.padding[0] > 1 and k <= 3 or m.padding[0] > k // 2:
-            raise BinsharpError(f"binary convolution stride {m.stride} padding {m.padding} not supported")
-        attrs = {
-            "cin": m.in_channels,
-            "cout": m.out_channels,
-            "k": k,
-            "stride": m.stride[0],
-            "padding": m.padding[0],
-            "groups": m.groups,
-            "act_first": 1,
-            "clamp": None,
-            "outputs": [True, False],
-            "packed_input": False,
-            "pack_groups": 1,
-            "wshape": [int(v) for v in signs.shape],
-        }
-        params = {
-            "wsign": dense_sign_bits(signs),
-            "alpha": alpha,
-            "in_scale": scale,
-            "in_bias": bias,
-            "bias": None if m.bias is None else _np(m.bias),
-        }
-        out = self.b.op("bconv", ins, nout=2, attrs=attrs, params=params)
-        self.b.ops[-1]["out"][1] = ""
-        return [out[0]]
-
-    def _bn(self, m: nn.BatchNorm2d, ins):
-        if m.running_mean is None:
-            raise BinsharpError("BatchNorm without running statistics cannot be exported")
-        inv = torch.rsqrt(m.running_var.double() + m.eps)
-        w = m.weight.double() if m.weight is not None else torch.ones_like(inv)
-        b = m.bias.double() if m.bias is not None else torch.zeros_like(inv)
-        s = w * inv
-        return self.b.op(
-            "affine", ins, params={"scale": _np(s), "bias": _np(b - m.running_mean.double() * s)}
-        )
-
-    def _avgpool(self, m: nn.AvgPool2d, ins):
-        k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-        s = m.stride if isinstance(m.stride, int) else m.stride[0]
-        if s != k or m.padding not in (0, (0, 0)):
-            raise BinsharpError("only non-overlapping average pooling can be exported")
-        return self.b.op("avgpool", ins, attrs={"k": int(k)})
-
-    def _upsample(self, m: nn.Upsample, ins):
-        sf = m.scale_factor
-        sf = sf[0] if isinstance(sf, tuple) else sf
-        if m.mode != "bilinear" or float(sf or 0) != 2.0 or m.align_corners:
-            raise BinsharpError("only x2 bilinear upsampling (align_corners=False) can be exported")
-        return self.b.op("upsample_bilinear", ins)
-
-    # -- structured modules
-    def _backbone(self, m, ins):
-        lms, pan = ins
-        x = self.b.op("cat", [lms, pan])[0]
-        if m.input_scale != 1.0:
-            x = self.b.op("mul_scalar", [x], attrs={"value": float(m.input_scale)})[0]
-        f0 = self.emit(m.head, [x], "head")[0]
-        body = self.emit(m.body, [f0], "body")[0]
-        f = self.b.op("add", [body, f0])[0]
-        out = self.emit(m.tail, [f], "tail")[0]
-        if m.input_scale != 1.0:
-            out = self.b.op("div_scalar", [out], attrs={"value": float(m.input_scale)})[0]
-        return self.b.op("add", [lms, out])
-
-    def _unet(self, m, ins):
-        x0 = ins[0]
-        x = self.b.op("pad_to_multiple", [x0], attrs={"m": 2**m.stages})[0]
-        fea = self.emit(m.embedding, [x], "embedding")[0]
-        skips = []
-        for i, (block, down) in enumerate(m.encoder):
-            fea = self.emit(block, [fea], f"encoder{i}.block")[0]
-            skips.append(fea)
-            fea = self.emit(down, [fea], f"encoder{i}.down")[0]
-        fea = self.emit(m.bottleneck, [fea], "bottleneck")[0]
-        for i, (up, fuse, block) in enumerate(m.decoder):
-            fea = self.emit(up, [fea], f"decoder{i}.up")[0]
-            fea = self.b.op("cat", [fea, skips[m.stages - 1 - i]])[0]
-            fea = self.emit(fuse, [fea], f"decoder{i}.fuse")[0]
-            fea = self.emit(block, [fea], f"decoder{i}.block")[0]
-        out = self.emit(m.mapping, [fea], "mapping")[0]
-        return self.b.op("crop_like", [out, x0])
-
-    def _adaptive_pool(self, m, ins):
-        size = m.output_size
-        if size not in (1, (1, 1)):
-            raise BinsharpError("only global average pooling (output size 1) can be exported")
-        return self.b.op("mean_hw", ins)
-
-    def _dynamic_srm(self, m, ins):
-        """``k(x) * x + b(x)``: per-sample coefficients from the global mean (S2BNet SRM)."""
-        x = ins[0]
-        s = self.b.op("flatten", self.b.op("mean_hw", [x]))[0]
-        h = self.emit(m.act, self.emit(m.fc1, [s]))[0]
-        kr, br = self.b.op("chunk", self.emit(m.fc2, [h]), nout=2, attrs={"chunks": 2})
-        k = self.b.op("add_scalar", self.b.op("tanh", [kr]), attrs={"value": 1.0})[0]
-        b = self.b.op("tanh", [br])[0]
-        k4 = self.b.op("unflatten", [k])[0]
-        b4 = self.b.op("unflatten", [b])[0]
-        return self.b.op("add", [b4, self.b.op("mul", [x, k4])[0]])
-
-    def _gabor_activation(self, m, ins):
-        g = m.gabor.bank.to(torch.float32) * m.lam
-        k = g.shape[-1]
-        y = self.b.op(
-            "conv2d",
-            ins,
-            attrs={"stride": 1, "padding": k // 2, "groups": int(g.shape[0])},
-            params={"weight": _np(g)},
-        )[0]
-        return self.b.op("add", [ins[0], y])
-
-    # -- BNNPan
-    def _bnnpan(self, m, ins):
-        lms, pan = ins
-        lms_p = self.b.op("pad_to_multiple", [lms], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
-        pan_p = self.b.op("pad_to_multiple", [pan], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
-        z = self.emit(m.prior, [pan_p, lms_p], "prior")[0] if m.prior is not None else None
-        f = self.emit(m.head, [self.b.op("cat", [pan_p, lms_p])[0]], "head")[0]
-        for i, pibf in enumerate(m.body):
-            f = self._pibf(pibf, [f] + ([z] if z is not None else []), f"body.{i}")[0]
-        out = self.b.op("add", [self.emit(m.tail, [f], "tail")[0], lms_p])[0]
-        return self.b.op("crop_like", [out, lms])
-
-    def _pibf(self, m, ins, name: str = "pibf"):
-        y = self.emit(m.bwtc, [ins[0]], f"{name}.bwtc")[0]
-        y_mod = self._ldpc(m.ldpc, [y, ins[1]])[0] if m.ldpc is not None else y
-        return self._cdc(m.cdc, [y_mod, y])
-
-    def _bwtc(self, m, ins):
-        if m.dwt is None:
-            return self.emit(m.bands[0], ins, "band")
-        sub = self.b.op("split_bands", [self.b.op("haar_dwt", ins)[0]], nout=4)
-        outs = [
-            self.emit(nbc, [s], f"band{i}")[0] for i, (nbc, s) in enumerate(zip(m.bands, sub, strict=True))
-        ]
-        return self.b.op("haar_idwt", self.b.op("merge_bands", outs))
-
-    def _stats(self, x: str, eps: float) -> tuple[str, str]:
+    # -- helpers for lowerings
+    def stats(self, x: str, eps: float) -> tuple[str, str]:
+        """Per-sample, per-channel mean and sqrt(var + eps) of ``x`` over H x W (op ``stats``)."""
         mu, sd = self.b.op("stats", [x], nout=2, attrs={"eps": float(eps)})
         return mu, sd
 
-    def _restd(self, m, ins):
-        """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` in the PyTorch evaluation order."""
-        xb, xf = ins
-        mu_b, sd_b = self._stats(xb, m.eps)
-        mu_f, sd_f = self._stats(xf, m.eps)
-        lam = self.b.op("const", [], params={"value": _np(m.lam)})[0]
-        eta = self.b.op("const", [], params={"value": _np(m.eta)})[0]
-        r = self.b.op("div", [sd_f, lam])[0]
-        d = self.b.op("sub", [xb, mu_b])[0]
-        t = self.b.op("div", [self.b.op("mul", [r, d])[0], sd_b])[0]
-        return self.b.op("add", [self.b.op("add", [t, mu_f])[0], eta])
 
-    def _ldpc(self, m, ins):
-        y, z = ins
-        zz = self.b.op("unflatten", self.emit(m.linear, [z]))[0]
-        zw, zb = self.b.op("chunk", [zz], nout=2, attrs={"chunks": 2})
-        if m.offset:
-            zw = self.b.op("add_scalar", [zw], attrs={"value": float(m.offset)})[0]
-        return self.b.op("add", [self.b.op("mul", [y, zw])[0], zb])
+# ------------------------------------------------------------------- lowerings of torch.nn and binsharp.nn
+def _lower_conv(lw: Lowerer, m: nn.Conv2d, ins: list[str], weight: np.ndarray | None = None) -> list[str]:
+    _check_conv(m)
+    return lw.b.op(
+        "conv2d",
+        ins,
+        attrs={"stride": m.stride[0], "padding": m.padding[0], "groups": m.groups},
+        params={
+            "weight": as_array(m.weight) if weight is None else weight,
+            "bias": None if m.bias is None else as_array(m.bias),
+        },
+    )
 
-    def _cdc(self, m, ins):
-        y_mod, y = ins
-        mu, sd = self._stats(y_mod, m.eps)
-        am = self.b.op("flatten", self.b.op("mean_hw", self.b.op("abs", [y_mod])))[0]
-        stats = self.b.op("cat", [am, self.b.op("flatten", [mu])[0], self.b.op("flatten", [sd])[0]])[0]
-        w = self.b.op("unflatten", self.emit(m.gate, self.emit(m.linear, [stats])))[0]
-        return self.b.op("add", [self.b.op("mul", [w, y_mod])[0], y])
 
-    def _latent_encoder(self, m, ins):
-        x = self.emit(m.unshuffle, ins)[0]
-        x = self.emit(m.features, [x])[0]
-        x = self.b.op("flatten", self.emit(m.pool, [x]))[0]
-        return self.emit(m.mlp, [x])
+def _lower_binary_conv(lw: Lowerer, m: BinaryConv2d, ins: list[str]) -> list[str]:
+    _check_conv(m)
+    if m.input_quantizer is None and m.kernel_quantizer is None:
+        return _lower_conv(lw, m, ins)
+    if not m.is_binary:
+        # weights-only binarization (BinaryConnect): a float convolution whose kernel alpha * sign is
+        # stored as sign bits + alpha (expanded at load)
+        try:
+            signs, alpha = _binary_weights(m)
+        except BinsharpError:  # not alpha * sign per output channel: the float kernel
+            return _lower_conv(lw, m, ins, as_array(m.quantized_weight()))
+        return lw.b.op(
+            "conv2d",
+            ins,
+            attrs={
+                "stride": m.stride[0],
+                "padding": m.padding[0],
+                "groups": m.groups,
+                "wshape": [int(v) for v in signs.shape],
+            },
+            params={
+                "wsign": dense_sign_bits(signs),
+                "alpha": alpha,
+                "bias": None if m.bias is None else as_array(m.bias),
+            },
+        )
+    if float(getattr(m, "padding_value", 0.0)) != 0.0:
+        raise BinsharpError("binary convolutions with one-padding are not supported by the engine yet")
+    signs, alpha = _binary_weights(m)
+    scale, bias = _input_transform(m.input_quantizer, m.in_channels)
+    k = m.kernel_size[0]
+    if m.stride[0] not in (1, 2) or m.padding[0] > 1 and k <= 3 or m.padding[0] > k // 2:
+        raise BinsharpError(f"binary convolution stride {m.stride} padding {m.padding} not supported")
+    attrs = {
+        "cin": m.in_channels,
+        "cout": m.out_channels,
+        "k": k,
+        "stride": m.stride[0],
+        "padding": m.padding[0],
+        "groups": m.groups,
+        "act_first": 1,
+        "clamp": None,
+        "outputs": [True, False],
+        "packed_input": False,
+        "pack_groups": 1,
+        "wshape": [int(v) for v in signs.shape],
+    }
+    params = {
+        "wsign": dense_sign_bits(signs),
+        "alpha": alpha,
+        "in_scale": scale,
+        "in_bias": bias,
+        "bias": None if m.bias is None else as_array(m.bias),
+    }
+    out = lw.b.op("bconv", ins, nout=2, attrs=attrs, params=params)
+    lw.b.ops[-1]["out"][1] = ""
+    return [out[0]]
 
-    def _prior(self, m, ins):
-        """Inference path of the latent diffusion prior: seeded noise, T deterministic reverse steps."""
-        pan, lms = ins
-        c = self.emit(m.condition, [self.b.op("cat", [pan, lms])[0]], "prior.condition")[0]
-        g = torch.Generator().manual_seed(m.noise_seed)
-        noise = torch.randn(1, m.latent_dim, generator=g, dtype=torch.float32)
-        z = self.b.op("broadcast_rows", [self.b.op("const", [], params={"value": _np(noise)})[0], c])[0]
-        for i in reversed(range(m.timesteps)):
-            t = self.b.op("fill_rows", [c], attrs={"value": float(np.float32((i + 1) / m.timesteps))})[0]
-            x0 = self.emit(m.denoiser.net, [self.b.op("cat", [c, t, z])[0]], "prior.denoiser")[0]
-            if i > 0:
-                a = self.b.op("mul_scalar", [x0], attrs={"value": float(m._coef1[i])})[0]
-                bb = self.b.op("mul_scalar", [z], attrs={"value": float(m._coef2[i])})[0]
-                z = self.b.op("add", [a, bb])[0]
-            else:
-                z = x0
-        return [z]
 
-    def _weighted_sum(self, weight: torch.Tensor, ins: list[str]) -> list[str]:
-        w = weight.detach().to(torch.float32).reshape(-1)
-        if w.numel() != len(ins):
-            raise BinsharpError("weighted sum: weight count does not match the inputs")
-        acc = self.b.op("mul_scalar", [ins[0]], attrs={"value": float(w[0])})[0]
-        for i in range(1, len(ins)):
-            t = self.b.op("mul_scalar", [ins[i]], attrs={"value": float(w[i])})[0]
-            acc = self.b.op("add", [acc, t])[0]
-        return [acc]
+def _lower_bn(lw: Lowerer, m: nn.BatchNorm2d, ins: list[str]) -> list[str]:
+    if m.running_mean is None or m.running_var is None:
+        raise BinsharpError("BatchNorm without running statistics cannot be exported")
+    inv = torch.rsqrt(m.running_var.double() + m.eps)
+    w = m.weight.double() if m.weight is not None else torch.ones_like(inv)
+    b = m.bias.double() if m.bias is not None else torch.zeros_like(inv)
+    s = w * inv
+    return lw.b.op(
+        "affine", ins, params={"scale": as_array(s), "bias": as_array(b - m.running_mean.double() * s)}
+    )
 
-    def _wavelet(self, m, ins):
-        x0 = ins[0]
-        x = self.b.op("pad_to_multiple", [x0], attrs={"m": 2})[0]
-        ll, lh, hl, hh = self.b.op("split_bands", [self.b.op("haar_dwt", [x])[0]], nout=4)
-        stages = [ll]
-        for i, blk in enumerate(m.low):
-            stages.append(self.emit(blk, [stages[-1]], f"low{i}")[0])
-        if hasattr(m, "low_sum"):
-            acc = self.emit(m.low_sum, stages, "low_sum")[0]
-        else:
-            acc = self._weighted_sum(m.low_weights, stages)[0]
-        high = self.b.op("cat", [lh, hl, hh])[0]
-        h2 = self.emit(m.high, [high], "high")[0]
-        high = self.b.op("add", [h2, high])[0]
-        lh2, hl2, hh2 = self.b.op("chunk", [high], nout=3, attrs={"chunks": 3})
-        merged = self.b.op("merge_bands", [acc, lh2, hl2, hh2])[0]
-        out = self.b.op("haar_idwt", [merged])[0]
-        return self.b.op("crop_like", [out, x0])
+
+def _lower_avgpool(lw: Lowerer, m: nn.AvgPool2d, ins: list[str]) -> list[str]:
+    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+    s = m.stride if isinstance(m.stride, int) else m.stride[0]
+    if s != k or m.padding not in (0, (0, 0)):
+        raise BinsharpError("only non-overlapping average pooling can be exported")
+    return lw.b.op("avgpool", ins, attrs={"k": int(k)})
+
+
+def _lower_upsample(lw: Lowerer, m: nn.Upsample, ins: list[str]) -> list[str]:
+    sf = m.scale_factor
+    sf = sf[0] if isinstance(sf, tuple) else sf
+    if m.mode != "bilinear" or float(sf or 0) != 2.0 or m.align_corners:
+        raise BinsharpError("only x2 bilinear upsampling (align_corners=False) can be exported")
+    return lw.b.op("upsample_bilinear", ins)
+
+
+def _lower_adaptive_pool(lw: Lowerer, m: nn.AdaptiveAvgPool2d, ins: list[str]) -> list[str]:
+    if m.output_size not in (1, (1, 1)):
+        raise BinsharpError("only global average pooling (output size 1) can be exported")
+    return lw.b.op("mean_hw", ins)
+
+
+def _vec(t: torch.Tensor) -> np.ndarray:
+    return as_array(t).reshape(-1)
+
+
+for _type, _fn in (
+    (nn.Conv2d, _lower_conv),
+    (BinaryConv2d, _lower_binary_conv),
+    (nn.BatchNorm2d, _lower_bn),
+    (nn.AvgPool2d, _lower_avgpool),
+    (nn.Upsample, _lower_upsample),
+    (nn.AdaptiveAvgPool2d, _lower_adaptive_pool),
+    (
+        RPReLU,
+        lambda lw, m, i: lw.b.op(
+            "rprelu", i, params={"gamma": _vec(m.gamma), "slope": _vec(m.slope), "zeta": _vec(m.zeta)}
+        ),
+    ),
+    (nn.PReLU, lambda lw, m, i: lw.b.op("prelu", i, params={"slope": _vec(m.weight)})),
+    (nn.LeakyReLU, lambda lw, m, i: lw.b.op("leaky_relu", i, attrs={"slope": float(m.negative_slope)})),
+    (nn.ReLU, lambda lw, m, i: lw.b.op("relu", i)),
+    (
+        nn.Hardtanh,
+        lambda lw, m, i: lw.b.op("hardtanh", i, attrs={"lo": float(m.min_val), "hi": float(m.max_val)}),
+    ),
+    (nn.Identity, lambda lw, m, i: list(i)),
+    (LearnableBias, lambda lw, m, i: lw.b.op("affine", i, params={"bias": _vec(m.bias)})),
+    (
+        ReDistribution,
+        lambda lw, m, i: lw.b.op(
+            "affine", i, params={"scale": _vec(m.scale), "bias": _vec(m.bias)}, attrs={"redistribution": True}
+        ),
+    ),
+    (HaarDWT, lambda lw, m, i: lw.b.op("haar_dwt", i)),
+    (HaarIDWT, lambda lw, m, i: lw.b.op("haar_idwt", i)),
+    (
+        nn.Linear,
+        lambda lw, m, i: lw.b.op(
+            "linear",
+            i,
+            params={"weight": as_array(m.weight), "bias": None if m.bias is None else as_array(m.bias)},
+        ),
+    ),
+    (nn.Sigmoid, lambda lw, m, i: lw.b.op("sigmoid", i)),
+    (nn.Tanh, lambda lw, m, i: lw.b.op("tanh", i)),
+    (nn.PixelUnshuffle, lambda lw, m, i: lw.b.op("pixel_unshuffle", i, attrs={"r": int(m.downscale_factor)})),
+):
+    register_lowering(_type, _fn)
 
 
 def _has_name(obj) -> bool:
@@ -846,13 +677,20 @@ def lower_model(model: nn.Module, *, fold: bool = True) -> bsp.BspModel:
 
 
 def export_model(
-    model: nn.Module, path: str | os.PathLike, *, meta: dict | None = None, overwrite: bool = False
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    meta: dict | None = None,
+    storage: str = bsp.DEFAULT_STORAGE,
+    overwrite: bool = False,
 ) -> bsp.BspModel:
     """Export ``model`` to the ``.bsp`` file ``path``; ``meta`` (e.g. checkpoint metadata: ``bits``,
-    ``ratio``, ``sensor``) is merged into the file's model metadata."""
+    ``ratio``, ``sensor``) is merged into the file's model metadata; ``storage`` (``fp16``, ``fp32``,
+    ``int8``) is the storage of the float tensors (:mod:`binsharp.deploy.bsp`)."""
     m = lower_model(model)
     for key in ("bits", "ratio", "sensor", "dataset"):
         if meta and meta.get(key) is not None:
             m.model[key] = meta[key]
+    m.storage = storage
     bsp.save(m, path, overwrite=overwrite)
     return m

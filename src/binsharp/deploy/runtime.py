@@ -10,7 +10,9 @@ model's ``outputs`` is the fused image. Every op is a JSON object
 op                    semantics (float32)
 ===================== =====================================================================================
 ``conv2d``            float convolution, params ``weight`` (Co, Ci/g, k, k), optional ``bias``; attrs
-                      ``stride``, ``padding``, ``groups`` (im2col + GEMM)
+                      ``stride``, ``padding``, ``groups`` (im2col + GEMM); a binary-weight kernel
+                      ``alpha[o] * sign`` may be given as ``wsign`` (dense sign bits, attr ``wshape``) and
+                      ``alpha`` instead of ``weight`` (expanded to float32 at load)
 ``bconv``             binary convolution + fused epilogue (:func:`binsharp.deploy.kernels.binary_conv2d`);
                       ``in`` = [x, residual?]; x is float (binarized here: bit = (x*in_scale + in_bias) < 0,
                       params ``in_scale``/``in_bias`` optional) or packed (attr ``packed_input``); params
@@ -239,8 +241,10 @@ class Engine:
             raise BinsharpError("model file: metadata lacks a valid band count") from None
         self.threads = threads
         self.path = path
-        #: optional ``callback(op: dict, packed: Packed)`` called with the packed input of every binary
-        #: convolution (inspection and tests: the binarization decisions)
+        #: optional ``callback(attrs: dict, packed: Packed) -> Packed | None`` called with the packed input of
+        #: every binary convolution, in graph order (inspection and tests: the binarization decisions); a
+        #: returned :class:`~binsharp.deploy.kernels.Packed` of the same shape replaces those decisions
+        #: (decision-forced runs, :mod:`binsharp.deploy.parity`)
         self.on_binary_input: Callable | None = None
         self._reuse0 = False  # set per op while running: the first input may be overwritten
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
@@ -255,6 +259,12 @@ class Engine:
         for i, op in enumerate(self.model.graph):
             if op["op"] == "bconv":
                 self._wbits[i] = self._expand_weights(i, op)
+        #: float kernels of convolutions stored as sign bits + alpha, by op index
+        self._wfloat = {
+            i: _float_kernel(self.model.tensors, op)
+            for i, op in enumerate(self.model.graph)
+            if op["op"] == "conv2d" and "wsign" in op.get("params", {})
+        }
         self._cat_plan = self._plan_cats()
         self._cat_bufs: dict[int, np.ndarray | None] = {}
         self._op_index = -1
@@ -378,6 +388,8 @@ class Engine:
             p = {role: T[name] for role, name in op.get("params", {}).items()}
             if i in self._wbits:
                 p["wbits"] = self._wbits[i]
+            if i in self._wfloat:
+                p["weight"] = self._wfloat[i]
             ins = op.get("in", [])
             args = [env[n] for n in ins]
             self._reuse0 = (
@@ -436,6 +448,19 @@ class Engine:
                 break
         self._pool_bytes -= a.nbytes
         return a
+
+
+def _float_kernel(tensors: dict[str, np.ndarray], op: dict) -> np.ndarray:
+    """``alpha[o] * sign`` (Co, Ci/g, k, k) float32 of a convolution stored as sign bits + alpha."""
+    try:
+        shape = tuple(int(v) for v in op["attrs"]["wshape"])
+        bits, alpha = tensors[op["params"]["wsign"]], tensors[op["params"]["alpha"]]
+        if len(shape) != 4 or alpha.shape != (shape[0],) or bits.size * 8 < int(np.prod(shape)):
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise BinsharpError("model file: a sign-bit convolution has malformed weights") from None
+    neg = np.unpackbits(bits.reshape(-1), bitorder="little")[: int(np.prod(shape))].reshape(shape)
+    return np.where(neg, -alpha.reshape(-1, 1, 1, 1), alpha.reshape(-1, 1, 1, 1)).astype(F32)
 
 
 def _sole_owner(x: object, name: str | None, env: dict) -> bool:
@@ -519,7 +544,11 @@ def _op_bconv(e: Engine, a, p, at):
                 threads=e.threads,
             )
     if e.on_binary_input is not None:
-        e.on_binary_input(at, packed)
+        forced = e.on_binary_input(at, packed)
+        if forced is not None:
+            if not isinstance(forced, K.Packed) or forced.shape != packed.shape:
+                raise BinsharpError("bconv: forced decisions do not match the packed input")
+            packed = forced
     ho = K.conv_output_size(packed.shape[2], k, stride, pad)
     wo = K.conv_output_size(packed.shape[3], k, stride, pad)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None

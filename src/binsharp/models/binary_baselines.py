@@ -50,6 +50,7 @@ from binsharp.models.base import PanModel
 from binsharp.models.bodies import BinaryUNetBody, PlainBody, WaveletBody
 from binsharp.models.registry import register_model
 from binsharp.models.units import UnitFactory
+from binsharp.nn.lowering import Lowerer, register_lowering
 
 __all__ = ["BinaryPanBackbone", "make_body", "BODIES"]
 
@@ -264,3 +265,21 @@ bisrnet = _register_unit_model(
     'BiSRNet: BiSR-Conv units in the BiSRNet U body (``body="plain"``: the same units in sequence).',
     body="unet",
 )
+
+
+# --------------------------------------------------------------------------------------- engine lowerings
+def _lower_backbone(lw: Lowerer, m, ins):
+    lms, pan = ins
+    x = lw.b.op("cat", [lms, pan])[0]
+    if m.input_scale != 1.0:
+        x = lw.b.op("mul_scalar", [x], attrs={"value": float(m.input_scale)})[0]
+    f0 = lw.emit(m.head, [x], "head")[0]
+    body = lw.emit(m.body, [f0], "body")[0]
+    f = lw.b.op("add", [body, f0])[0]
+    out = lw.emit(m.tail, [f], "tail")[0]
+    if m.input_scale != 1.0:
+        out = lw.b.op("div_scalar", [out], attrs={"value": float(m.input_scale)})[0]
+    return lw.b.op("add", [lms, out])
+
+
+register_lowering(BinaryPanBackbone, _lower_backbone)

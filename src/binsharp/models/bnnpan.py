@@ -60,6 +60,7 @@ from binsharp.nn import (
     split_bands,
 )
 from binsharp.nn.complexity import OpCount, count, register_counter
+from binsharp.nn.lowering import Lowerer, as_array, register_lowering
 
 __all__ = [
     "StatisticsRestandardization",
@@ -580,3 +581,69 @@ def complexity_split(model: BNNPan, size: int = 256, *, batch: int = 1) -> dict[
         "encoder_params": enc,
         "report": rep,
     }
+
+
+# --------------------------------------------------------------------------------------- engine lowerings
+def _lower_bnnpan(lw: Lowerer, m, ins):
+    lms, pan = ins
+    lms_p = lw.b.op("pad_to_multiple", [lms], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
+    pan_p = lw.b.op("pad_to_multiple", [pan], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
+    z = lw.emit(m.prior, [pan_p, lms_p], "prior")[0] if m.prior is not None else None
+    f = lw.emit(m.head, [lw.b.op("cat", [pan_p, lms_p])[0]], "head")[0]
+    for i, pibf in enumerate(m.body):
+        f = _lower_pibf(lw, pibf, [f] + ([z] if z is not None else []), f"body.{i}")[0]
+    out = lw.b.op("add", [lw.emit(m.tail, [f], "tail")[0], lms_p])[0]
+    return lw.b.op("crop_like", [out, lms])
+
+
+def _lower_pibf(lw: Lowerer, m, ins, name: str = "pibf"):
+    y = lw.emit(m.bwtc, [ins[0]], f"{name}.bwtc")[0]
+    y_mod = _lower_ldpc(lw, m.ldpc, [y, ins[1]])[0] if m.ldpc is not None else y
+    return _lower_cdc(lw, m.cdc, [y_mod, y])
+
+
+def _lower_bwtc(lw: Lowerer, m, ins):
+    if m.dwt is None:
+        return lw.emit(m.bands[0], ins, "band")
+    sub = lw.b.op("split_bands", [lw.b.op("haar_dwt", ins)[0]], nout=4)
+    outs = [lw.emit(nbc, [s], f"band{i}")[0] for i, (nbc, s) in enumerate(zip(m.bands, sub, strict=True))]
+    return lw.b.op("haar_idwt", lw.b.op("merge_bands", outs))
+
+
+def _lower_restd(lw: Lowerer, m, ins):
+    """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` in the PyTorch evaluation order."""
+    xb, xf = ins
+    mu_b, sd_b = lw.stats(xb, m.eps)
+    mu_f, sd_f = lw.stats(xf, m.eps)
+    lam = lw.b.op("const", [], params={"value": as_array(m.lam)})[0]
+    eta = lw.b.op("const", [], params={"value": as_array(m.eta)})[0]
+    r = lw.b.op("div", [sd_f, lam])[0]
+    d = lw.b.op("sub", [xb, mu_b])[0]
+    t = lw.b.op("div", [lw.b.op("mul", [r, d])[0], sd_b])[0]
+    return lw.b.op("add", [lw.b.op("add", [t, mu_f])[0], eta])
+
+
+def _lower_ldpc(lw: Lowerer, m, ins):
+    y, z = ins
+    zz = lw.b.op("unflatten", lw.emit(m.linear, [z]))[0]
+    zw, zb = lw.b.op("chunk", [zz], nout=2, attrs={"chunks": 2})
+    if m.offset:
+        zw = lw.b.op("add_scalar", [zw], attrs={"value": float(m.offset)})[0]
+    return lw.b.op("add", [lw.b.op("mul", [y, zw])[0], zb])
+
+
+def _lower_cdc(lw: Lowerer, m, ins):
+    y_mod, y = ins
+    mu, sd = lw.stats(y_mod, m.eps)
+    am = lw.b.op("flatten", lw.b.op("mean_hw", lw.b.op("abs", [y_mod])))[0]
+    stats = lw.b.op("cat", [am, lw.b.op("flatten", [mu])[0], lw.b.op("flatten", [sd])[0]])[0]
+    w = lw.b.op("unflatten", lw.emit(m.gate, lw.emit(m.linear, [stats])))[0]
+    return lw.b.op("add", [lw.b.op("mul", [w, y_mod])[0], y])
+
+
+register_lowering(BNNPan, _lower_bnnpan)
+register_lowering(PIBF, _lower_pibf)
+register_lowering(BinaryWaveletConv, _lower_bwtc)
+register_lowering(StatisticsRestandardization, _lower_restd)
+register_lowering(LatentPriorModulation, _lower_ldpc)
+register_lowering(ChannelCalibration, _lower_cdc)

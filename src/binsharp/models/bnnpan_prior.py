@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+from binsharp.nn.lowering import Lowerer, as_array, register_lowering
 
 __all__ = ["diffusion_schedule", "LatentEncoder", "LatentDenoiser", "LatentDiffusionPrior"]
 
@@ -207,3 +209,34 @@ class LatentDiffusionPrior(nn.Module):
 
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}, timesteps={self.timesteps}, noise_seed={self.noise_seed}"
+
+
+# --------------------------------------------------------------------------------------- engine lowerings
+def _lower_latent_encoder(lw: Lowerer, m, ins):
+    x = lw.emit(m.unshuffle, ins)[0]
+    x = lw.emit(m.features, [x])[0]
+    x = lw.b.op("flatten", lw.emit(m.pool, [x]))[0]
+    return lw.emit(m.mlp, [x])
+
+
+def _lower_prior(lw: Lowerer, m, ins):
+    """Inference path of the latent diffusion prior: seeded noise, T deterministic reverse steps."""
+    pan, lms = ins
+    c = lw.emit(m.condition, [lw.b.op("cat", [pan, lms])[0]], "prior.condition")[0]
+    g = torch.Generator().manual_seed(m.noise_seed)
+    noise = torch.randn(1, m.latent_dim, generator=g, dtype=torch.float32)
+    z = lw.b.op("broadcast_rows", [lw.b.op("const", [], params={"value": as_array(noise)})[0], c])[0]
+    for i in reversed(range(m.timesteps)):
+        t = lw.b.op("fill_rows", [c], attrs={"value": float(np.float32((i + 1) / m.timesteps))})[0]
+        x0 = lw.emit(m.denoiser.net, [lw.b.op("cat", [c, t, z])[0]], "prior.denoiser")[0]
+        if i > 0:
+            a = lw.b.op("mul_scalar", [x0], attrs={"value": float(m._coef1[i])})[0]
+            bb = lw.b.op("mul_scalar", [z], attrs={"value": float(m._coef2[i])})[0]
+            z = lw.b.op("add", [a, bb])[0]
+        else:
+            z = x0
+    return [z]
+
+
+register_lowering(LatentEncoder, _lower_latent_encoder)
+register_lowering(LatentDiffusionPrior, _lower_prior)

@@ -44,6 +44,7 @@ from binsharp.models.units import UnitFactory
 from binsharp.models.units import unit_factory as resolve_unit
 from binsharp.nn import HaarDWT, HaarIDWT, RPReLU, merge_bands, split_bands
 from binsharp.nn.complexity import OpCount, register_counter
+from binsharp.nn.lowering import Lowerer, as_array, register_lowering
 
 __all__ = [
     "PlainBody",
@@ -314,3 +315,73 @@ class WaveletBody(nn.Module):
         high = self.high(high) + high
         lh2, hl2, hh2 = torch.chunk(high, 3, dim=1)
         return self.idwt(merge_bands(acc, lh2, hl2, hh2))[..., :h, :w]
+
+
+# --------------------------------------------------------------------------------------- engine lowerings
+def _lower_channel_layernorm(lw: Lowerer, m, ins):
+    return lw.b.op(
+        "layernorm_c",
+        ins,
+        attrs={"eps": float(m.norm.eps)},
+        params={"weight": as_array(m.norm.weight), "bias": as_array(m.norm.bias)},
+    )
+
+
+def _lower_unet(lw: Lowerer, m, ins):
+    x0 = ins[0]
+    x = lw.b.op("pad_to_multiple", [x0], attrs={"m": 2**m.stages})[0]
+    fea = lw.emit(m.embedding, [x], "embedding")[0]
+    skips = []
+    for i, (block, down) in enumerate(m.encoder):
+        fea = lw.emit(block, [fea], f"encoder{i}.block")[0]
+        skips.append(fea)
+        fea = lw.emit(down, [fea], f"encoder{i}.down")[0]
+    fea = lw.emit(m.bottleneck, [fea], "bottleneck")[0]
+    for i, (up, fuse, block) in enumerate(m.decoder):
+        fea = lw.emit(up, [fea], f"decoder{i}.up")[0]
+        fea = lw.b.op("cat", [fea, skips[m.stages - 1 - i]])[0]
+        fea = lw.emit(fuse, [fea], f"decoder{i}.fuse")[0]
+        fea = lw.emit(block, [fea], f"decoder{i}.block")[0]
+    out = lw.emit(m.mapping, [fea], "mapping")[0]
+    return lw.b.op("crop_like", [out, x0])
+
+
+def _weighted_sum(lw: Lowerer, weight: torch.Tensor, ins: list[str]) -> list[str]:
+    w = weight.detach().to(torch.float32).reshape(-1)
+    if w.numel() != len(ins):
+        raise BinsharpError("weighted sum: weight count does not match the inputs")
+    acc = lw.b.op("mul_scalar", [ins[0]], attrs={"value": float(w[0])})[0]
+    for i in range(1, len(ins)):
+        t = lw.b.op("mul_scalar", [ins[i]], attrs={"value": float(w[i])})[0]
+        acc = lw.b.op("add", [acc, t])[0]
+    return [acc]
+
+
+def _lower_weighted_sum(lw: Lowerer, m, ins):
+    return _weighted_sum(lw, m.weight, ins)
+
+
+def _lower_wavelet(lw: Lowerer, m, ins):
+    x0 = ins[0]
+    x = lw.b.op("pad_to_multiple", [x0], attrs={"m": 2})[0]
+    ll, lh, hl, hh = lw.b.op("split_bands", [lw.b.op("haar_dwt", [x])[0]], nout=4)
+    stages = [ll]
+    for i, blk in enumerate(m.low):
+        stages.append(lw.emit(blk, [stages[-1]], f"low{i}")[0])
+    if hasattr(m, "low_sum"):
+        acc = lw.emit(m.low_sum, stages, "low_sum")[0]
+    else:
+        acc = _weighted_sum(lw, m.low_weights, stages)[0]
+    high = lw.b.op("cat", [lh, hl, hh])[0]
+    h2 = lw.emit(m.high, [high], "high")[0]
+    high = lw.b.op("add", [h2, high])[0]
+    lh2, hl2, hh2 = lw.b.op("chunk", [high], nout=3, attrs={"chunks": 3})
+    merged = lw.b.op("merge_bands", [acc, lh2, hl2, hh2])[0]
+    out = lw.b.op("haar_idwt", [merged])[0]
+    return lw.b.op("crop_like", [out, x0])
+
+
+register_lowering(ChannelLayerNorm, _lower_channel_layernorm)
+register_lowering(BinaryUNetBody, _lower_unet)
+register_lowering(WeightedSum, _lower_weighted_sum)
+register_lowering(WaveletBody, _lower_wavelet)

@@ -93,6 +93,7 @@ from binsharp.models.registry import register_model
 from binsharp.models.units import UnitFactory
 from binsharp.nn import BinaryConv2d, ReDistribution, RPReLU, ScalableTanhSign, ScaledSignWeight
 from binsharp.nn.complexity import OpCount, register_counter
+from binsharp.nn.lowering import Lowerer, as_array, register_lowering
 
 __all__ = [
     "SRM_MODES",
@@ -640,3 +641,33 @@ def _count_zero(m: nn.Module, inputs: tuple, y: Any) -> OpCount:
 register_counter(DynamicSRM, _count_dynamic_srm)
 register_counter(GaborActivationFilter, _count_gabor_activation)
 register_counter(GaborBank, _count_zero)
+
+
+# --------------------------------------------------------------------------------------- engine lowerings
+def _lower_dynamic_srm(lw: Lowerer, m, ins):
+    """``k(x) * x + b(x)``: per-sample coefficients from the global mean (S2BNet SRM)."""
+    x = ins[0]
+    s = lw.b.op("flatten", lw.b.op("mean_hw", [x]))[0]
+    h = lw.emit(m.act, lw.emit(m.fc1, [s]))[0]
+    kr, br = lw.b.op("chunk", lw.emit(m.fc2, [h]), nout=2, attrs={"chunks": 2})
+    k = lw.b.op("add_scalar", lw.b.op("tanh", [kr]), attrs={"value": 1.0})[0]
+    b = lw.b.op("tanh", [br])[0]
+    k4 = lw.b.op("unflatten", [k])[0]
+    b4 = lw.b.op("unflatten", [b])[0]
+    return lw.b.op("add", [b4, lw.b.op("mul", [x, k4])[0]])
+
+
+def _lower_gabor_activation(lw: Lowerer, m, ins):
+    g = m.gabor.bank.to(torch.float32) * m.lam
+    k = g.shape[-1]
+    y = lw.b.op(
+        "conv2d",
+        ins,
+        attrs={"stride": 1, "padding": k // 2, "groups": int(g.shape[0])},
+        params={"weight": as_array(g)},
+    )[0]
+    return lw.b.op("add", [ins[0], y])
+
+
+register_lowering(DynamicSRM, _lower_dynamic_srm)
+register_lowering(GaborActivationFilter, _lower_gabor_activation)

@@ -38,6 +38,7 @@ normalisation by dataset mean/std is not applied (inputs are already normalised 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -151,6 +152,14 @@ class ProgressiveApproxSign(ActivationQuantizer):
     def forward(self, x: Tensor) -> Tensor:
         # sign(v x / 2) == sign(x) for v > 0; the chain rule gives the scaled surrogate
         return BF.approx_sign(x * (0.5 * self._v))
+
+    def export_form(self, channels: int) -> tuple[Tensor | None, Tensor | None]:
+        """``sign(x * v / 2)``: no transform when ``v / 2`` is a power of two (the product only shifts the
+        exponent), else the per-channel scale ``v / 2``."""
+        s = 0.5 * self._v
+        if math.frexp(s)[0] == 0.5:
+            return None, None
+        return torch.full((channels,), s, dtype=torch.float32), None
 
     def extra_repr(self) -> str:
         return f"intervals={self.intervals}, milestones={self.milestones}, interval={self._v}"

@@ -209,6 +209,13 @@ class RSign(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.quantizer(x + self.bias)
 
+    def export_form(self, channels: int) -> tuple[Tensor | None, Tensor | None]:
+        """``(None, bias)``: the packed engine binarizes ``sign(x + bias[c])`` (the inner quantizer must be a
+        plain sign); see :meth:`binsharp.nn.ActivationQuantizer.export_form`."""
+        if self.quantizer.export_form(channels) != (None, None):
+            raise BinsharpError("RSign with a non-sign inner quantizer cannot be exported")
+        return None, self.bias.detach().to(torch.float32).reshape(-1)
+
 
 class ReDistribution(nn.Module):
     """BiSR-Conv redistribution: per-channel affine ``y = k_c * x + b_c`` (k init 1, b init 0).

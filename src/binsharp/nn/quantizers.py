@@ -14,6 +14,9 @@ Class attributes read by the layers and the complexity counter:
   ``alpha`` that costs one float multiply per output element of the convolution at inference.
 * ``latent_clip`` (tuple or None): weight quantizers only; range to which the latent weights are clipped
   after each optimiser step by :func:`~binsharp.nn.layers.clip_latent_weights`.
+* ``plain_sign`` (bool): activation quantizers only; the forward pass is exactly ``sign(x)``. Export form:
+  :meth:`ActivationQuantizer.export_form` states what the packed engine must binarize (``plain_sign``
+  quantizers need nothing more; others override it).
 
 Schedules: modules whose surrogate gradient changes during training (:class:`EDESign`,
 :class:`IRNetWeight`) expose ``set_progress(epoch, total)``; the training engine calls
@@ -49,6 +52,17 @@ class ActivationQuantizer(nn.Module):
     """Base class of activation binarizers: ``forward(x (any shape)) -> +1/-1 (same shape)``."""
 
     binary = True
+    plain_sign = False
+
+    def export_form(self, channels: int) -> tuple[Tensor | None, Tensor | None]:
+        """``(scale, bias)``, each ``(channels,)`` float32 or ``None`` (1 / 0), such that the forward pass on
+        a (B, channels, H, W) input is ``sign(x * scale[c] + bias[c])``: the packed engine's binarization.
+
+        Raises :class:`BinsharpError` when the quantizer is not of that form.
+        """
+        if self.plain_sign:
+            return None, None
+        raise BinsharpError(f"activation quantizer {type(self).__name__} does not declare an export form")
 
 
 class WeightQuantizer(nn.Module):
@@ -68,6 +82,8 @@ def _channel_mean_abs(w: Tensor) -> Tensor:
 class SignSTE(ActivationQuantizer):
     """Clip-STE sign (BNN / XNOR-Net / BTM): forward ``sign(x)``, backward ``1[|x| <= 1]``."""
 
+    plain_sign = True
+
     def forward(self, x: Tensor) -> Tensor:
         return BF.sign_ste(x)
 
@@ -75,12 +91,16 @@ class SignSTE(ActivationQuantizer):
 class ApproxSign(ActivationQuantizer):
     """Bi-Real ApproxSign: forward ``sign(x)``, backward ``max(0, 2 - 2|x|)`` (piecewise quadratic)."""
 
+    plain_sign = True
+
     def forward(self, x: Tensor) -> Tensor:
         return BF.approx_sign(x)
 
 
 class IdentitySTE(ActivationQuantizer):
     """Sign with identity gradient: forward ``sign(x)``, backward ``1``."""
+
+    plain_sign = True
 
     def forward(self, x: Tensor) -> Tensor:
         return BF.identity_ste(x)
@@ -133,6 +153,8 @@ class EDESign(_EDEState, ActivationQuantizer):
         t_min, t_max: schedule end points (IR-Net: 0.1 and 10).
     """
 
+    plain_sign = True
+
     def forward(self, x: Tensor) -> Tensor:
         t, k = self._tk()
         return BF.ede_sign(x, t, k)
@@ -149,6 +171,8 @@ class ScalableTanhSign(ActivationQuantizer):
             (B, C, H, W) input (shape (1, C, 1, 1)).
         init: initial value of ``beta``.
     """
+
+    plain_sign = True
 
     def __init__(self, channels: int | None = None, init: float = 1.0) -> None:
         super().__init__()
