@@ -111,3 +111,36 @@ def test_list(tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "wv3-longmont" in text and "wv2-longmont" in text and "not built" in text
     assert str(tmp_path) in text
+
+
+def _hidden(folder):
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_force_replaces_only_a_binsharp_dataset(tmp_path, capsys):
+    pan, ms = _scene(tmp_path / "src")
+    out = tmp_path / "ds"
+    argv = ["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out), *SMALL]
+    # a directory of the user's: refused with --force, everything kept
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.txt").write_text("years of work")
+    (out / "sub" / "code.py").write_text("print(1)")
+    assert main([*argv, "--force"]) == 2
+    assert "not a binsharp dataset" in capsys.readouterr().err
+    assert (out / "thesis.txt").read_text() == "years of work" and (out / "sub" / "code.py").is_file()
+    # a file at -o: refused, kept, nothing hidden left beside it
+    target = tmp_path / "file-out"
+    target.write_text("a file")
+    assert main([*argv[: -len(SMALL) - 2], "-o", str(target), *SMALL, "--force"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert target.read_text() == "a file" and _hidden(tmp_path) == []
+    # a binsharp dataset: replaced; with a file added by the user: refused
+    ds = tmp_path / "real"
+    argv_ds = [*argv[: -len(SMALL) - 2], "-o", str(ds), *SMALL]
+    assert main(argv_ds) == 0
+    (ds / "notes.txt").write_text("mine")
+    assert main([*argv_ds, "--force"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (ds / "notes.txt").is_file()
+    (ds / "notes.txt").unlink()
+    assert main([*argv_ds, "--force"]) == 0
+    assert (ds / "manifest.json").is_file() and _hidden(tmp_path) == []

@@ -104,10 +104,11 @@ def run_build(args: argparse.Namespace) -> int:
             f"give a dataset NAME, or all of --pan, --ms, --sensor, -o (missing {', '.join(missing)})"
         )
 
-    from binsharp.data.builder import build_dataset
+    from binsharp.data.builder import build_dataset, check_output
     from binsharp.data.io import read_pan_ms_pair
     from binsharp.sensors import custom_sensor, get_sensor
 
+    check_output(args.output, overwrite=args.force)
     pan, ms = read_pan_ms_pair(args.pan, args.ms, ratio=args.ratio)
     if args.sensor.strip().lower() == "custom":
         n = args.bands if args.bands is not None else ms.count

@@ -15,14 +15,13 @@ which keeps the build to a few seconds and the cache under 1 GB.
 
 Datasets are built into ``$BINSHARP_CACHE/datasets/NAME`` (default cache:
 ``platformdirs.user_cache_dir("binsharp")``) under a temporary name and renamed into place, so an
-interrupted build leaves nothing half-made. The imagery is never copied anywhere else.
+interrupted build leaves nothing half-made (the partials of killed builds are removed by the next one).
+The imagery is never copied anywhere else.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,17 +126,6 @@ def is_built(name: str) -> bool:
     return m.get("format") == MANIFEST_FORMAT and all((d / s["file"]).is_file() for s in m["splits"].values())
 
 
-def _remove_stale(parent: Path, name: str, max_age_s: float = 3600.0) -> None:
-    """Delete temporary directories left by builds that were killed (older than ``max_age_s``)."""
-    now = time.time()
-    for p in parent.glob(f".{name}.*.building"):
-        try:
-            if now - p.stat().st_mtime > max_age_s:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
 def build(name: str, *, force: bool = False, progress: bool = True) -> Path:
     """Build a named dataset into the cache (no-op if built, unless ``force``); returns its directory."""
     spec = _spec(name)
@@ -145,7 +133,6 @@ def build(name: str, *, force: bool = False, progress: bool = True) -> Path:
     if is_built(spec.name) and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out.parent, spec.name)
     pan_path, ms_path = source_files(spec.name)
     pan, ms = read_pan_ms_pair(pan_path, ms_path, ratio=4)
     try:

@@ -45,6 +45,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from binsharp.errors import BinsharpError
+from binsharp.fileio import atomic_output
 from binsharp.train.checkpoint import (
     SafeCheckpointIO,
     load_resume_checkpoint,
@@ -225,19 +226,16 @@ def _merge_csv_log(stage_dir: Path, earlier: Path, resume_step: int | None) -> N
         old = [r for r in old if step_of(r) < resume_step]
     keys = sorted(set(old_keys) | set(new_keys), key=lambda k: (k not in ("epoch", "step"), k))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".metrics.csv.part")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_output(path, overwrite=True) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(old + new)
-    os.replace(tmp, path)
     earlier.unlink()
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def _layers(
