@@ -37,7 +37,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.sensors import Sensor, custom_sensor, get_sensor
+from binsharp.names import resolve_name
+from binsharp.sensors import Sensor, get_sensor, sensor_from_options
 
 #: Default halo (PAN pixels) for tiles when a fuser does not state one: covers the 41-tap MTF filter and
 #: the 23-tap interpolation (both applied at MS scale, i.e. about 4 x 20 PAN pixels for ratio 4).
@@ -122,10 +123,7 @@ def method_fuser(name: str, sensor: Sensor | str, ratio: int = 4) -> MethodFuser
 
     Raises :class:`BinsharpError` for an unknown method name.
     """
-    methods = classical_methods()
-    key = name.strip().lower()
-    if key not in methods:
-        raise BinsharpError(f"unknown method {name!r}; known: {', '.join(methods)}")
+    key = resolve_name(name, classical_methods(), what="method")
     return MethodFuser(key, get_sensor(sensor), ratio)
 
 
@@ -300,15 +298,13 @@ def resolve_fusers(
 
 
 def sensor_from_args(args: argparse.Namespace, *, n_bands: int | None) -> Sensor:
-    """The sensor named by ``args.sensor``; ``custom`` builds one from ``n_bands`` and ``args.bits``."""
-    name = str(args.sensor)
-    if name.strip().lower() == "custom":
-        if n_bands is None:
-            raise BinsharpError("--sensor custom needs the band count of the data")
-        bits = getattr(args, "bits", None) or 11
-        ratio = getattr(args, "ratio", None) or 4
-        return custom_sensor(n_bands, bits=int(bits), ratio=int(ratio))
-    return get_sensor(name)
+    """The sensor named by ``args.sensor`` (:func:`binsharp.sensors.sensor_from_options`)."""
+    return sensor_from_options(
+        str(args.sensor),
+        n_bands=n_bands,
+        bits=getattr(args, "bits", None),
+        ratio=getattr(args, "ratio", None),
+    )
 
 
 def check_bands(fuser: Fuser, n_bands: int, where: str = "data") -> None:

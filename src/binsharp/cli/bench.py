@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from binsharp.errors import BinsharpError
 from binsharp.fileio import check_output_path
+from binsharp.names import resolve_name
 
 
 def _names(value: str, known: list[str], what: str) -> list[str]:
@@ -30,11 +30,7 @@ def _names(value: str, known: list[str], what: str) -> list[str]:
         return []
     if v == "all":
         return list(known)
-    names = [n.strip().lower() for n in v.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise BinsharpError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
-    return names
+    return [resolve_name(n, known, what=what) for n in v.split(",") if n.strip()]
 
 
 #: Networks shown last, in this order (the methods of this package); the others come full precision first.

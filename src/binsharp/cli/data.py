@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,9 +88,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.name and custom:
         raise BinsharpError("give either a dataset NAME or --pan/--ms/--sensor/-o, not both")
     if args.name:
-        spec = catalog.CATALOG.get(args.name.strip().lower())
-        if spec is None:
-            raise BinsharpError(f"unknown dataset {args.name!r}; known: {', '.join(catalog.CATALOG)}")
+        spec = catalog.CATALOG[resolve_name(args.name, list(catalog.CATALOG), what="dataset")]
         if catalog.is_built(spec.name) and not args.force:
             print(f"{spec.name}: already built at {catalog.dataset_dir(spec.name)} (use --force to rebuild)")
             return 0

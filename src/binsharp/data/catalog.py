@@ -29,6 +29,7 @@ from typing import Any
 from binsharp.data.builder import MANIFEST, MANIFEST_FORMAT, SPLIT_FILES, build_dataset, read_manifest
 from binsharp.data.io import read_pan_ms_pair
 from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name, suggestions
 
 SPLITS: tuple[str, ...] = tuple(SPLIT_FILES)
 
@@ -81,12 +82,7 @@ def cache_dir() -> Path:
 
 
 def _spec(name: str) -> DatasetSpec:
-    key = name.strip().lower()
-    if key not in CATALOG:
-        raise BinsharpError(
-            f"unknown dataset {name!r}; known: {', '.join(CATALOG)} (or give an h5 file path)"
-        )
-    return CATALOG[key]
+    return CATALOG[resolve_name(name, list(CATALOG), what="dataset")]
 
 
 def dgsamples_dir() -> Path:
@@ -177,8 +173,11 @@ def dataset_path(name_or_path: str | os.PathLike, split: str = "test_rr", *, pro
             raise BinsharpError(f"dataset {p} has no split {split!r} (has: {', '.join(m['splits'])})")
         return p / m["splits"][split]["file"]
     if str(name_or_path).strip().lower() not in CATALOG:
+        close = suggestions(str(name_or_path), list(CATALOG))
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise BinsharpError(
-            f"no such file or dataset: {name_or_path} (known datasets: {', '.join(CATALOG)}; or an h5 path)"
+            f"no such file or dataset: {name_or_path}{hint} (known datasets: {', '.join(CATALOG)}; "
+            "or an h5 path)"
         )
     d = ensure_built(str(name_or_path), progress=progress)
     m = read_manifest(d)
