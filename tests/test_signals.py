@@ -89,8 +89,8 @@ def test_sigterm_during_data_build_leaves_nothing(tmp_path):
     out_dir.mkdir()
     argv = [
         "data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out_dir / "ds"),
-        "--splits", "train=0.5,val=0.2,test=0.3", "--patch", "32", "--stride", "4", "--test-tile", "32",
-        "--min-test-tiles", "4", "--fr-tile", "128", "--margin", "20",
+        "--splits", "train=0.4,val=0.15,test=0.45", "--patch", "32", "--stride", "4", "--test-tile", "96",
+        "--min-test-tiles", "1", "--fr-tile", "128", "--margin", "20",
     ]  # fmt: skip
     proc = _start(argv)
     _wait_for_partial(proc, out_dir, ".building")

@@ -208,8 +208,9 @@ def check_output_dir(
     """Return ``path`` as a :class:`Path` after checking that an output directory may be made there.
 
     An existing ``path`` is refused unless ``replace`` is true, it is a directory and ``replaceable(path)``
-    (when given) does not raise. With ``create_parents`` the missing parents will be created, so the nearest
-    existing ancestor must be writable; otherwise the parent must exist and be writable.
+    (when given) does not raise. With ``create_parents`` the directory is written in place (created with its
+    missing parents when absent), so ``path`` or else its nearest existing ancestor must be writable;
+    otherwise the parent must exist and be writable.
     """
     out = Path(path)
     if out.exists():
@@ -222,7 +223,7 @@ def check_output_dir(
     if not create_parents:
         _check_parent(out)
         return out
-    ancestor = out.absolute().parent
+    ancestor = out.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():

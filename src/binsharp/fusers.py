@@ -289,12 +289,20 @@ def resolve_fusers(
 ) -> list[Fuser]:
     """Like :func:`resolve_fuser`, expanding ``--method all`` into every classical method."""
     picked = selected_source(args)
-    if picked is not None and picked[0].option == "method" and picked[1].strip().lower() == "all":
-        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in classical_methods()]
-    if picked is not None and picked[0].option == "method" and "," in picked[1]:
-        names = [m for m in picked[1].split(",") if m.strip()]
-        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in names]
+    if picked is not None and picked[0].option == "method":
+        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in method_names(picked[1])]
     return [resolve_fuser(args, sensor=sensor, ratio=ratio)]
+
+
+def method_names(value: str) -> list[str]:
+    """The classical methods a ``--method`` value names (``all``, a name or a comma-separated list).
+
+    Raises :class:`BinsharpError` (with suggestions) for an unknown name, so a command can check the names
+    before it loads or builds any data.
+    """
+    if value.strip().lower() == "all":
+        return list(classical_methods())
+    return [resolve_name(m, classical_methods(), what="method") for m in value.split(",") if m.strip()]
 
 
 def sensor_from_args(args: argparse.Namespace, *, n_bands: int | None) -> Sensor:
@@ -336,6 +344,7 @@ __all__: Sequence[str] = (
     "fuser_sources",
     "load_fuser_plugins",
     "method_fuser",
+    "method_names",
     "register_fuser_source",
     "resolve_fuser",
     "resolve_fusers",

@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into a program that stopped reading (e.g. ``| head``): not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the system refused a read or write the checks could not foresee (disk full)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"binsharp {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"binsharp {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "data",
         help="build and inspect datasets",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # the docstring's reST literals read as plain text
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -105,16 +105,20 @@ def run_build(args: argparse.Namespace) -> int:
 
     from binsharp.data.builder import build_dataset, check_output
     from binsharp.data.io import read_pan_ms_pair
-    from binsharp.sensors import custom_sensor, get_sensor
+    from binsharp.sensors import check_ratio, sensor_from_options
 
     check_output(args.output, overwrite=args.force)
+    check_ratio(args.ratio, "--ratio")
     pan, ms = read_pan_ms_pair(args.pan, args.ms, ratio=args.ratio)
-    if args.sensor.strip().lower() == "custom":
-        n = args.bands if args.bands is not None else ms.count
-        gains = args.gnyq_ms[0] if len(args.gnyq_ms) == 1 else tuple(args.gnyq_ms)
-        sensor = custom_sensor(n, bits=args.bits, ratio=args.ratio, gnyq_ms=gains, gnyq_pan=args.gnyq_pan)
-    else:
-        sensor = get_sensor(args.sensor)
+    gains = args.gnyq_ms[0] if len(args.gnyq_ms) == 1 else tuple(args.gnyq_ms)
+    sensor = sensor_from_options(
+        args.sensor,
+        n_bands=args.bands if args.bands is not None else ms.count,
+        bits=args.bits,
+        ratio=args.ratio,
+        gnyq_ms=gains,
+        gnyq_pan=args.gnyq_pan,
+    )
     manifest = build_dataset(
         pan,
         ms,

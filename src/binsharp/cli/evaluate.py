@@ -33,7 +33,7 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output, check_output_path
 from binsharp.fusers import Fuser, add_fuser_arguments, check_bands, resolve_fusers, sensor_from_args
-from binsharp.sensors import Sensor, custom_sensor, get_sensor
+from binsharp.sensors import Sensor, sensor_from_options
 
 SPLITS = {"rr": "test_rr", "fr": "test_fr"}
 #: Default block size of the Q2n/QNR indexes and border cut of the reduced-resolution indexes.
@@ -97,12 +97,15 @@ def _resolve_sensor(attrs: dict[str, Any], args: argparse.Namespace, n_bands: in
     """Sensor from the file attributes and/or ``--sensor``; an error if neither or if they disagree."""
     given = getattr(args, "sensor", None)
     stored = attrs.get("sensor")
-    if stored is not None and str(stored).strip().lower() == "custom":
-        stored_sensor: Sensor | None = custom_sensor(
-            n_bands, bits=int(attrs.get("bits", 11)), ratio=int(attrs.get("ratio", 4))
+    stored_sensor: Sensor | None = None
+    if stored:
+        bits, ratio = attrs.get("bits"), attrs.get("ratio")
+        stored_sensor = sensor_from_options(
+            str(stored),
+            n_bands=n_bands,
+            bits=int(bits) if bits is not None else None,
+            ratio=int(ratio) if ratio is not None else None,
         )
-    else:
-        stored_sensor = get_sensor(str(stored)) if stored else None
     if given:
         sensor = sensor_from_args(args, n_bands=n_bands)
         if stored_sensor is not None and stored_sensor.name != sensor.name:
@@ -122,6 +125,7 @@ def load_test_set(path: Path, split: str, args: argparse.Namespace) -> TestSet:
     import h5py
 
     from binsharp.data import read_h5, read_h5_attrs
+    from binsharp.data.io import check_images_hold_data
 
     attrs = read_h5_attrs(path)
     keys = ["gt", "ms", "lms", "pan"] if split == "rr" else ["ms", "lms", "pan"]
@@ -132,6 +136,8 @@ def load_test_set(path: Path, split: str, args: argparse.Namespace) -> TestSet:
             f"h5 file {path} has no 'gt': it is a full-resolution set; evaluate it with --split fr"
         )
     arrays = read_h5(path, keys=[k for k in keys if k in present or k != "lms"])
+    data = {k: arrays[k] for k in ("gt", "ms", "pan") if k in arrays}
+    check_images_hold_data(data, source=f"h5 file {path}")
     n_total = int(arrays["ms"].shape[0])
     limit = getattr(args, "limit", None)
     if limit is not None:
@@ -230,7 +236,11 @@ def fused_reader(path: Path, n_images: int) -> tuple[str, Callable[[int], np.nda
         key = next((k for k in ("sr", "fused") if k in f), None)
         if key is None:
             raise BinsharpError(f"--fused h5 file {path} lacks dataset 'sr' or 'fused' (has: {', '.join(f)})")
-        shape = f[key].shape
+        shape, dtype = f[key].shape, f[key].dtype
+    if dtype.kind not in "fiu":
+        raise BinsharpError(
+            f"--fused h5 file {path}: '{key}' has unsupported dtype {dtype} (need integer or float DN)"
+        )
     if len(shape) != 4:
         raise BinsharpError(f"--fused h5 file {path}: '{key}' must be N x C x H x W, got shape {shape}")
     if shape[0] != n_images:
@@ -465,12 +475,14 @@ def run(args: argparse.Namespace) -> int:
     """Run ``binsharp evaluate``; returns the exit status (bad input raises BinsharpError)."""
     for out in (args.json, args.csv):
         if out:
-            check_output_path(out, overwrite=args.overwrite)
-    from binsharp.fusers import selected_source
+            check_output_path(out, overwrite=args.overwrite, inputs=(args.data, args.fused))
+    from binsharp.fusers import method_names, selected_source
 
     picked = selected_source(args)
     if args.fused and picked is not None:
         raise BinsharpError(f"give either --fused or --{picked[0].option}, not both")
+    if picked is not None and picked[0].option == "method":
+        method_names(picked[1])  # unknown names fail before any data is loaded or built
     if not args.fused and picked is None:
         raise BinsharpError("nothing to evaluate: pass --method NAME|all (or --fused PATH)")
     if args.fused and args.split == "both":

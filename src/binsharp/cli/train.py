@@ -105,6 +105,7 @@ def _devices(text: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``binsharp train``; prints the checkpoint path and the last validation indexes."""
     from binsharp.errors import BinsharpError
+    from binsharp.fileio import check_output_dir
     from binsharp.train.engine import is_global_zero_process, train
     from binsharp.train.recipe import read_config
 
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if data is None:
         raise BinsharpError("pass --data NAME|PATH (or set data.name in --config)")
     out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{Path(str(data)).stem}"
+    check_output_dir(out, replace=True, create_parents=True)  # before loading data or building the model
     result = train(
         args.model,
         data,

@@ -50,6 +50,7 @@ from binsharp import __version__
 from binsharp.data.io import Raster, check_pair, sha256_file, write_h5_stream
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output_dir, check_output_dir
+from binsharp.metrics.reduced import min_image_size
 from binsharp.sensors import Sensor, get_sensor
 
 #: Default split fractions (of the trimmed scene's long axis, after margins).
@@ -245,6 +246,12 @@ def build_dataset(
         raise BinsharpError(f"fr_tile must be a positive multiple of 32 and of {ratio * 8}, got {fr_tile}")
     if test_tile is not None and (test_tile <= 0 or test_tile % ratio):
         raise BinsharpError(f"test_tile must be a positive multiple of the ratio {ratio}, got {test_tile}")
+    smallest = min_image_size()
+    if test_tile is not None and test_tile < smallest:
+        raise BinsharpError(
+            f"test tile {test_tile} is too small to evaluate: the reduced-resolution indexes (border cut 21, "
+            f"block 32) need at least {smallest} pixels; use {-(-smallest // 32) * 32} or more"
+        )
     if margin < MTF_RADIUS:
         raise BinsharpError(f"margin {margin} is below the MTF filter radius ({MTF_RADIUS} pixels)")
     out = check_output(out_dir, overwrite=overwrite)

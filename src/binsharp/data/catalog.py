@@ -128,7 +128,10 @@ def build(name: str, *, force: bool = False, progress: bool = True) -> Path:
     out = dataset_dir(spec.name)
     if is_built(spec.name) and not force:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BinsharpError(f"cannot create the dataset cache {out.parent}: {exc.strerror or exc}") from None
     pan_path, ms_path = source_files(spec.name)
     pan, ms = read_pan_ms_pair(pan_path, ms_path, ratio=4)
     try:
