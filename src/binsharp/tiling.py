@@ -35,6 +35,7 @@ import numpy as np
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output
 from binsharp.fusers import DEFAULT_HALO, Fuser, check_bands
+from binsharp.progress import show_progress
 
 #: Output data types accepted by :func:`fuse_geotiff`.
 OUTPUT_DTYPES = ("float32", "float64", "uint16", "int16", "uint8")
@@ -149,7 +150,9 @@ def fuse_tiles(
     """Run ``fuser`` on each tile: read its windows, fuse, crop the halo, ``write(tile, core (C,h,w))``."""
     from tqdm.auto import tqdm
 
-    for t in tqdm(tiles, desc=f"fuse {fuser.name}", unit="tile", disable=not progress or len(tiles) < 2):
+    for t in tqdm(
+        tiles, desc=f"fuse {fuser.name}", unit="tile", disable=not show_progress(progress) or len(tiles) < 2
+    ):
         ms = read_ms(t)
         pan = read_pan(t)
         fused = np.asarray(fuser(ms, pan), dtype=np.float64)
@@ -421,7 +424,7 @@ def fuse_geotiff(
         overwrite: replace an existing ``out_path``.
         nodata: no-data value of the inputs (default: the value declared in each file).
         allow_nodata: mask no-data/NaN input pixels in the output instead of refusing the input.
-        progress: show a progress bar over tiles (on stderr).
+        progress: show a progress bar over tiles (on stderr, and only when it is a terminal).
 
     Returns:
         The output path. Raises :class:`BinsharpError` for bad input; nothing is left at ``out_path`` then.

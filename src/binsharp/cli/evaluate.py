@@ -21,7 +21,6 @@ import csv
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output, check_output_path
 from binsharp.fusers import Fuser, add_fuser_arguments, check_bands, resolve_fusers, sensor_from_args
+from binsharp.progress import show_progress
 from binsharp.sensors import Sensor, sensor_from_options
 
 SPLITS = {"rr": "test_rr", "fr": "test_fr"}
@@ -276,7 +276,7 @@ def _iter_fused(source: Fuser | tuple[str, Callable[[int], np.ndarray]], ts: Tes
     from tqdm.auto import tqdm
 
     name = source[0] if isinstance(source, tuple) else source.name
-    show = sys.stderr.isatty()
+    show = show_progress()
     for i in tqdm(range(ts.n_images), desc=f"{ts.split} {name}", unit="img", disable=not show, leave=False):
         if isinstance(source, tuple):
             fused = source[1](i)

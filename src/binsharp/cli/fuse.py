@@ -17,7 +17,6 @@ import argparse
 
 from binsharp.fileio import check_output_path
 from binsharp.fusers import add_fuser_arguments, resolve_fuser, selected_source, sensor_from_args
-from binsharp.progress import show_progress
 from binsharp.sensors import check_ratio
 from binsharp.tiling import BORDERS, OUTPUT_DTYPES, fuse_geotiff, open_raster
 
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         nodata=args.nodata,
         allow_nodata=args.allow_nodata,
-        progress=show_progress(),
+        progress=True,
     )
     print(f"wrote {out} ({fuser.name})")
     return 0

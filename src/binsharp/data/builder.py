@@ -51,6 +51,7 @@ from binsharp.data.io import Raster, check_pair, sha256_file, write_h5_stream
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output_dir, check_output_dir
 from binsharp.metrics.reduced import min_image_size
+from binsharp.progress import show_progress
 from binsharp.sensors import Sensor, get_sensor
 
 #: Default split fractions (of the trimmed scene's long axis, after margins).
@@ -225,7 +226,7 @@ def build_dataset(
         margin: gap in MS pixels between regions (at least the MTF filter radius, 20).
         seed: seed of the training patch shuffle.
         name: dataset name recorded in the manifest.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar (on stderr, and only when it is a terminal).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
@@ -345,7 +346,9 @@ def build_dataset(
         "splits": {},
     }
 
-    bar = tqdm(total=n_steps, disable=not progress, desc=f"building {name or out.name}", unit="step")
+    bar = tqdm(
+        total=n_steps, disable=not show_progress(progress), desc=f"building {name or out.name}", unit="step"
+    )
     with contextlib.closing(bar), atomic_output_dir(out, replace=overwrite, replaceable=_replaceable) as tmp:
         for split in ("train", "val"):
             if split not in regions:

@@ -37,6 +37,7 @@ import numpy as np
 
 from binsharp import __version__
 from binsharp.errors import BinsharpError
+from binsharp.progress import show_progress
 
 __all__ = ["BenchResult", "BenchSettings", "run_benchmark", "machine_info"]
 
@@ -348,7 +349,9 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
     ]
     extra_cls = [m for m in methods if m["kind"] == "classical" and settings.latency]
     total = len(tasks) + len(extra) + len(extra_cls)
-    bar = tqdm(total=total, desc="bench", unit="task", disable=not settings.progress, file=sys.stderr)
+    bar = tqdm(
+        total=total, desc="bench", unit="task", disable=not show_progress(settings.progress), file=sys.stderr
+    )
     try:
         for m, split in tasks:
             ts = sets[split]

@@ -28,10 +28,12 @@ other ranks wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -41,11 +43,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output
+from binsharp.progress import show_progress
 from binsharp.train.checkpoint import (
     SafeCheckpointIO,
     load_resume_checkpoint,
@@ -162,6 +165,22 @@ class WeightSyncCheck(Callback):
             )
         if len(set(digests)) != 1:
             raise BinsharpError(f"DDP ranks ended with different weights: {digests}")
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's progress bar drawn on stderr, so that stdout holds only the results."""
+
+    def init_sanity_tqdm(self) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_sanity_tqdm()
+
+    def init_train_tqdm(self) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_train_tqdm()
+
+    def init_validation_tqdm(self) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_validation_tqdm()
 
 
 def _loggers(stage_dir: Path) -> list[Logger]:
@@ -495,6 +514,7 @@ def _run_stage(
             auto_insert_metric_name=False,
         ),
         WeightSyncCheck(stage_dir / "ddp_sync.json"),
+        *([StderrProgressBar()] if show_progress(progress) else []),
         *callbacks,
     ]
     vmax = cfg.data.get("val_max_batches")
@@ -515,7 +535,7 @@ def _run_stage(
         num_sanity_val_steps=0,
         logger=_loggers(stage_dir),
         callbacks=cbs,
-        enable_progress_bar=progress,
+        enable_progress_bar=show_progress(progress),
         enable_model_summary=False,
         log_every_n_steps=max(1, int(tcfg.get("log_every", 10))),
         plugins=[SafeCheckpointIO()],
