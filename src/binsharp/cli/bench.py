@@ -113,10 +113,10 @@ def settings_from_args(args: argparse.Namespace) -> object:
         cross = [c.strip() for c in args.cross.split(",") if c.strip() and c.strip().lower() != "none"]
     return BenchSettings(
         data=str(args.data),
-        models=table_order(_names(args.models, list_models(), "model(s)"))
+        models=table_order(_names(args.models, list_models(), "model"))
         if args.models.strip().lower() == "all"
-        else _names(args.models, list_models(), "model(s)"),
-        classical=_names(args.classical, list(classical_methods()), "classical method(s)"),
+        else _names(args.models, list_models(), "model"),
+        classical=_names(args.classical, list(classical_methods()), "classical method"),
         pretrained=args.pretrained,
         cross=cross,
         sensor=args.sensor,
