@@ -135,9 +135,9 @@ def _signal_guard() -> Iterator[None]:
         with _guard_lock:
             _guard_depth -= 1
             if main and _guard_depth == 0:
-                for sig, handler in _saved_handlers.items():
-                    if signal.getsignal(sig) is _on_signal:
-                        signal.signal(sig, handler)  # type: ignore[arg-type]
+                for signum, handler in _saved_handlers.items():
+                    if signal.getsignal(signum) is _on_signal:
+                        signal.signal(signum, handler)  # type: ignore[arg-type]
                 _saved_handlers.clear()
 
 

@@ -136,7 +136,7 @@ def load_test_set(path: Path, split: str, args: argparse.Namespace) -> TestSet:
             f"h5 file {path} has no 'gt': it is a full-resolution set; evaluate it with --split fr"
         )
     arrays = read_h5(path, keys=[k for k in keys if k in present or k != "lms"])
-    data = {k: arrays[k] for k in ("gt", "ms", "pan") if k in arrays}
+    data: dict[str, np.ndarray] = {k: arrays[k] for k in ("gt", "ms", "pan") if k in arrays}
     check_images_hold_data(data, source=f"h5 file {path}")
     n_total = int(arrays["ms"].shape[0])
     limit = getattr(args, "limit", None)
