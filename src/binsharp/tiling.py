@@ -2,7 +2,8 @@
 
 The PAN grid (H x W pixels) is cut into square *core* tiles of ``tile`` pixels (the last row/column of tiles
 may be smaller). Each core tile is fused from a *read* window that extends it by ``halo`` pixels on every
-side (clipped at the scene border); the fused read window is cropped back to the core and written. Tiles
+side (at the scene border: mirrored or clipped, see below); the fused read window is cropped back to the
+core and written. Tiles
 and halos are multiples of the ratio, so every PAN window maps onto whole MS pixels: PAN rows
 ``[y0, y1)`` <-> MS rows ``[y0 / ratio, y1 / ratio)``.
 
