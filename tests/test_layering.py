@@ -24,6 +24,8 @@ CLI = "cli"
 FLOORS: dict[str, int] = {
     "errors": 1,
     "fileio": 1,
+    "names": 1,
+    "progress": 1,
     "sensors": 1,
     "protocol": 2,
     "metrics": 2,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name
 
 _VNIR8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
 _BGRN = ("blue", "green", "red", "nir")
@@ -117,12 +118,52 @@ def get_sensor(name: str | Sensor) -> Sensor:
     """Look a sensor up by name or alias (case-insensitive); a :class:`Sensor` is returned unchanged."""
     if isinstance(name, Sensor):
         return name
-    key = name.strip().upper().replace("_", "")
-    for sensor in SENSORS.values():
-        if key == sensor.name.upper() or key in sensor.aliases:
-            return sensor
-    raise BinsharpError(
-        f"unknown sensor {name!r}; known: {', '.join(SENSORS)} (or build one with custom_sensor)"
+    table = {alias: s.name for s in SENSORS.values() for alias in (s.name, *s.aliases)}
+    return SENSORS[resolve_name(name, table, what="sensor")]
+
+
+def check_ratio(ratio: int, what: str = "ratio") -> int:
+    """Return ``ratio`` as ``int`` if it is a power of two of at least 2, else raise :class:`BinsharpError`.
+
+    The 23-tap interpolation and the decimation phase of the protocol are defined for such ratios only.
+    """
+    if isinstance(ratio, bool) or int(ratio) != ratio or ratio < 2 or int(ratio) & (int(ratio) - 1):
+        raise BinsharpError(f"{what} must be a power of two (2, 4, 8, ...), got {ratio}")
+    return int(ratio)
+
+
+def sensor_from_options(
+    name: str | Sensor,
+    *,
+    n_bands: int | None = None,
+    bits: int | None = None,
+    ratio: int | None = None,
+    gnyq_ms: float | tuple[float, ...] | None = None,
+    gnyq_pan: float | None = None,
+) -> Sensor:
+    """The sensor a user named (command-line options or file attributes): a table sensor or ``custom``.
+
+    ``custom`` is built from ``n_bands`` (required), ``bits`` (default 11), ``ratio`` (default 4) and the
+    Nyquist gains (defaults 0.3 and 0.15); ``bits`` and ``ratio`` are validated for any sensor.
+
+    Raises:
+        BinsharpError: unknown sensor name (with suggestions), a ratio that is not a power of two, a bit
+            depth outside 1..32, or ``custom`` without a band count.
+    """
+    if ratio is not None:
+        check_ratio(ratio)
+    if bits is not None and (isinstance(bits, bool) or int(bits) != bits or not 1 <= bits <= 32):
+        raise BinsharpError(f"bits must be an integer from 1 to 32, got {bits}")
+    if isinstance(name, Sensor) or name.strip().lower() != "custom":
+        return get_sensor(name)
+    if n_bands is None:
+        raise BinsharpError("--sensor custom needs the band count of the data")
+    return custom_sensor(
+        n_bands,
+        bits=int(bits) if bits is not None else 11,
+        ratio=int(ratio) if ratio is not None else 4,
+        gnyq_ms=0.3 if gnyq_ms is None else gnyq_ms,
+        gnyq_pan=0.15 if gnyq_pan is None else gnyq_pan,
     )
 
 

@@ -326,3 +326,123 @@ def test_fuse_takes_one_method(tmp_path, capsys, good):
     argv = _fuse(tmp_path, pan_path, ms_path)
     argv[2] = "all"
     _expect_error(argv, tmp_path, capsys, "one method at a time")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Outputs that cannot be written: refused before any work, exit 2, no traceback
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _unwritable_dirs(tmp_path: Path) -> list[Path]:
+    """``/proc`` (no file can be created there, even by root) and, for other users, a read-only directory."""
+    dirs = [Path("/proc")]
+    if os.geteuid() != 0:
+        ro = tmp_path / "read-only"
+        ro.mkdir()
+        ro.chmod(0o555)
+        dirs.append(ro)
+    return dirs
+
+
+def test_unwritable_output_directories(tmp_path, capsys, good):
+    pan_path, ms_path = good
+    data = _h5(tmp_path / "t.h5")
+    for d in _unwritable_dirs(tmp_path):
+        commands = [
+            _fuse(tmp_path, pan_path, ms_path)[:-2] + ["-o", str(d / "x.tif")],
+            ["export", "--model", "bbcu", "--bands", "8", "-o", str(d / "x.bsp")],
+            [
+                "data",
+                "build",
+                "--pan",
+                str(pan_path),
+                "--ms",
+                str(ms_path),
+                "--sensor",
+                "WV3",
+                "-o",
+                str(d / "ds"),
+            ],
+            ["train", "--model", "pnn", "--data", str(data), "--out", str(d / "run")],
+            _evaluate(data, "--json", str(d / "r.json")),
+        ]
+        for argv in commands:
+            assert main(argv) == 2, argv
+            captured = capsys.readouterr()
+            assert f"cannot write to directory {d}" in captured.err, captured.err
+            assert captured.out == ""  # refused before any work (evaluate prints no table first)
+
+
+def test_evaluate_fused_h5_of_strings(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5", n=2)
+    bad = tmp_path / "fused.h5"
+    with h5py.File(bad, "w") as f:
+        f["sr"] = np.full((2, 8, 64, 64), b"x", dtype="S1")
+    argv = ["evaluate", "--fused", str(bad), "--data", str(path)]
+    _expect_error(argv, tmp_path, capsys, "fused.h5", "'sr'", "unsupported dtype")
+
+
+def test_train_config_that_is_a_binary_file(tmp_path, capsys):
+    path = _h5(tmp_path / "t.h5")
+    config = tmp_path / "model.bin"
+    config.write_bytes(bytes(range(256)) * 4)
+    argv = [
+        "train",
+        "--model",
+        "pnn",
+        "--data",
+        str(path),
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    _expect_error(argv, tmp_path, capsys, "model.bin", "not a text (YAML) file")
+
+
+def test_h5_bool_pan_and_complex_ms_are_named(tmp_path, capsys):
+    path = _h5(tmp_path / "b.h5", pan=np.ones((2, 1, 64, 64), dtype=bool))
+    _expect_error(_evaluate(path), tmp_path, capsys, "'pan'", "unsupported dtype bool")
+    ms, _ = _arrays()
+    path = _h5(tmp_path / "c.h5", ms=np.stack([ms, ms]).astype(np.complex128))
+    err = _expect_error(_evaluate(path), tmp_path, capsys, "'ms'", "unsupported dtype complex128")
+    assert "truncated" not in err
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_all_zero_data_is_refused(tmp_path, capsys):
+    zeros = np.zeros((8, 16, 16))
+    path = _h5(
+        tmp_path / "z.h5",
+        ms=np.stack([zeros] * 2),
+        lms=np.zeros((2, 8, 64, 64)),
+        pan=np.zeros((2, 1, 64, 64)),
+    )
+    err = _expect_error(_evaluate(path), tmp_path, capsys, "image 0 of 'ms' is constant", "no data")
+    assert "Warning" not in err
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_perfect_fusion_shows_inf_without_a_spread(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(100, 1000, size=(2, 8, 128, 128))
+    data = tmp_path / "g.h5"
+    with h5py.File(data, "w") as f:
+        f["gt"], f["ms"], f["lms"] = gt, gt[:, :, 2::4, 2::4], gt
+        f["pan"] = gt.mean(axis=1, keepdims=True)
+        for k, v in {"sensor": "WV3", "bits": 11, "ratio": 4}.items():
+            f.attrs[k] = v
+    with h5py.File(tmp_path / "sr.h5", "w") as f:
+        f["sr"] = gt
+    assert main(["evaluate", "--fused", str(tmp_path / "sr.h5"), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert " inf" in out and "nan" not in out
+
+
+def test_misspelled_method_is_refused_before_a_dataset_is_built(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BINSHARP_CACHE", str(tmp_path / "cache"))
+    assert main(["evaluate", "--method", "awpl", "--data", "wv2-longmont"]) == 2
+    assert "did you mean awlp?" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+    assert main(["evaluate", "--method", "exp", "--data", "wv3-longmnt"]) == 2
+    assert "did you mean wv3-longmont" in capsys.readouterr().err

@@ -18,8 +18,8 @@ def from_origin(west, north, xsize, ysize):
 
 
 SMALL = [
-    "--splits", "train=0.5,val=0.2,test=0.3", "--patch", "32", "--stride", "8", "--test-tile", "32",
-    "--min-test-tiles", "4", "--fr-tile", "128", "--margin", "20", "--no-progress",
+    "--splits", "train=0.4,val=0.15,test=0.45", "--patch", "32", "--stride", "8", "--test-tile", "96",
+    "--min-test-tiles", "1", "--fr-tile", "128", "--margin", "20", "--no-progress",
 ]  # fmt: skip
 
 
@@ -52,7 +52,7 @@ def test_build_custom_pair_and_info(tmp_path, capsys):
     assert "train.h5" in text and "test_fr" in text
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["splits"]) == {"train", "val", "test_rr", "test_fr"}
-    assert m["sensor"]["name"] == "QB" and m["splits"]["test_rr"]["count"] >= 4
+    assert m["sensor"]["name"] == "QB" and m["splits"]["test_rr"]["count"] >= 1
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     # an existing output is refused (exit 2) and left untouched
     assert main(argv) == 2
@@ -111,3 +111,58 @@ def test_list(tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "wv3-longmont" in text and "wv2-longmont" in text and "not built" in text
     assert str(tmp_path) in text
+
+
+def _hidden(folder):
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_force_replaces_only_a_binsharp_dataset(tmp_path, capsys):
+    pan, ms = _scene(tmp_path / "src")
+    out = tmp_path / "ds"
+    argv = ["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(out), *SMALL]
+    # a directory of the user's: refused with --force, everything kept
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.txt").write_text("years of work")
+    (out / "sub" / "code.py").write_text("print(1)")
+    assert main([*argv, "--force"]) == 2
+    assert "not a binsharp dataset" in capsys.readouterr().err
+    assert (out / "thesis.txt").read_text() == "years of work" and (out / "sub" / "code.py").is_file()
+    # a file at -o: refused, kept, nothing hidden left beside it
+    target = tmp_path / "file-out"
+    target.write_text("a file")
+    assert main([*argv[: -len(SMALL) - 2], "-o", str(target), *SMALL, "--force"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert target.read_text() == "a file" and _hidden(tmp_path) == []
+    # a binsharp dataset: replaced; with a file added by the user: refused
+    ds = tmp_path / "real"
+    argv_ds = [*argv[: -len(SMALL) - 2], "-o", str(ds), *SMALL]
+    assert main(argv_ds) == 0
+    (ds / "notes.txt").write_text("mine")
+    assert main([*argv_ds, "--force"]) == 2
+    assert "notes.txt" in capsys.readouterr().err and (ds / "notes.txt").is_file()
+    (ds / "notes.txt").unlink()
+    assert main([*argv_ds, "--force"]) == 0
+    assert (ds / "manifest.json").is_file() and _hidden(tmp_path) == []
+
+
+def test_test_tile_too_small_to_evaluate_and_bad_ratio(tmp_path, capsys):
+    pan, ms = _scene(tmp_path / "src")
+    argv = ["data", "build", "--pan", str(pan), "--ms", str(ms), "--sensor", "QB", "-o", str(tmp_path / "ds")]
+    assert main([*argv, *SMALL, "--test-tile", "64"]) == 2
+    assert "too small to evaluate" in capsys.readouterr().err
+    for ratio in ("0", "3"):
+        assert main([*argv, *SMALL, "--ratio", ratio]) == 2
+        assert "power of two" in capsys.readouterr().err
+    assert main(["data", "build", "wv3-longmnt"]) == 2
+    assert "did you mean wv3-longmont" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_data_help_is_plain_text(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    text = capsys.readouterr().out
+    assert "binsharp data build" in text and "``" not in text

@@ -112,7 +112,7 @@ def test_bench_on_pancollection_h5_files(assets, tmp_path, capsys):
 
 def test_bench_bad_input(assets, tmp_path, capsys):
     assert main(["bench", "--data", str(assets["data"]), "--models", "nope", "--no-progress"]) == 2
-    assert "unknown model(s) nope" in capsys.readouterr().err
+    assert "unknown model 'nope'" in capsys.readouterr().err
     assert main(["bench", "--data", str(tmp_path / "missing.h5"), "--models", "none", "--no-progress"]) == 2
     assert "not found" in capsys.readouterr().err
     existing = tmp_path / "x.json"

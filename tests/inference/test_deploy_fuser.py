@@ -98,7 +98,7 @@ def test_cli_fuse_with_engine_geotiff(tmp_path):
         "--ms",
         str(tmp_path / "ms.tif"),
     ]
-    assert main([*argv, "-o", str(out), "--tile", "0"]) == 0
+    assert main([*argv, "-o", str(out), "--tile", "0", "--border", "circular"]) == 0
     with rasterio.open(out) as d, rasterio.open(tmp_path / "pan.tif") as p:
         assert (d.count, d.height, d.width) == (8, 48, 40)
         assert d.crs == p.crs and d.transform == p.transform

@@ -132,18 +132,20 @@ def test_geotiff_tiled_equals_untiled_and_keeps_georeferencing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "out.tif", "pan.tif"]
 
 
-def test_geotiff_integer_output_is_rounded_and_clipped(tmp_path):
+def test_geotiff_integer_output_out_of_range_is_refused_unless_clipped(tmp_path):
     ms, pan = _scene(2, 8, 8, seed=2)
     pan_path, ms_path = _write_pair(tmp_path, ms, pan)
-    out = fuse_geotiff(
-        LocalFuser(bands=2, k=2),
-        pan_path,
-        ms_path,
-        tmp_path / "o.tif",
-        tile=16,
-        dtype="uint16",
-        max_value=2047,
-    )
+    fused = np.rint(LocalFuser(bands=2, k=2)(ms, pan))
+    n_out = int(((fused < 0) | (fused > 2047)).any(axis=0).sum())
+    assert n_out > 0
+    args = (pan_path, ms_path, tmp_path / "o.tif")
+    with pytest.raises(BinsharpError, match=f"{n_out} of 1024 output pixels .* outside 0..2047 .* --clip"):
+        fuse_geotiff(LocalFuser(bands=2, k=2), *args, tile=16, dtype="uint16", max_value=2047)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "pan.tif"]
+    # uint8: the type's own range (0..255) applies, never a wrap-around
+    with pytest.raises(BinsharpError, match="outside 0..255"):
+        fuse_geotiff(LocalFuser(bands=2, k=2), *args, tile=16, dtype="uint8", max_value=2047)
+    out = fuse_geotiff(LocalFuser(bands=2, k=2), *args, tile=16, dtype="uint16", max_value=2047, clip=True)
     expected = np.clip(np.rint(LocalFuser(bands=2, k=2)(ms, pan)), 0, 2047).astype(np.uint16)
     with rasterio.open(out) as d:
         assert d.dtypes[0] == "uint16"
@@ -162,9 +164,10 @@ def test_allow_nodata_masks_output(tmp_path):
     )
     with rasterio.open(out) as d:
         a = d.read()
-        assert np.isnan(d.nodata)
-    assert np.isnan(a[:, :4, :4]).all()
-    assert not np.isnan(a[:, 4:, :]).any() and not np.isnan(a[:, :, 4:]).any()
+        assert d.nodata == 0  # the inputs' no-data value is the output's
+    expected = fuse_array_tiled(LocalFuser(bands=2, k=2), ms, pan, tile=16).astype(np.float32)
+    expected[:, :4, :4] = 0
+    np.testing.assert_array_equal(a, expected)
 
 
 class _FailingFuser(LocalFuser):

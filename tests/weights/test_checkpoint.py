@@ -234,6 +234,8 @@ def test_cli_fuse_and_evaluate_with_a_checkpoint(ckpt, tmp_path, capsys):
         str(out),
         "--tile",
         "0",
+        "--border",
+        "circular",  # the fuser's own border rule, as when it is called directly
     ]
     assert main(argv) == 0
     with rasterio.open(out) as d:

@@ -41,7 +41,7 @@ import numpy as np
 from binsharp.classic._common import prepare
 from binsharp.classic.cs import bdsd_pc, bt_h, gs, gsa
 from binsharp.classic.mra import awlp, mtf_glp_fs, mtf_glp_hpm
-from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name
 from binsharp.sensors import Sensor
 
 __all__ = [
@@ -99,10 +99,7 @@ CLASSICAL_METHODS: tuple[str, ...] = tuple(_METHODS)
 
 def get_method(method: str) -> Callable[..., np.ndarray]:
     """The function implementing ``method`` (case-insensitive; ``_`` and ``-`` are interchangeable)."""
-    key = str(method).strip().lower().replace("_", "-")
-    if key not in _METHODS:
-        raise BinsharpError(f"unknown classical method {method!r}; known: {', '.join(CLASSICAL_METHODS)}")
-    return _METHODS[key]
+    return _METHODS[resolve_name(str(method), CLASSICAL_METHODS, what="classical method")]
 
 
 def fuse(

@@ -3,6 +3,7 @@
 Each subcommand lives in its own module of this package and exposes ``register(subparsers)``, which adds
 its parser and sets ``func`` (a callable taking the parsed namespace and returning an exit status).
 Bad input raises :class:`binsharp.errors.BinsharpError`; :func:`main` prints its message and exits with 2.
+Ctrl-C exits with 130 and SIGTERM with 143, after the partial outputs were removed (:mod:`binsharp.fileio`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 from binsharp import __version__
 from binsharp.cli import bench, data, evaluate, export, fuse, quickstart, train
-from binsharp.errors import BinsharpError
+from binsharp.errors import BinsharpError, Terminated
 
 #: Subcommand modules, in the order they appear in ``binsharp --help``.
 COMMANDS = (data, evaluate, fuse, train, export, bench, quickstart)
@@ -46,9 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into a program that stopped reading (e.g. ``| head``): not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the system refused a read or write the checks could not foresee (disk full)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"binsharp {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"binsharp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"binsharp {args.command}: terminated by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

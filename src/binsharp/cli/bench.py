@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from binsharp.errors import BinsharpError
 from binsharp.fileio import check_output_path
+from binsharp.names import resolve_name
 
 
 def _names(value: str, known: list[str], what: str) -> list[str]:
@@ -30,11 +30,7 @@ def _names(value: str, known: list[str], what: str) -> list[str]:
         return []
     if v == "all":
         return list(known)
-    names = [n.strip().lower() for n in v.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise BinsharpError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
-    return names
+    return [resolve_name(n, known, what=what) for n in v.split(",") if n.strip()]
 
 
 #: Networks shown last, in this order (the methods of this package); the others come full precision first.
@@ -117,10 +113,10 @@ def settings_from_args(args: argparse.Namespace) -> object:
         cross = [c.strip() for c in args.cross.split(",") if c.strip() and c.strip().lower() != "none"]
     return BenchSettings(
         data=str(args.data),
-        models=table_order(_names(args.models, list_models(), "model(s)"))
+        models=table_order(_names(args.models, list_models(), "model"))
         if args.models.strip().lower() == "all"
-        else _names(args.models, list_models(), "model(s)"),
-        classical=_names(args.classical, list(classical_methods()), "classical method(s)"),
+        else _names(args.models, list_models(), "model"),
+        classical=_names(args.classical, list(classical_methods()), "classical method"),
         pretrained=args.pretrained,
         cross=cross,
         sensor=args.sensor,

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "data",
         help="build and inspect datasets",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # the docstring's reST literals read as plain text
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -87,9 +88,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.name and custom:
         raise BinsharpError("give either a dataset NAME or --pan/--ms/--sensor/-o, not both")
     if args.name:
-        spec = catalog.CATALOG.get(args.name.strip().lower())
-        if spec is None:
-            raise BinsharpError(f"unknown dataset {args.name!r}; known: {', '.join(catalog.CATALOG)}")
+        spec = catalog.CATALOG[resolve_name(args.name, list(catalog.CATALOG), what="dataset")]
         if catalog.is_built(spec.name) and not args.force:
             print(f"{spec.name}: already built at {catalog.dataset_dir(spec.name)} (use --force to rebuild)")
             return 0
@@ -104,17 +103,22 @@ def run_build(args: argparse.Namespace) -> int:
             f"give a dataset NAME, or all of --pan, --ms, --sensor, -o (missing {', '.join(missing)})"
         )
 
-    from binsharp.data.builder import build_dataset
+    from binsharp.data.builder import build_dataset, check_output
     from binsharp.data.io import read_pan_ms_pair
-    from binsharp.sensors import custom_sensor, get_sensor
+    from binsharp.sensors import check_ratio, sensor_from_options
 
+    check_output(args.output, overwrite=args.force)
+    check_ratio(args.ratio, "--ratio")
     pan, ms = read_pan_ms_pair(args.pan, args.ms, ratio=args.ratio)
-    if args.sensor.strip().lower() == "custom":
-        n = args.bands if args.bands is not None else ms.count
-        gains = args.gnyq_ms[0] if len(args.gnyq_ms) == 1 else tuple(args.gnyq_ms)
-        sensor = custom_sensor(n, bits=args.bits, ratio=args.ratio, gnyq_ms=gains, gnyq_pan=args.gnyq_pan)
-    else:
-        sensor = get_sensor(args.sensor)
+    gains = args.gnyq_ms[0] if len(args.gnyq_ms) == 1 else tuple(args.gnyq_ms)
+    sensor = sensor_from_options(
+        args.sensor,
+        n_bands=args.bands if args.bands is not None else ms.count,
+        bits=args.bits,
+        ratio=args.ratio,
+        gnyq_ms=gains,
+        gnyq_pan=args.gnyq_pan,
+    )
     manifest = build_dataset(
         pan,
         ms,

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from binsharp.cli.fusers import add_fuser_arguments, resolve_fusers, selected_source
+from binsharp.cli.fusers import add_fuser_arguments, method_names, resolve_fusers, selected_source
 from binsharp.errors import BinsharpError
 from binsharp.evaluation.evaluate import (
     build_report,
@@ -82,10 +82,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``binsharp evaluate``; returns the exit status (bad input raises BinsharpError)."""
     for out in (args.json, args.csv):
         if out:
-            check_output_path(out, overwrite=args.overwrite)
+            check_output_path(out, overwrite=args.overwrite, inputs=(args.data, args.fused))
     picked = selected_source(args)
     if args.fused and picked is not None:
         raise BinsharpError(f"give either --fused or --{picked[0].option}, not both")
+    if picked is not None and picked[0].option == "method":
+        method_names(picked[1])  # unknown names fail before any data is loaded or built
     if not args.fused and picked is None:
         raise BinsharpError("nothing to evaluate: pass --method NAME|all (or --fused PATH)")
     if args.fused and args.split == "both":

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from binsharp.deploy.export import export_model
     from binsharp.fileio import check_output_path
 
-    check_output_path(args.output, overwrite=args.overwrite)
+    check_output_path(args.output, overwrite=args.overwrite, inputs=(args.checkpoint,))
     if args.checkpoint:
         from binsharp.models import load_checkpoint
 

@@ -4,19 +4,21 @@ Example::
 
     binsharp fuse --method mtf-glp-hpm --sensor WV3 --pan PAN.tif --ms MS.tif -o OUT.tif
 
-The output has the PAN grid (size, CRS, transform) and the MS bands, in DN (float32 unless ``--dtype``).
-Large scenes are processed in tiles of ``--tile`` PAN pixels with a halo of context, so memory stays bounded;
-methods with global statistics estimate them per tile (``--tile 0``: one piece, the toolbox result).
+The output has the PAN grid (size, CRS, transform) and the MS bands, in DN (float32 unless ``--dtype``;
+an integer type refuses values outside the sensor's range unless ``--clip``). Large scenes are processed in
+tiles of ``--tile`` PAN pixels with a halo of context, so memory stays bounded; the scene is mirrored at its
+borders (``--border circular``: the toolbox's wrap-around), so a tiled result equals the untiled one for
+local fusers; methods with global statistics estimate them per tile (``--tile 0``: one piece).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from binsharp.cli.fusers import add_fuser_arguments, resolve_fuser, sensor_from_args
+from binsharp.cli.fusers import add_fuser_arguments, resolve_fuser, selected_source, sensor_from_args
 from binsharp.fileio import check_output_path
-from binsharp.inference.tiling import OUTPUT_DTYPES, fuse_geotiff, open_raster
+from binsharp.inference.tiling import BORDERS, OUTPUT_DTYPES, fuse_geotiff, open_raster
+from binsharp.sensors import check_ratio
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +50,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dtype", default="float32", choices=OUTPUT_DTYPES, help="output data type (default float32)"
     )
     p.add_argument(
+        "--clip",
+        action="store_true",
+        help="clip integer outputs to the sensor's range (default: refuse values outside it, with a count)",
+    )
+    p.add_argument(
+        "--border",
+        default=BORDERS[0],
+        choices=BORDERS,
+        help="scene borders: mirror the scene (default; tiled = untiled) or circular (the toolbox's rule)",
+    )
+    p.add_argument(
         "--nodata", type=float, default=None, help="no-data value of the inputs (default: as declared)"
     )
     p.add_argument(
@@ -61,15 +74,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``binsharp fuse``; returns the exit status (bad input raises BinsharpError)."""
-    check_output_path(args.output, overwrite=args.overwrite)
+    picked = selected_source(args)
+    check_output_path(
+        args.output, overwrite=args.overwrite, inputs=(args.pan, args.ms, picked[1] if picked else None)
+    )
+    if args.ratio is not None:
+        check_ratio(args.ratio, "--ratio")
     sensor = None
     if args.sensor:
-        n_bands = None
-        if args.sensor.strip().lower() == "custom":
-            with open_raster(args.ms, "MS") as ds:
-                n_bands = ds.count
+        with open_raster(args.ms, "MS") as ds:
+            n_bands = ds.count
         sensor = sensor_from_args(args, n_bands=n_bands)
-    ratio = args.ratio or (sensor.ratio if sensor is not None else None)
+        sensor.check_bands(n_bands)  # before a fuser (e.g. a checkpoint) compares itself with the sensor
+    ratio = args.ratio if args.ratio is not None else (sensor.ratio if sensor is not None else None)
     fuser = resolve_fuser(args, sensor=sensor, ratio=ratio)
     out = fuse_geotiff(
         fuser,
@@ -80,10 +97,12 @@ def run(args: argparse.Namespace) -> int:
         halo=args.halo,
         dtype=args.dtype,
         max_value=float(sensor.max_value) if sensor is not None else None,
+        clip=args.clip,
+        border=args.border,
         overwrite=args.overwrite,
         nodata=args.nodata,
         allow_nodata=args.allow_nodata,
-        progress=sys.stderr.isatty(),
+        progress=True,
     )
     print(f"wrote {out} ({fuser.name})")
     return 0

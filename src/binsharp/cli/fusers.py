@@ -24,7 +24,8 @@ from typing import Any
 from binsharp.errors import BinsharpError
 from binsharp.inference import Fuser, classical_methods, method_fuser
 from binsharp.inference.pretrained import DEFAULT_PRETRAINED
-from binsharp.sensors import Sensor, custom_sensor, get_sensor
+from binsharp.names import resolve_name
+from binsharp.sensors import Sensor, sensor_from_options
 
 #: ``factory(value, args, sensor=..., ratio=...) -> Fuser``: ``value`` is the option's argument, ``args`` the
 #: parsed command line (for companion options such as ``--pretrained``), ``sensor``/``ratio`` those of the
@@ -204,23 +205,29 @@ def resolve_fuser(
 def resolve_fusers(
     args: argparse.Namespace, *, sensor: Sensor | None = None, ratio: int | None = None
 ) -> list[Fuser]:
-    """Like :func:`resolve_fuser`, expanding ``--method all`` into every classical method."""
+    """Like :func:`resolve_fuser`, expanding ``--method all`` or a comma-separated list of methods."""
     picked = selected_source(args)
-    if picked is not None and picked[0].option == "method" and picked[1].strip().lower() == "all":
-        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in classical_methods()]
-    if picked is not None and picked[0].option == "method" and "," in picked[1]:
-        names = [m for m in picked[1].split(",") if m.strip()]
-        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in names]
+    if picked is not None and picked[0].option == "method":
+        return [resolve_fuser(args, sensor=sensor, ratio=ratio, value=m) for m in method_names(picked[1])]
     return [resolve_fuser(args, sensor=sensor, ratio=ratio)]
 
 
+def method_names(value: str) -> list[str]:
+    """The classical methods a ``--method`` value names (``all``, a name or a comma-separated list).
+
+    Raises :class:`BinsharpError` (with suggestions) for an unknown name, so a command can check the names
+    before it loads or builds any data.
+    """
+    if value.strip().lower() == "all":
+        return list(classical_methods())
+    return [resolve_name(m, classical_methods(), what="method") for m in value.split(",") if m.strip()]
+
+
 def sensor_from_args(args: argparse.Namespace, *, n_bands: int | None) -> Sensor:
-    """The sensor named by ``args.sensor``; ``custom`` builds one from ``n_bands`` and ``args.bits``."""
-    name = str(args.sensor)
-    if name.strip().lower() == "custom":
-        if n_bands is None:
-            raise BinsharpError("--sensor custom needs the band count of the data")
-        bits = getattr(args, "bits", None) or 11
-        ratio = getattr(args, "ratio", None) or 4
-        return custom_sensor(n_bands, bits=int(bits), ratio=int(ratio))
-    return get_sensor(name)
+    """The sensor named by ``args.sensor`` (:func:`binsharp.sensors.sensor_from_options`)."""
+    return sensor_from_options(
+        str(args.sensor),
+        n_bands=n_bands,
+        bits=getattr(args, "bits", None),
+        ratio=getattr(args, "ratio", None),
+    )

@@ -63,27 +63,25 @@ def run(args: argparse.Namespace) -> int:
     """Run ``binsharp quickstart``; returns the exit status (bad input raises BinsharpError)."""
     from binsharp import zoo
     from binsharp.evaluation.bench import BenchSettings, run_benchmark
-    from binsharp.fileio import check_output_path
+    from binsharp.fileio import check_output_dir, check_output_path
     from binsharp.inference.fuser import classical_methods
     from binsharp.models import list_models
     from binsharp.report import write_report
     from binsharp.report.tables import benchmark_tables, summary_lines
 
     t0 = time.perf_counter()
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BinsharpError(f"--out {out} exists and is not a directory")
+    out = check_output_dir(args.out, replace=True, create_parents=True)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", "results.md", "report.html"):
         check_output_path(out / name, overwrite=args.overwrite)
     pretrained = args.pretrained or _pretrained_default(str(args.data))
-    wanted = _names(args.models, list_models(), "model(s)")
+    wanted = _names(args.models, list_models(), "model")
     have = zoo.available().get(pretrained, [])
     missing = [m for m in wanted if m not in have]
     settings = BenchSettings(
         data=str(args.data),
         models=wanted,
-        classical=_names(args.classical, list(classical_methods()), "classical method(s)"),
+        classical=_names(args.classical, list(classical_methods()), "classical method"),
         pretrained=pretrained,
         cross=[],
         sensor=args.sensor,

@@ -39,10 +39,31 @@ def _positive(text: str) -> int:
     return value
 
 
+class _HelpWithModels(argparse.Action):
+    """``-h/--help`` that lists the registered models (loaded only when help is asked for)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
+        from binsharp.models import list_models
+
+        models = "\n".join(
+            f"  {kind:<7} {', '.join(list_models(key))}"
+            for key, kind in (("fp", "float"), ("binary", "binary"))
+        )
+        parser.epilog = f"{parser.epilog}\n\nmodels (--model):\n{models}"
+        parser.print_help()
+        parser.exit()
+
+
 def register(subparsers: Any) -> None:
     """Add the ``train`` subcommand."""
     p = subparsers.add_parser(
         "train",
+        add_help=False,
         help="train a model (PyTorch Lightning; resumable, multi-stage, DDP)",
         description="Train a binsharp model on a dataset and write a safe checkpoint (model.safetensors).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -53,7 +74,10 @@ def register(subparsers: Any) -> None:
             "DDP: --devices N --strategy ddp (Lightning starts the processes), or under torchrun."
         ),
     )
-    p.add_argument("--model", required=True, metavar="NAME", help="registered model name")
+    p.add_argument(
+        "-h", "--help", action=_HelpWithModels, help="show this help message and the models, and exit"
+    )
+    p.add_argument("--model", required=True, metavar="NAME", help="registered model name (listed below)")
     p.add_argument(
         "--data",
         metavar="NAME|PATH",
@@ -105,6 +129,7 @@ def _devices(text: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``binsharp train``; prints the checkpoint path and the last validation indexes."""
     from binsharp.errors import BinsharpError
+    from binsharp.fileio import check_output_dir
     from binsharp.train.engine import is_global_zero_process, train
     from binsharp.train.recipe import read_config
 
@@ -127,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if data is None:
         raise BinsharpError("pass --data NAME|PATH (or set data.name in --config)")
     out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{Path(str(data)).stem}"
+    check_output_dir(out, replace=True, create_parents=True)  # before loading data or building the model
     result = train(
         args.model,
         data,

@@ -27,19 +27,18 @@ Outputs (``out_dir``): ``train.h5``, ``val.h5``, ``test_rr.h5``, ``test_fr.h5`` 
 ``manifest.json`` (sources with SHA-256, regions, margins, patch sizes, strides, counts, version, protocol
 settings, SHA-256 of every output, and the top-left corner of every patch/tile in file order, in MS pixels
 of the source grid: ``positions_ms_px`` / ``tiles_ms_px``). The directory is built under a temporary name
-and renamed into place, so an interrupted build leaves nothing half-made. Identical inputs give identical
-bytes.
+and renamed into place (:func:`binsharp.fileio.atomic_output_dir`), so an interrupted or terminated build
+leaves nothing half-made. Identical inputs give identical bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,9 @@ from scipy import ndimage
 from binsharp import __version__
 from binsharp.data.io import Raster, check_pair, write_h5_stream
 from binsharp.errors import BinsharpError
-from binsharp.fileio import sha256_file
+from binsharp.fileio import atomic_output_dir, check_output_dir, sha256_file
+from binsharp.metrics.reduced import min_image_size
+from binsharp.progress import show_progress
 from binsharp.sensors import Sensor, get_sensor
 
 #: Default split fractions (of the trimmed scene's long axis, after margins).
@@ -211,7 +212,8 @@ def build_dataset(
         pan: PAN raster (1, H, W), DN.
         ms: MS raster (C, H/ratio, W/ratio), DN, registered with ``pan``.
         sensor: sensor name or :class:`Sensor` (Nyquist gains for the MTF filters, bit depth).
-        out_dir: output directory; must not exist unless ``overwrite`` (then it is replaced).
+        out_dir: output directory; must not exist unless ``overwrite``, and is then replaced only if it holds
+            a binsharp dataset and nothing else (:func:`check_output`).
         ratio: PAN/MS resolution ratio (default: the sensor's).
         splits: fractions of the scene for ``train``, ``val``, ``test`` (omit or 0 to skip a split; ``test``
             yields both ``test_rr`` and ``test_fr``). Default :data:`DEFAULT_SPLITS`.
@@ -224,7 +226,7 @@ def build_dataset(
         margin: gap in MS pixels between regions (at least the MTF filter radius, 20).
         seed: seed of the training patch shuffle.
         name: dataset name recorded in the manifest.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar (on stderr, and only when it is a terminal).
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
@@ -246,13 +248,15 @@ def build_dataset(
         raise BinsharpError(f"fr_tile must be a positive multiple of 32 and of {ratio * 8}, got {fr_tile}")
     if test_tile is not None and (test_tile <= 0 or test_tile % ratio):
         raise BinsharpError(f"test_tile must be a positive multiple of the ratio {ratio}, got {test_tile}")
+    smallest = min_image_size()
+    if test_tile is not None and test_tile < smallest:
+        raise BinsharpError(
+            f"test tile {test_tile} is too small to evaluate: the reduced-resolution indexes (border cut 21, "
+            f"block 32) need at least {smallest} pixels; use {-(-smallest // 32) * 32} or more"
+        )
     if margin < MTF_RADIUS:
         raise BinsharpError(f"margin {margin} is below the MTF filter radius ({MTF_RADIUS} pixels)")
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise BinsharpError(f"output directory exists: {out} (pass --force/overwrite to rebuild it)")
-    if not out.parent.is_dir():
-        raise BinsharpError(f"output directory's parent does not exist: {out.parent}")
+    out = check_output(out_dir, overwrite=overwrite)
 
     pan, ms = check_pair(pan, ms, ratio)
     proto = _protocol()
@@ -343,9 +347,10 @@ def build_dataset(
         "splits": {},
     }
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
-    bar = tqdm(total=n_steps, disable=not progress, desc=f"building {name or out.name}", unit="step")
-    try:
+    bar = tqdm(
+        total=n_steps, disable=not show_progress(progress), desc=f"building {name or out.name}", unit="step"
+    )
+    with contextlib.closing(bar), atomic_output_dir(out, replace=overwrite, replaceable=_replaceable) as tmp:
         for split in ("train", "val"):
             if split not in regions:
                 continue
@@ -470,13 +475,6 @@ def build_dataset(
         for info in manifest["splits"].values():
             info["sha256"] = sha256_file(tmp / info["file"])
         (tmp / MANIFEST).write_text(_dump_manifest(manifest), encoding="utf-8")
-        _default_permissions(tmp)
-        bar.close()
-        _move_into_place(tmp, out, overwrite=overwrite)
-    except BaseException:
-        bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -486,33 +484,39 @@ def _dump_manifest(manifest: dict[str, Any]) -> str:
     return re.sub(r"\[\s+(-?[\d.]+),\s+(-?[\d.]+)\s+\]", r"[\1, \2]", text) + "\n"
 
 
-def _default_permissions(folder: Path) -> None:
-    """Give ``folder`` and its files the usual permissions (temporary files are created private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
+def _replaceable(folder: Path) -> None:
+    """Raise :class:`BinsharpError` unless ``folder`` holds a binsharp dataset and nothing else.
 
-
-def _move_into_place(tmp: Path, out: Path, *, overwrite: bool) -> None:
-    """Rename the finished directory ``tmp`` to ``out`` (replacing ``out`` only if ``overwrite``)."""
-    old = None
-    if out.exists():
-        if not overwrite:
-            raise BinsharpError(f"output directory exists: {out}")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
+    ``--force`` replaces a dataset directory: one with a binsharp ``manifest.json`` whose entries are the
+    manifest and the split files. Any other content (or a directory without a manifest) is refused, so a
+    rebuild never deletes files binsharp did not write.
+    """
+    manifest = folder / MANIFEST
     try:
-        os.rename(tmp, out)
-    except OSError as exc:
-        if old is not None:
-            os.rename(old, out)
-        if out.exists():
-            raise BinsharpError(f"output directory appeared while building: {out}") from exc
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format", "")
+    except (OSError, ValueError, AttributeError):
+        fmt = ""
+    if not str(fmt).startswith(MANIFEST_FORMAT.split("/")[0] + "/"):
+        raise BinsharpError(
+            f"{folder} is not a binsharp dataset directory (no binsharp {MANIFEST}); "
+            "--force replaces only a dataset that binsharp built: choose another output directory"
+        )
+    others = sorted(p.name for p in folder.iterdir() if p.name not in {MANIFEST, *SPLIT_FILES.values()})
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise BinsharpError(
+            f"dataset directory {folder} also holds files binsharp did not write ({shown}); "
+            "--force would delete them: move them away or choose another output directory"
+        )
+
+
+def check_output(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that a dataset may be built at ``out_dir`` (before any work); returns it as a :class:`Path`.
+
+    A new directory needs a writable parent; an existing one is replaced only with ``overwrite`` and only
+    when it holds a binsharp dataset and nothing else (see :func:`_replaceable`).
+    """
+    return check_output_dir(out_dir, replace=overwrite, replaceable=_replaceable)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,14 +15,13 @@ which keeps the build to a few seconds and the cache under 1 GB.
 
 Datasets are built into ``$BINSHARP_CACHE/datasets/NAME`` (default cache:
 ``platformdirs.user_cache_dir("binsharp")``) under a temporary name and renamed into place, so an
-interrupted build leaves nothing half-made. The imagery is never copied anywhere else.
+interrupted build leaves nothing half-made (the partials of killed builds are removed by the next one).
+The imagery is never copied anywhere else.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from binsharp.data.builder import MANIFEST, MANIFEST_FORMAT, SPLIT_FILES, build_dataset, read_manifest
 from binsharp.data.io import read_pan_ms_pair
 from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name, suggestions
 
 SPLITS: tuple[str, ...] = tuple(SPLIT_FILES)
 
@@ -82,12 +82,7 @@ def cache_dir() -> Path:
 
 
 def _spec(name: str) -> DatasetSpec:
-    key = name.strip().lower()
-    if key not in CATALOG:
-        raise BinsharpError(
-            f"unknown dataset {name!r}; known: {', '.join(CATALOG)} (or give an h5 file path)"
-        )
-    return CATALOG[key]
+    return CATALOG[resolve_name(name, list(CATALOG), what="dataset")]
 
 
 def dgsamples_dir() -> Path:
@@ -127,25 +122,16 @@ def is_built(name: str) -> bool:
     return m.get("format") == MANIFEST_FORMAT and all((d / s["file"]).is_file() for s in m["splits"].values())
 
 
-def _remove_stale(parent: Path, name: str, max_age_s: float = 3600.0) -> None:
-    """Delete temporary directories left by builds that were killed (older than ``max_age_s``)."""
-    now = time.time()
-    for p in parent.glob(f".{name}.*.building"):
-        try:
-            if now - p.stat().st_mtime > max_age_s:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
 def build(name: str, *, force: bool = False, progress: bool = True) -> Path:
     """Build a named dataset into the cache (no-op if built, unless ``force``); returns its directory."""
     spec = _spec(name)
     out = dataset_dir(spec.name)
     if is_built(spec.name) and not force:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out.parent, spec.name)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BinsharpError(f"cannot create the dataset cache {out.parent}: {exc.strerror or exc}") from None
     pan_path, ms_path = source_files(spec.name)
     pan, ms = read_pan_ms_pair(pan_path, ms_path, ratio=4)
     try:
@@ -190,8 +176,11 @@ def dataset_path(name_or_path: str | os.PathLike, split: str = "test_rr", *, pro
             raise BinsharpError(f"dataset {p} has no split {split!r} (has: {', '.join(m['splits'])})")
         return p / m["splits"][split]["file"]
     if str(name_or_path).strip().lower() not in CATALOG:
+        close = suggestions(str(name_or_path), list(CATALOG))
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise BinsharpError(
-            f"no such file or dataset: {name_or_path} (known datasets: {', '.join(CATALOG)}; or an h5 path)"
+            f"no such file or dataset: {name_or_path}{hint} (known datasets: {', '.join(CATALOG)}; "
+            "or an h5 path)"
         )
     d = ensure_built(str(name_or_path), progress=progress)
     m = read_manifest(d)

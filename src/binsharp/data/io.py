@@ -107,6 +107,23 @@ def check_arrays(
     return int(found) if found is not None else 0
 
 
+def check_images_hold_data(arrays: Mapping[str, np.ndarray], *, source: str = "arrays") -> None:
+    """Raise :class:`BinsharpError` if an image of a batch is constant in every band (e.g. all zero).
+
+    ``arrays`` maps keys (``gt``, ``ms``, ``lms``, ``pan``) to N x C x H x W arrays. A constant image holds no
+    data to evaluate: the indexes would be NaN or infinite (zero means and variances).
+    """
+    for key, arr in arrays.items():
+        flat = arr.reshape(arr.shape[0], -1)
+        constant = (flat == flat[:, :1]).all(axis=1)
+        if constant.any():
+            i = int(np.argmax(constant))
+            raise BinsharpError(
+                f"{source}: image {i} of '{key}' is constant ({flat[i, 0]:g} everywhere): no data to evaluate"
+                + (f" ({int(constant.sum())} such images)" if constant.sum() > 1 else "")
+            )
+
+
 def read_h5(
     path: str | os.PathLike, keys: Iterable[str] | None = None, *, dtype: np.dtype | type = np.float64
 ) -> dict[str, np.ndarray]:
@@ -145,6 +162,10 @@ def read_h5(
             node = f[k]
             if not isinstance(node, h5py.Dataset):
                 raise BinsharpError(f"h5 file {p}: '{k}' is not a dataset")
+            if node.dtype.kind not in "fiu":  # before conversion: bool or complex would convert silently
+                raise BinsharpError(
+                    f"h5 file {p}: '{k}' has unsupported dtype {node.dtype} (need integer or float DN)"
+                )
             try:
                 # HDF5 converts while reading: no float64 copy of a large file when float32 is asked for
                 arr = node[()] if np.dtype(dtype) == node.dtype else node.astype(np.dtype(dtype))[()]

@@ -39,6 +39,7 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 from binsharp.evaluation.evaluate import TestSet, evaluate_source, load_test_set
 from binsharp.inference import CheckpointFuser, Fuser, method_fuser
+from binsharp.progress import show_progress
 from binsharp.sensors import max_dn
 
 __all__ = ["BenchResult", "BenchSettings", "run_benchmark", "machine_info"]
@@ -346,7 +347,9 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
     ]
     extra_cls = [m for m in methods if m["kind"] == "classical" and settings.latency]
     total = len(tasks) + len(extra) + len(extra_cls)
-    bar = tqdm(total=total, desc="bench", unit="task", disable=not settings.progress, file=sys.stderr)
+    bar = tqdm(
+        total=total, desc="bench", unit="task", disable=not show_progress(settings.progress), file=sys.stderr
+    )
     try:
         for m, split in tasks:
             ts = sets[split]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 from binsharp.fileio import atomic_output, sha256_file
 from binsharp.inference import Fuser
-from binsharp.sensors import Sensor, custom_sensor, get_sensor
+from binsharp.progress import show_progress
+from binsharp.sensors import Sensor, sensor_from_options
 
 SPLITS = {"rr": "test_rr", "fr": "test_fr"}
 #: Default block size of the Q2n/QNR indexes and border cut of the reduced-resolution indexes.
@@ -90,17 +90,17 @@ def resolve_sensor(
     """The sensor of a test file from its attributes and/or ``given`` (a sensor or name; ``"custom"`` builds
     one of ``n_bands`` bands and ``bits`` bits, default 11); an error if neither or if they disagree."""
     stored = attrs.get("sensor")
-    if stored is not None and str(stored).strip().lower() == "custom":
-        stored_sensor: Sensor | None = custom_sensor(
-            n_bands, bits=int(attrs.get("bits", 11)), ratio=int(attrs.get("ratio", 4))
+    stored_sensor: Sensor | None = None
+    if stored:
+        stored_bits, stored_ratio = attrs.get("bits"), attrs.get("ratio")
+        stored_sensor = sensor_from_options(
+            str(stored),
+            n_bands=n_bands,
+            bits=int(stored_bits) if stored_bits is not None else None,
+            ratio=int(stored_ratio) if stored_ratio is not None else None,
         )
-    else:
-        stored_sensor = get_sensor(str(stored)) if stored else None
     if given:
-        if isinstance(given, str) and given.strip().lower() == "custom":
-            sensor = custom_sensor(n_bands, bits=int(bits or 11))
-        else:
-            sensor = get_sensor(given)
+        sensor = sensor_from_options(given, n_bands=n_bands, bits=bits)
         if stored_sensor is not None and stored_sensor.name != sensor.name:
             raise BinsharpError(
                 f"{where} was made for sensor {stored_sensor.name} but --sensor is {sensor.name}"
@@ -133,6 +133,7 @@ def load_test_set(
     import h5py
 
     from binsharp.data import read_h5, read_h5_attrs
+    from binsharp.data.io import check_images_hold_data
 
     attrs = read_h5_attrs(path)
     keys = ["gt", "ms", "lms", "pan"] if split == "rr" else ["ms", "lms", "pan"]
@@ -143,6 +144,8 @@ def load_test_set(
             f"h5 file {path} has no 'gt': it is a full-resolution set; evaluate it with --split fr"
         )
     arrays = read_h5(path, keys=[k for k in keys if k in present or k != "lms"])
+    data: dict[str, np.ndarray] = {k: arrays[k] for k in ("gt", "ms", "pan") if k in arrays}
+    check_images_hold_data(data, source=f"h5 file {path}")
     n_total = int(arrays["ms"].shape[0])
     if limit is not None:
         if limit < 1:
@@ -257,7 +260,11 @@ def fused_reader(path: Path, n_images: int) -> tuple[str, Callable[[int], np.nda
         key = next((k for k in ("sr", "fused") if k in f), None)
         if key is None:
             raise BinsharpError(f"--fused h5 file {path} lacks dataset 'sr' or 'fused' (has: {', '.join(f)})")
-        shape = f[key].shape
+        shape, dtype = f[key].shape, f[key].dtype
+    if dtype.kind not in "fiu":
+        raise BinsharpError(
+            f"--fused h5 file {path}: '{key}' has unsupported dtype {dtype} (need integer or float DN)"
+        )
     if len(shape) != 4:
         raise BinsharpError(f"--fused h5 file {path}: '{key}' must be N x C x H x W, got shape {shape}")
     if shape[0] != n_images:
@@ -293,7 +300,7 @@ def _iter_fused(source: Fuser | tuple[str, Callable[[int], np.ndarray]], ts: Tes
     from tqdm.auto import tqdm
 
     name = source[0] if isinstance(source, tuple) else source.name
-    show = sys.stderr.isatty()
+    show = show_progress()
     for i in tqdm(range(ts.n_images), desc=f"{ts.split} {name}", unit="img", disable=not show, leave=False):
         if isinstance(source, tuple):
             fused = source[1](i)

@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from binsharp.errors import BinsharpError
+from binsharp.names import resolve_name
 from binsharp.sensors import Sensor, get_sensor, max_dn
 
 #: Default halo (PAN pixels) for tiles when a fuser does not state one: covers the 41-tap MTF filter and
@@ -130,10 +131,7 @@ def method_fuser(name: str, sensor: Sensor | str, ratio: int | None = None) -> M
 
     Raises :class:`BinsharpError` for an unknown method name.
     """
-    methods = classical_methods()
-    key = name.strip().lower()
-    if key not in methods:
-        raise BinsharpError(f"unknown method {name!r}; known: {', '.join(methods)}")
+    key = resolve_name(name, classical_methods(), what="method")
     return MethodFuser(key, get_sensor(sensor), ratio)
 
 

@@ -95,7 +95,8 @@ class BatchEvaluator:
         table = np.array([[d[k] for k in names] for d in self.per_image], dtype=np.float64)
         mean = table.mean(axis=0)
         n = len(self.per_image)
-        std = table.std(axis=0, ddof=self.ddof) if n > self.ddof else np.zeros(len(names))
+        with np.errstate(invalid="ignore"):  # an infinite index (PSNR of a perfect fusion) has no spread: NaN
+            std = table.std(axis=0, ddof=self.ddof) if n > self.ddof else np.zeros(len(names))
         settings = dict(self.settings)
         if self.kind == "fr":
             settings["sensor"] = self._sensor.name
@@ -157,9 +158,12 @@ def evaluate_batch(
 
 
 def format_mean_std(summary: dict[str, Any], digits: int = 4) -> dict[str, str]:
-    """``{"q2n": "0.9012 ± 0.0123", ...}`` from a :meth:`BatchEvaluator.result` summary."""
+    """``{"q2n": "0.9012 ± 0.0123", ...}`` from a :meth:`BatchEvaluator.result` summary.
+
+    A mean that is not finite (PSNR of a perfect fusion) is shown alone, ``inf``: no spread is defined.
+    """
     out = {}
     for k, m in summary["mean"].items():
         s = summary["std"][k]
-        out[k] = f"{m:.{digits}f} ± {s:.{digits}f}" if math.isfinite(m) else f"{m} ± {s}"
+        out[k] = f"{m:.{digits}f} ± {s:.{digits}f}" if math.isfinite(m) else f"{m}"
     return out

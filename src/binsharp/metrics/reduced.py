@@ -144,6 +144,12 @@ def ssim(gt: np.ndarray, fused: np.ndarray, bits: int = 11) -> float:
     return float(smap.mean(axis=(-2, -1)).mean())
 
 
+def min_image_size(block: int = 32, dim_cut: int = 21) -> int:
+    """Smallest image side the reduced-resolution indexes accept with ``block`` and border cut ``dim_cut``."""
+    need = max(block, Q_AVG_WINDOW)
+    return need + 2 * dim_cut - 1 if dim_cut else need
+
+
 def reduced_resolution(
     fused: Any,
     gt: Any,
@@ -177,7 +183,7 @@ def reduced_resolution(
         raise BinsharpError(f"dim_cut must be >= 0, got {dim_cut}")
     if dim_cut:
         h, w = f.shape[-2:]
-        if min(h, w) - 2 * dim_cut + 1 < max(block, Q_AVG_WINDOW):
+        if min(h, w) < min_image_size(block, dim_cut):
             raise BinsharpError(f"image {h}x{w} too small for a border cut of {dim_cut} and block {block}")
         f = f[:, dim_cut - 1 : h - dim_cut, dim_cut - 1 : w - dim_cut]
         g = g[:, dim_cut - 1 : h - dim_cut, dim_cut - 1 : w - dim_cut]

@@ -64,6 +64,7 @@ from typing import Any
 import torch
 
 from binsharp.errors import BinsharpError
+from binsharp.names import unknown_name_message
 
 __all__ = [
     "BINARY_RECIPE",
@@ -273,17 +274,13 @@ def _build_stage(settings: Mapping[str, Any], index: int, where: str) -> Stage:
     if stage.batch_size < 1:
         raise BinsharpError(f"{where}: batch_size must be >= 1, got {stage.batch_size}")
     if stage.optimizer not in OPTIMIZERS:
-        raise BinsharpError(
-            f"{where}: unknown optimizer {stage.optimizer!r} (known: {', '.join(OPTIMIZERS)})"
-        )
+        raise BinsharpError(f"{where}: {unknown_name_message(stage.optimizer, OPTIMIZERS, 'optimizer')}")
     if stage.scheduler not in SCHEDULERS:
-        raise BinsharpError(
-            f"{where}: unknown scheduler {stage.scheduler!r} (known: {', '.join(SCHEDULERS)})"
-        )
+        raise BinsharpError(f"{where}: {unknown_name_message(stage.scheduler, SCHEDULERS, 'scheduler')}")
     if stage.scheduler == "step" and stage.step_size < 1:
         raise BinsharpError(f"{where}: scheduler 'step' needs step_size >= 1")
     if stage.loss not in LOSSES:
-        raise BinsharpError(f"{where}: unknown loss {stage.loss!r} (known: {', '.join(LOSSES)})")
+        raise BinsharpError(f"{where}: {unknown_name_message(stage.loss, LOSSES, 'loss')}")
     if not math.isfinite(stage.lr) or stage.lr <= 0:
         raise BinsharpError(f"{where}: lr must be a positive number, got {stage.lr}")
     return stage

@@ -33,6 +33,7 @@ from typing import Any
 from binsharp.errors import BinsharpError
 from binsharp.models.base import PanModel, check_bands
 from binsharp.models.recipes import check_recipe, default_recipe
+from binsharp.names import resolve_name
 
 __all__ = ["ModelEntry", "register_model", "create", "list_models", "model_info", "get_entry"]
 
@@ -133,10 +134,7 @@ def get_entry(name: str) -> ModelEntry:
     _ensure_loaded()
     if not isinstance(name, str):
         raise BinsharpError(f"model name must be a string, got {type(name).__name__}")
-    key = name.strip().lower()
-    if key not in _REGISTRY:
-        raise BinsharpError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[key]
+    return _REGISTRY[resolve_name(name, sorted(_REGISTRY), what="model")]
 
 
 def list_models(kind: str | None = None) -> list[str]:

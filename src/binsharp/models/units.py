@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+from binsharp.names import unknown_name_message
 from binsharp.nn import (
     ApproxSign,
     BinaryConv2d,
@@ -390,4 +391,4 @@ def unit_factory(name: str | UnitFactory) -> UnitFactory:
     try:
         return UNITS[name]
     except (KeyError, TypeError):
-        raise BinsharpError(f"unknown binary unit {name!r}; known: {', '.join(sorted(UNITS))}") from None
+        raise BinsharpError(unknown_name_message(str(name), sorted(UNITS), "binary unit")) from None

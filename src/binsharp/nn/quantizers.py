@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+from binsharp.names import unknown_name_message
 from binsharp.nn import functional as BF
 
 __all__ = [
@@ -280,10 +281,7 @@ def get_quantizer(spec: str | nn.Module | None) -> nn.Module | None:
     if spec is None or isinstance(spec, nn.Module):
         return spec
     if isinstance(spec, str):
-        try:
-            return QUANTIZERS[spec]()
-        except KeyError:
-            raise BinsharpError(
-                f"unknown quantizer {spec!r}; known: {', '.join(sorted(QUANTIZERS))}"
-            ) from None
+        if spec not in QUANTIZERS:
+            raise BinsharpError(unknown_name_message(spec, sorted(QUANTIZERS), "quantizer"))
+        return QUANTIZERS[spec]()
     raise BinsharpError(f"a quantizer must be None, a name or an nn.Module, got {type(spec).__name__}")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from binsharp.errors import BinsharpError
+from binsharp.fileio import atomic_output
 
 __all__ = [
     "error_map",
@@ -98,14 +99,11 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     plt = _plt()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part.png")
     try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, out)
+        with atomic_output(out, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

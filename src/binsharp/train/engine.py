@@ -28,10 +28,12 @@ other ranks wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -41,10 +43,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from binsharp.errors import BinsharpError
+from binsharp.fileio import atomic_output
+from binsharp.progress import show_progress
 from binsharp.train.data import DataInfo, PanDataModule, resolve_data
 from binsharp.train.recipe import DEFAULT_RUN, RunConfig, Stage, build_run_config, deep_merge, packaged_config
 from binsharp.train.resume import SafeCheckpointIO, load_resume_checkpoint
@@ -158,6 +162,22 @@ class WeightSyncCheck(Callback):
             raise BinsharpError(f"DDP ranks ended with different weights: {digests}")
 
 
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's progress bar drawn on stderr, so that stdout holds only the results."""
+
+    def init_sanity_tqdm(self) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_sanity_tqdm()
+
+    def init_train_tqdm(self) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_train_tqdm()
+
+    def init_validation_tqdm(self) -> Any:
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_validation_tqdm()
+
+
 def _loggers(stage_dir: Path) -> list[Logger]:
     loggers: list[Logger] = [CSVLogger(save_dir=str(stage_dir), name="logs", version="")]
     try:
@@ -220,19 +240,16 @@ def _merge_csv_log(stage_dir: Path, earlier: Path, resume_step: int | None) -> N
         old = [r for r in old if step_of(r) < resume_step]
     keys = sorted(set(old_keys) | set(new_keys), key=lambda k: (k not in ("epoch", "step"), k))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".metrics.csv.part")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_output(path, overwrite=True) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(old + new)
-    os.replace(tmp, path)
     earlier.unlink()
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def _layers(
@@ -500,6 +517,7 @@ def _run_stage(
             auto_insert_metric_name=False,
         ),
         WeightSyncCheck(stage_dir / "ddp_sync.json"),
+        *([StderrProgressBar()] if show_progress(progress) else []),
         *callbacks,
     ]
     vmax = cfg.data.get("val_max_batches")
@@ -520,7 +538,7 @@ def _run_stage(
         num_sanity_val_steps=0,
         logger=_loggers(stage_dir),
         callbacks=cbs,
-        enable_progress_bar=progress,
+        enable_progress_bar=show_progress(progress),
         enable_model_summary=False,
         log_every_n_steps=max(1, int(tcfg.get("log_every", 10))),
         plugins=[SafeCheckpointIO()],

@@ -136,7 +136,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise BinsharpError(f"config file not found: {p}")
-    return _parse_yaml(p.read_text(encoding="utf-8"), str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BinsharpError(f"config file {p} is not a text (YAML) file") from None
+    except OSError as exc:
+        raise BinsharpError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    return _parse_yaml(text, str(p))
 
 
 _RUN_KEYS = ("recipe", "model", "data", "validation", "seed", "trainer")
