@@ -14,7 +14,7 @@ complete. A partial is removed
 
 :func:`check_output_path` and :func:`check_output_dir` are the one place that validates an output path
 (refused when it exists, names an input, or lies in a directory that cannot be written); commands call them
-before any work, and the writers call them again.
+before any work, and the writers call them again. :func:`sha256_file` gives the digest of a file.
 """
 
 from __future__ import annotations
