@@ -36,7 +36,7 @@ def _checkpoint_bytes(model) -> int:
 
 def main() -> None:
     from binsharp import models, zoo
-    from binsharp.cli.evaluate import BLOCK, DIM_CUT
+    from binsharp.evaluation.evaluate import BLOCK, DIM_CUT
     from binsharp.data import catalog
     from binsharp.data.io import read_h5, read_h5_attrs
     from binsharp.deploy import bsp
