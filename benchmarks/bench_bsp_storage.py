@@ -36,12 +36,12 @@ def _checkpoint_bytes(model) -> int:
 
 def main() -> None:
     from binsharp import models, zoo
-    from binsharp.evaluation.evaluate import BLOCK, DIM_CUT
     from binsharp.data import catalog
     from binsharp.data.io import read_h5, read_h5_attrs
     from binsharp.deploy import bsp
     from binsharp.deploy.export import lower_model
     from binsharp.deploy.runtime import Engine
+    from binsharp.evaluation.evaluate import BLOCK, DIM_CUT
     from binsharp.metrics import BatchEvaluator
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
