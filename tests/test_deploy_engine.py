@@ -17,6 +17,7 @@ from binsharp.deploy import bsp
 from binsharp.deploy import kernels as K
 from binsharp.deploy.export import export_model, lower_model
 from binsharp.deploy.runtime import Engine
+from binsharp.errors import BinsharpError
 from binsharp.nn import BinaryConv2d
 
 pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
@@ -125,6 +126,27 @@ def test_engine_same_on_every_kernel_path(path, monkeypatch):
     np.testing.assert_array_equal(Engine(model, threads=2)(**inp), base)
 
 
+def test_profile_shares_per_op_kind():
+    """``profile=True`` accumulates time per op kind (packing apart) without changing the output."""
+    m = _randomised("s2bnet")
+    inp = {k: v.numpy() for k, v in _inputs(m, 24).items()}
+    model = lower_model(m)
+    eng = Engine(model, profile=True)
+    out = eng(**inp)
+    eng(**inp)
+    np.testing.assert_array_equal(out, Engine(model)(**inp))
+    rows = eng.profile_table()
+    kinds = {r["op"] for r in rows}
+    assert {"bconv", "bconv.pack", "layernorm_c"} <= kinds
+    assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
+    n_bconv = sum(op["op"] == "bconv" for op in model.graph)
+    assert next(r for r in rows if r["op"] == "bconv")["count"] == n_bconv
+    assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
+    assert "bconv" in eng.format_profile()
+    with pytest.raises(BinsharpError, match="profile=True"):
+        Engine(model).profile_table()
+
+
 def test_binary_weights_are_one_bit(tmp_path):
     m = _randomised("bbcu", n_units=20)
     model = lower_model(m)
@@ -153,6 +175,7 @@ def test_inference_does_not_import_torch(tmp_path):
         sys.meta_path.insert(0, Block())
         import numpy as np
         from binsharp.deploy.runtime import Engine
+from binsharp.errors import BinsharpError
         inp = dict(np.load({str(tmp_path / "in.npz")!r}))
         out = Engine({str(tmp_path / "m.bsp")!r})(**inp)
         np.save({str(tmp_path / "out.npy")!r}, out)

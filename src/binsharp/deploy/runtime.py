@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -221,13 +222,20 @@ class Engine:
         model: the model or the path of its ``.bsp`` file.
         threads: kernel threads (default ``$BINSHARP_NUM_THREADS`` or the CPU count).
         path: kernel dispatch path (default ``$BINSHARP_KERNEL_PATH`` or the best one).
+        profile: accumulate the wall time of every op by kind over the calls (:meth:`profile_table`); the
+            packing of float inputs of binary convolutions is counted apart as ``bconv.pack``.
 
     Call: ``engine(ms=None, lms=None, pan=None)`` with float32 (N, C, h, w) / (N, C, H, W) / (N, 1, H, W)
     normalised arrays -> fused (N, C, H, W) float32.
     """
 
     def __init__(
-        self, model: bsp.BspModel | str | os.PathLike, *, threads: int | None = None, path: str | None = None
+        self,
+        model: bsp.BspModel | str | os.PathLike,
+        *,
+        threads: int | None = None,
+        path: str | None = None,
+        profile: bool = False,
     ) -> None:
         self.model = model if isinstance(model, bsp.BspModel) else bsp.load(model)
         meta = self.model.model
@@ -239,6 +247,9 @@ class Engine:
             raise BinsharpError("model file: metadata lacks a valid band count") from None
         self.threads = threads
         self.path = path
+        #: op kind -> [seconds, op executions] accumulated over the calls (``None``: not profiling)
+        self.profile: dict[str, list[float]] | None = {} if profile else None
+        self._profile_calls = 0
         #: optional ``callback(op: dict, packed: Packed)`` called with the packed input of every binary
         #: convolution (inspection and tests: the binarization decisions)
         self.on_binary_input: Callable | None = None
@@ -388,7 +399,12 @@ class Engine:
                 and ins.count(ins[0]) == 1
                 and _sole_owner(args[0], ins[0], env)
             )
-            res = fn(self, args, p, op.get("attrs", {}))
+            if self.profile is None:
+                res = fn(self, args, p, op.get("attrs", {}))
+            else:
+                t0 = time.perf_counter()
+                res = fn(self, args, p, op.get("attrs", {}))
+                self._record(kind, time.perf_counter() - t0)
             outs = op.get("out", [])
             if not isinstance(res, tuple):
                 res = (res,)
@@ -405,7 +421,39 @@ class Engine:
                     if name in fresh and val is not None and _sole_owner(val, None, env):
                         self._give(val)
                     fresh.discard(name)
+        if self.profile is not None:
+            self._profile_calls += 1
         return env[self.model.outputs[0]]
+
+    def _record(self, kind: str, seconds: float) -> None:
+        slot = self.profile.setdefault(kind, [0.0, 0])
+        slot[0] += seconds
+        slot[1] += 1
+
+    def profile_table(self) -> list[dict]:
+        """Accumulated profile (``profile=True``), slowest op kind first: dicts with ``op``, ``ms`` (per
+        call), ``share`` (of the ops' total time), ``count`` (executions per call)."""
+        if self.profile is None:
+            raise BinsharpError("the engine was created without profile=True")
+        calls = max(1, self._profile_calls)
+        prof = dict(self.profile)
+        if "bconv.pack" in prof and "bconv" in prof:  # packing ran inside the bconv ops' time
+            pk = prof["bconv.pack"][0]
+            prof["bconv"] = [prof["bconv"][0] - pk, prof["bconv"][1]]
+        total = sum(t for t, _ in prof.values()) or 1.0
+        rows = [
+            {"op": k, "ms": 1e3 * t / calls, "share": t / total, "count": n / calls}
+            for k, (t, n) in prof.items()
+        ]
+        return sorted(rows, key=lambda r: -r["ms"])
+
+    def format_profile(self) -> str:
+        """:meth:`profile_table` as a text table."""
+        rows = self.profile_table()
+        lines = [f"{'op':<18s} {'ms/call':>9s} {'share':>7s} {'count':>6s}"]
+        lines += [f"{r['op']:<18s} {r['ms']:9.2f} {100 * r['share']:6.1f}% {r['count']:6.0f}" for r in rows]
+        lines.append(f"{'total':<18s} {sum(r['ms'] for r in rows):9.2f}")
+        return "\n".join(lines)
 
     def _give(self, a: np.ndarray) -> None:
         """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
@@ -485,6 +533,7 @@ def _op_bconv(e: Engine, a, p, at):
     else:
         if isinstance(x, K.Packed) or x.shape[1] != cin:
             raise BinsharpError(f"bconv: expected float input with {cin} channels")
+        t0 = time.perf_counter()
         pg, halo = 1 if depthwise else groups, max(1, pad)
         pkey = (x.shape[0], cin, x.shape[2], x.shape[3], pg, halo)
         plist = e._ppool.get(pkey)
@@ -518,6 +567,8 @@ def _op_bconv(e: Engine, a, p, at):
                 path=e.path,
                 threads=e.threads,
             )
+        if e.profile is not None:
+            e._record("bconv.pack", time.perf_counter() - t0)
     if e.on_binary_input is not None:
         e.on_binary_input(at, packed)
     ho = K.conv_output_size(packed.shape[2], k, stride, pad)
