@@ -175,7 +175,6 @@ def test_inference_does_not_import_torch(tmp_path):
         sys.meta_path.insert(0, Block())
         import numpy as np
         from binsharp.deploy.runtime import Engine
-from binsharp.errors import BinsharpError
         inp = dict(np.load({str(tmp_path / "in.npz")!r}))
         out = Engine({str(tmp_path / "m.bsp")!r})(**inp)
         np.save({str(tmp_path / "out.npy")!r}, out)
