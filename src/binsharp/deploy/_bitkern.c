@@ -470,6 +470,81 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
 #endif /* BS_X86 */
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Ceiling microbenchmark: XOR + popcount over n words of a and w (L1-resident), reps times, with the     */
+/* popcount of each path (4 independent accumulators); returns the total count.                        */
+
+static int64_t xorpop_scalar(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps) {
+    int64_t c[4] = {0, 0, 0, 0};
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) c[j] += __builtin_popcountll(a[i + j] ^ w[i + j]);
+    return (c[0] + c[1]) + (c[2] + c[3]);
+}
+
+#if BS_X86
+__attribute__((target(TPOP))) static int64_t xorpop_popcnt(const uint64_t *a, const uint64_t *w, int64_t n,
+                                                           int64_t reps) {
+    int64_t c[4] = {0, 0, 0, 0};
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) c[j] += __builtin_popcountll(a[i + j] ^ w[i + j]);
+    return (c[0] + c[1]) + (c[2] + c[3]);
+}
+
+__attribute__((target(T256))) static int64_t xorpop_avx2(const uint64_t *a, const uint64_t *w, int64_t n,
+                                                          int64_t reps) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i q = zero;
+    for (int64_t r = 0; r < reps; r++) {
+        __m256i B[4] = {zero, zero, zero, zero};
+        int cnt = 0;
+        for (int64_t i = 0; i < n; i += 16) {
+            for (int j = 0; j < 4; j++) {
+                const __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 4 * j)),
+                                                   _mm256_loadu_si256((const __m256i *)(w + i + 4 * j)));
+                B[j] = _mm256_add_epi8(B[j], pc_bytes(x, lut, low));
+            }
+            if (++cnt == 31) {
+                cnt = 0;
+                for (int j = 0; j < 4; j++) q = _mm256_add_epi64(q, _mm256_sad_epu8(B[j], zero)), B[j] = zero;
+            }
+        }
+        for (int j = 0; j < 4; j++) q = _mm256_add_epi64(q, _mm256_sad_epu8(B[j], zero));
+    }
+    int64_t o[4];
+    _mm256_storeu_si256((__m256i *)o, q);
+    return (o[0] + o[1]) + (o[2] + o[3]);
+}
+
+__attribute__((target(T512))) static int64_t xorpop_avx512(const uint64_t *a, const uint64_t *w, int64_t n,
+                                                           int64_t reps) {
+    __m512i A[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                    _mm512_setzero_si512()};
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 32)
+            for (int j = 0; j < 4; j++)
+                A[j] = _mm512_add_epi64(A[j], _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                  _mm512_loadu_si512(a + i + 8 * j), _mm512_loadu_si512(w + i + 8 * j))));
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(A[0], A[1]), _mm512_add_epi64(A[2], A[3])));
+}
+#endif
+
+static int resolve_path(int path);
+
+BS_API int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path) {
+    path = resolve_path(path);
+    if (path < 0 || n < 32 || n % 32 || reps < 1) return -1;
+#if BS_X86
+    if (path == BS_PATH_AVX512) return xorpop_avx512(a, w, n, reps);
+    if (path == BS_PATH_AVX2) return xorpop_avx2(a, w, n, reps);
+    if (path == BS_PATH_POPCNT) return xorpop_popcnt(a, w, n, reps);
+#endif
+    return xorpop_scalar(a, w, n, reps);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Per-target generic code (auto-vectorised): depthwise micro-kernel, epilogue, packing             */
 
 typedef float v8f __attribute__((vector_size(32)));
