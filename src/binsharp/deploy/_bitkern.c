@@ -635,11 +635,11 @@ static inline void transpose64(uint64_t *a) {
             const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f; \
             const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                \
             const float *rr = e->res ? e->res + orow : NULL;                                                       \
-        /* the next tile of this channel plane follows in memory: fetch it ahead (one stream per channel) */   \
-        for (int j = 0; j < TX; j += 16) {                                                                     \
-            if (rr) __builtin_prefetch(rr + nx + j, 0);                                                        \
-            if (out) __builtin_prefetch(out + orow + nx + j, 1);                                               \
-        }                                                   \
+            /* the next tiles of this channel plane follow in memory: fetch the one after next */              \
+            for (int j = 0; j < TX; j += 16) {                                                                 \
+                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                               \
+                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                      \
+            }                                                                                                  \
             uint64_t bits = 0;                                                                                 \
             for (int i0 = 0; i0 < nx; i0 += 8) {                                                               \
                 const int m = nx - i0 < 8 ? nx - i0 : 8;                                                       \
