@@ -1096,44 +1096,50 @@ BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const fl
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Orthonormal Haar DWT of P planes (H, W) -> (P, 4, H/2, W/2) [LL, LH, HL, HH] with a, b, c, d the     */
-/* 2x2 block: ((a +- b) +- c) +- d, times 0.5 (float32, the PyTorch summation order), and its inverse. */
+/* Orthonormal Haar DWT of P planes (H, W) -> bands [LL, LH, HL, HH] of (H/2, W/2), band b of plane p at    */
+/* band_b + p * pstride (interleaved (P, 4, h, w): pstride = 4hw, bands hw apart; separate band arrays:     */
+/* pstride = hw); a, b, c, d the 2x2 block: ((a +- b) +- c) +- d, times 0.5 (float32, the PyTorch summation */
+/* order); and its inverse.                                                                                */
 
-BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads) {
+BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *ll, float *lh, float *hl, float *hh,
+                       int64_t pstride, int nthreads) {
     if (P < 1 || H < 2 || W < 2 || (H | W) & 1) return BS_EINVAL;
     const int64_t h = H / 2, w = W / 2;
+    if (pstride < h * w) return BS_EINVAL;
     nthreads = useful_threads(nthreads, 2.0 * P * H * W);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
             const float *r0 = x + (p * H + 2 * i) * W, *r1 = r0 + W;
-            float *o = out + p * 4 * h * w + i * w;
+            const int64_t o = p * pstride + i * w;
             for (int64_t j = 0; j < w; j++) {
                 const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
                 const float s1 = a + b, d1 = a - b;
-                o[j] = ((s1 + c) + d) * 0.5f;
-                o[h * w + j] = ((s1 - c) - d) * 0.5f;
-                o[2 * h * w + j] = ((d1 + c) - d) * 0.5f;
-                o[3 * h * w + j] = ((d1 - c) + d) * 0.5f;
+                ll[o + j] = ((s1 + c) + d) * 0.5f;
+                lh[o + j] = ((s1 - c) - d) * 0.5f;
+                hl[o + j] = ((d1 + c) - d) * 0.5f;
+                hh[o + j] = ((d1 - c) + d) * 0.5f;
             }
         }
     return BS_OK;
 }
 
-BS_API int bs_haar_idwt(const float *y, int64_t P, int64_t h, int64_t w, float *out, int nthreads) {
-    if (P < 1 || h < 1 || w < 1) return BS_EINVAL;
+BS_API int bs_haar_idwt(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, int64_t h,
+                        int64_t w, int64_t pstride, float *out, int nthreads) {
+    if (P < 1 || h < 1 || w < 1 || pstride < h * w) return BS_EINVAL;
     const int64_t W = 2 * w;
     nthreads = useful_threads(nthreads, 2.0 * P * h * w * 4);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
-            const float *ll = y + p * 4 * h * w + i * w, *lh = ll + h * w, *hl = lh + h * w, *hh = hl + h * w;
+            const int64_t q = p * pstride + i * w;
+            const float *a = ll + q, *b = lh + q, *c = hl + q, *d = hh + q;
             float *o0 = out + (p * 2 * h + 2 * i) * W, *o1 = o0 + W;
             for (int64_t j = 0; j < w; j++) {
-                o0[2 * j] = (((ll[j] + lh[j]) + hl[j]) + hh[j]) * 0.5f;
-                o0[2 * j + 1] = (((ll[j] + lh[j]) - hl[j]) - hh[j]) * 0.5f;
-                o1[2 * j] = (((ll[j] - lh[j]) + hl[j]) - hh[j]) * 0.5f;
-                o1[2 * j + 1] = (((ll[j] - lh[j]) - hl[j]) + hh[j]) * 0.5f;
+                o0[2 * j] = (((a[j] + b[j]) + c[j]) + d[j]) * 0.5f;
+                o0[2 * j + 1] = (((a[j] + b[j]) - c[j]) - d[j]) * 0.5f;
+                o1[2 * j] = (((a[j] - b[j]) + c[j]) - d[j]) * 0.5f;
+                o1[2 * j + 1] = (((a[j] - b[j]) - c[j]) + d[j]) * 0.5f;
             }
         }
     return BS_OK;

@@ -13,11 +13,11 @@ POPCNT), ``"generic"`` (portable C). The path is chosen per call: the ``path`` a
 variable ``BINSHARP_KERNEL_PATH``, else the best one the CPU supports. Threads: the ``threads`` argument, else
 ``BINSHARP_NUM_THREADS``, else ``os.cpu_count()``.
 
-The C entry points are declared once, in :data:`C_API` (the prototypes of ``_bitkern.c``, from which the ctypes
-signatures are made). Without the compiled extension (not built, or ``BINSHARP_NO_EXT=1``), packing and the
-binary convolution run in a numpy reference (:func:`conv_reference` and the epilogue in the kernels' order of
-float32 operations: bitwise the same results, many times slower) after one ``RuntimeWarning``; the engine's
-float ops have numpy forms of their own.
+The C entry points are declared once, in :data:`C_API` (the prototypes of ``_bitkern.c``, from which the
+ctypes signatures are made). Without the compiled extension (not built, or ``BINSHARP_NO_EXT=1``), packing
+and the binary convolution run in a numpy reference (:func:`conv_reference` and the epilogue in the kernels'
+order of float32 operations: bitwise the same results, many times slower) after one ``RuntimeWarning``; the
+engine's float ops have numpy forms of their own.
 """
 
 from __future__ import annotations
@@ -86,8 +86,10 @@ C_API: tuple[str, ...] = (
     "int nthreads)",
     "int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const float *w, const float *b, "
     "double eps, float *out, int nthreads)",
-    "int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
-    "int bs_haar_idwt(const float *y, int64_t P, int64_t h, int64_t w, float *out, int nthreads)",
+    "int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *ll, float *lh, float *hl, "
+    "float *hh, int64_t pstride, int nthreads)",
+    "int bs_haar_idwt(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, "
+    "int64_t h, int64_t w, int64_t pstride, float *out, int nthreads)",
     "int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
     "int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
 )
@@ -749,6 +751,14 @@ def layernorm_c(
     return out
 
 
+def _out_buffer(name: str, out: np.ndarray | None, shape: tuple) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise BinsharpError(f"{name}: output buffer must be C-contiguous float32 {shape}")
+    return out
+
+
 def haar_dwt(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """Orthonormal Haar DWT ``x`` (N, C, H, W) float32 (H, W even) -> (N, 4C, H/2, W/2) with the bands
     [LL, LH, HL, HH] of channel c at 4c..4c+3 (into ``out`` if given)."""
@@ -757,13 +767,29 @@ def haar_dwt(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | Non
     n, c, h, w = x.shape
     if h % 2 or w % 2 or h < 2 or w < 2:
         raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
-    shape = (n, 4 * c, h // 2, w // 2)
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise BinsharpError(f"haar_dwt: output buffer must be C-contiguous float32 {shape}")
-    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, _ptr(out), resolve_threads(threads)), "haar_dwt")
+    out = _out_buffer("haar_dwt", out, (n, 4 * c, h // 2, w // 2))
+    hw = (h // 2) * (w // 2)
+    bands = [out.ctypes.data + 4 * b * hw for b in range(4)]
+    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, *bands, 4 * hw, resolve_threads(threads)), "haar_dwt")
     return out
+
+
+def haar_dwt_bands(
+    x: np.ndarray, *, outs: list[np.ndarray] | None = None, threads: int | None = None
+) -> list[np.ndarray]:
+    """:func:`haar_dwt` with each band in an array of its own: ``[LL, LH, HL, HH]``, each (N, C, H/2, W/2)
+    (into ``outs`` if given), the same values as the channel slices ``haar_dwt(x)[:, b::4]``."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, w = x.shape
+    if h % 2 or w % 2 or h < 2 or w < 2:
+        raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
+    shape = (n, c, h // 2, w // 2)
+    outs = [_out_buffer("haar_dwt_bands", o, shape) for o in (outs or [None] * 4)]
+    bands = [_ptr(o) for o in outs]
+    hw = (h // 2) * (w // 2)
+    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, *bands, hw, resolve_threads(threads)), "haar_dwt_bands")
+    return outs
 
 
 def haar_idwt(y: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
@@ -773,12 +799,28 @@ def haar_idwt(y: np.ndarray, *, out: np.ndarray | None = None, threads: int | No
     n, c4, h, w = y.shape
     if c4 % 4:
         raise BinsharpError(f"haar_idwt needs a channel count divisible by 4, got {c4}")
-    shape = (n, c4 // 4, 2 * h, 2 * w)
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise BinsharpError(f"haar_idwt: output buffer must be C-contiguous float32 {shape}")
-    _check(lib.bs_haar_idwt(_ptr(y), n * c4 // 4, h, w, _ptr(out), resolve_threads(threads)), "haar_idwt")
+    out = _out_buffer("haar_idwt", out, (n, c4 // 4, 2 * h, 2 * w))
+    bands = [y.ctypes.data + 4 * b * h * w for b in range(4)]
+    _check(
+        lib.bs_haar_idwt(*bands, n * c4 // 4, h, w, 4 * h * w, _ptr(out), resolve_threads(threads)),
+        "haar_idwt",
+    )
+    return out
+
+
+def haar_idwt_bands(
+    bands: list[np.ndarray], *, out: np.ndarray | None = None, threads: int | None = None
+) -> np.ndarray:
+    """Inverse of :func:`haar_dwt_bands`: four (N, C, h, w) float32 bands [LL, LH, HL, HH] -> (N, C, 2h, 2w)
+    (into ``out`` if given)."""
+    lib = _require_lib()
+    bands = [np.ascontiguousarray(b, dtype=np.float32) for b in bands]
+    n, c, h, w = bands[0].shape
+    if len(bands) != 4 or any(b.shape != bands[0].shape for b in bands):
+        raise BinsharpError("haar_idwt_bands needs four bands of one shape")
+    out = _out_buffer("haar_idwt_bands", out, (n, c, 2 * h, 2 * w))
+    rc = lib.bs_haar_idwt(*(_ptr(b) for b in bands), n * c, h, w, h * w, _ptr(out), resolve_threads(threads))
+    _check(rc, "haar_idwt_bands")
     return out
 
 
@@ -786,10 +828,7 @@ def _planes_op(name: str, x: np.ndarray, shape: tuple, out: np.ndarray | None, t
     lib = _require_lib()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, c, h, w = x.shape
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise BinsharpError(f"{name}: output buffer must be C-contiguous float32 {shape}")
+    out = _out_buffer(name, out, shape)
     _check(getattr(lib, "bs_" + name)(_ptr(x), n * c, h, w, _ptr(out), resolve_threads(threads)), name)
     return out
 

@@ -267,6 +267,7 @@ class Engine:
             if op["op"] == "bconv":
                 self._wbits[i] = self._expand_weights(i, op)
         self._cat_plan = self._plan_cats()
+        self._band_plan = self._plan_bands() if K.have_kernels() else set()
         self._cat_bufs: dict[int, np.ndarray | None] = {}
         self._op_index = -1
 
@@ -307,6 +308,24 @@ class Engine:
                 for i, c in parts:
                     plan[i] = (j, off, total)
                     off += c
+        return plan
+
+    def _plan_bands(self) -> set[int]:
+        """Haar transforms whose bands need no interleaved copy: a ``haar_dwt`` read only by a ``split_bands``
+        writes each band into an array of its own; a ``merge_bands`` read only by a ``haar_idwt`` passes its
+        four bands on as they are (:class:`_Bands`). Returns those ops' indices."""
+        graph = self.model.graph
+        readers: dict[str, list[int]] = {}
+        for i, op in enumerate(graph):
+            for name in op.get("in", []):
+                readers.setdefault(name, []).append(i)
+        plan = set()
+        for i, op in enumerate(graph):
+            pair = {"haar_dwt": "split_bands", "merge_bands": "haar_idwt"}.get(op["op"])
+            out = op.get("out", [None])[0]
+            r = readers.get(out, [])
+            if pair and out not in self.model.outputs and len(r) == 1 and graph[r[0]]["op"] == pair:
+                plan.add(i)
         return plan
 
     def _expand_weights(self, i: int, op: dict) -> np.ndarray:
@@ -486,9 +505,17 @@ class Engine:
         return a
 
 
+class _Bands:
+    """The four Haar bands [LL, LH, HL, HH] of a planned transform (see ``Engine._plan_bands``), each its own
+    (N, C, h, w) float32 array."""
+
+    def __init__(self, arrays) -> None:
+        self.arrays = tuple(arrays)
+
+
 def _sole_owner(x: object, name: str | None, env: dict) -> bool:
     """True when ``x`` is a writable float32 array owning its C-contiguous memory and no tensor of ``env``
-    other than ``name`` is ``x`` or a view of it."""
+    other than ``name`` is ``x``, a view of it or a band set holding it."""
     if not (
         isinstance(x, np.ndarray)
         and x.dtype == F32
@@ -498,7 +525,13 @@ def _sole_owner(x: object, name: str | None, env: dict) -> bool:
     ):
         return False
     return not any(
-        k != name and (v is x or (isinstance(v, np.ndarray) and v.base is x)) for k, v in env.items()
+        k != name
+        and (
+            v is x
+            or (isinstance(v, np.ndarray) and v.base is x)
+            or (isinstance(v, _Bands) and any(b is x for b in v.arrays))
+        )
+        for k, v in env.items()
     )
 
 
@@ -649,12 +682,18 @@ def _op_haar_dwt(e, a, p, at):
     x = a[0]
     if x.ndim == 4 and x.dtype == F32 and K.have_kernels() and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0:
         n, c, h, w = x.shape
+        if e._op_index in e._band_plan:
+            outs = [e._take((n, c, h // 2, w // 2)) for _ in range(4)]
+            return _Bands(K.haar_dwt_bands(x, outs=outs, threads=e.threads))
         return K.haar_dwt(x, out=e._take((n, 4 * c, h // 2, w // 2)), threads=e.threads)
     return haar_dwt(x)
 
 
 def _op_haar_idwt(e, a, p, at):
     y = a[0]
+    if isinstance(y, _Bands):
+        n, c, h, w = y.arrays[0].shape
+        return K.haar_idwt_bands(list(y.arrays), out=e._take((n, c, 2 * h, 2 * w)), threads=e.threads)
     if y.ndim == 4 and y.dtype == F32 and K.have_kernels() and y.shape[1] % 4 == 0:
         n, c4, h, w = y.shape
         return K.haar_idwt(y, out=e._take((n, c4 // 4, 2 * h, 2 * w)), threads=e.threads)
@@ -724,12 +763,16 @@ def _op_avgpool(e, a, p, at):
 
 
 def _op_split_bands(e, a, p, at):
+    if isinstance(a[0], _Bands):
+        return a[0].arrays
     n, c4, h, w = a[0].shape
     v = a[0].reshape(n, c4 // 4, 4, h, w)
     return tuple(np.ascontiguousarray(v[:, :, i]) for i in range(4))
 
 
 def _op_merge_bands(e, a, p, at):
+    if e._op_index in e._band_plan and all(v.shape == a[0].shape and v.dtype == F32 for v in a):
+        return _Bands(a)
     s = np.stack(a, axis=2)
     n, c, _, h, w = s.shape
     return s.reshape(n, 4 * c, h, w)
