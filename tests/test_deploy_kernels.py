@@ -250,6 +250,10 @@ def test_haar_kernels_equal_numpy_bitwise():
     x = rng.standard_normal((2, 3, 10, 14)).astype(np.float32)
     y = K.haar_dwt(x, threads=2)
     np.testing.assert_array_equal(y, haar_dwt(x))
+    bands = K.haar_dwt_bands(x, threads=2)  # one array per band, the same values
+    for b in range(4):
+        np.testing.assert_array_equal(bands[b], y[:, b::4])
+    np.testing.assert_array_equal(K.haar_idwt_bands(bands), K.haar_idwt(y))
     np.testing.assert_array_equal(K.haar_idwt(y, threads=2), haar_idwt(y))
     np.testing.assert_allclose(K.haar_idwt(y), x, rtol=1e-5, atol=1e-6)
     with pytest.raises(BinsharpError):

@@ -51,8 +51,11 @@ from binsharp.deploy import kernels as K
 from binsharp.errors import BinsharpError
 
 F32 = np.float32
-#: bytes of dead arrays an engine keeps for reuse (the oldest are released beyond it)
+#: bytes of dead arrays an engine keeps for reuse at least (the oldest are released beyond it, or beyond
+#: ``POOL_LARGEST`` times the largest array it was given, when that is more: fresh pages of large arrays cost
+#: a page fault and a zeroing each)
 POOL_BYTES = 160 << 20
+POOL_LARGEST = 3
 
 
 # --------------------------------------------------------------------------------------------- float ops
@@ -258,6 +261,7 @@ class Engine:
         self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
         self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
         self._pool_bytes = 0
+        self._pool_largest = 0
         #: packed activation buffers of float-input binary convolutions, by (N, C, H, W, groups, halo)
         self._ppool: dict[tuple[int, ...], list[K.Packed]] = {}
         self._lock = threading.Lock()
@@ -476,13 +480,15 @@ class Engine:
 
     def _give(self, a: np.ndarray) -> None:
         """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
-        oldest ones are dropped beyond ``POOL_BYTES`` in all)."""
+        oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in all)."""
         lst = self._pool.setdefault(a.shape, [])
         if len(lst) < 2 and not any(b is a for b in lst):
             lst.append(a)
             self._pool_order.append(a)
             self._pool_bytes += a.nbytes
-            while self._pool_bytes > POOL_BYTES and self._pool_order:
+            self._pool_largest = max(self._pool_largest, a.nbytes)
+            limit = max(POOL_BYTES, POOL_LARGEST * self._pool_largest)
+            while self._pool_bytes > limit and self._pool_order:
                 old = self._pool_order.pop(0)
                 self._pool_bytes -= old.nbytes
                 olst = self._pool.get(old.shape, [])
