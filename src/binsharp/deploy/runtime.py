@@ -257,6 +257,7 @@ class Engine:
         #: convolution (inspection and tests: the binarization decisions)
         self.on_binary_input: Callable | None = None
         self._reuse0 = False  # set per op while running: the first input may be overwritten
+        self._reuse1 = False  # the second one
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
         self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
         self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
@@ -414,13 +415,14 @@ class Engine:
                 p["wbits"] = self._wbits[i]
             ins = op.get("in", [])
             args = [env[n] for n in ins]
-            self._reuse0 = (
+            self._reuse0, self._reuse1 = (
                 kind in _INPLACE
-                and bool(ins)
-                and ins[0] in fresh
-                and last.get(ins[0]) == i
-                and ins.count(ins[0]) == 1
-                and _sole_owner(args[0], ins[0], env)
+                and len(ins) > j
+                and ins[j] in fresh
+                and last.get(ins[j]) == i
+                and ins.count(ins[j]) == 1
+                and _sole_owner(args[j], ins[j], env)
+                for j in (0, 1)
             )
             if self.profile is None:
                 res = fn(self, args, p, op.get("attrs", {}))
@@ -835,27 +837,36 @@ def _op_linear(e, a, p, at):
     return y.astype(F32, copy=False)
 
 
+def _result(e: Engine, shape: tuple[int, ...], *dtypes) -> np.ndarray | None:
+    """A reused buffer for a 4-D float32 result computed from float32 operands, else None (a new array)."""
+    return e._take(shape) if len(shape) == 4 and all(d == F32 for d in dtypes) else None
+
+
 def _binary(ufunc, e: Engine, a) -> np.ndarray:
-    """``ufunc(a0, a1)`` in float32, into ``a0`` when the engine marked it as reusable and the result has its
-    shape (same values as a new array)."""
+    """``ufunc(a0, a1)`` in float32, into ``a0`` or ``a1`` when the engine marked it as reusable and the
+    result has its shape, else into a reused buffer (same values as a new array)."""
     x, y = a[0], a[1]
-    if e._reuse0 and np.broadcast_shapes(x.shape, np.shape(y)) == x.shape:
+    shape = np.broadcast_shapes(np.shape(x), np.shape(y))
+    if e._reuse0 and shape == x.shape:
         return ufunc(x, y, out=x, dtype=F32)
-    return ufunc(x, y, dtype=F32)
+    if e._reuse1 and shape == np.shape(y):
+        return ufunc(x, y, out=y, dtype=F32)
+    return ufunc(x, y, out=_result(e, shape, np.result_type(x), np.result_type(y)), dtype=F32)
 
 
 def _scalar(ufunc, e: Engine, x: np.ndarray, value) -> np.ndarray:
-    """``ufunc(x, float32(value))``, into ``x`` when the engine marked it as reusable."""
+    """``ufunc(x, float32(value))``, into ``x`` when the engine marked it as reusable, else into a reused
+    buffer."""
     if e._reuse0:
         return ufunc(x, F32(value), out=x)
-    return ufunc(x, F32(value)).astype(F32, copy=False)
+    return ufunc(x, F32(value), out=_result(e, x.shape, x.dtype)).astype(F32, copy=False)
 
 
 _OPS: dict[str, Callable] = {
     "linear": _op_linear,
     "sigmoid": lambda e, a, p, at: (F32(1) / (F32(1) + np.exp(-a[0]))).astype(F32, copy=False),
     "tanh": lambda e, a, p, at: np.tanh(a[0]),
-    "abs": lambda e, a, p, at: np.abs(a[0]),
+    "abs": lambda e, a, p, at: np.abs(a[0], out=_result(e, a[0].shape, a[0].dtype)),
     "sub": lambda e, a, p, at: _binary(np.subtract, e, a),
     "div": lambda e, a, p, at: _binary(np.divide, e, a),
     "mean_hw": _op_mean_hw,
