@@ -785,7 +785,8 @@ def haar_dwt_bands(
     if h % 2 or w % 2 or h < 2 or w < 2:
         raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
     shape = (n, c, h // 2, w // 2)
-    outs = [_out_buffer("haar_dwt_bands", o, shape) for o in (outs or [None] * 4)]
+    given: list[np.ndarray | None] = list(outs) if outs else [None] * 4
+    outs = [_out_buffer("haar_dwt_bands", o, shape) for o in given]
     bands = [_ptr(o) for o in outs]
     hw = (h // 2) * (w // 2)
     _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, *bands, hw, resolve_threads(threads)), "haar_dwt_bands")

@@ -451,6 +451,7 @@ class Engine:
         return env[self.model.outputs[0]]
 
     def _record(self, kind: str, seconds: float) -> None:
+        assert self.profile is not None
         slot = self.profile.setdefault(kind, [0.0, 0])
         slot[0] += seconds
         slot[1] += 1
