@@ -258,6 +258,7 @@ class Engine:
         self.on_binary_input: Callable | None = None
         self._reuse0 = False  # set per op while running: the first input may be overwritten
         self._reuse1 = False  # the second one
+        self._dying: set[int] = set()  # indices of the inputs of the running op that die there
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
         self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
         self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
@@ -415,15 +416,16 @@ class Engine:
                 p["wbits"] = self._wbits[i]
             ins = op.get("in", [])
             args = [env[n] for n in ins]
-            self._reuse0, self._reuse1 = (
-                kind in _INPLACE
-                and len(ins) > j
-                and ins[j] in fresh
-                and last.get(ins[j]) == i
-                and ins.count(ins[j]) == 1
-                and _sole_owner(args[j], ins[j], env)
-                for j in (0, 1)
-            )
+            self._dying = {  # inputs this op may overwrite: fresh, read for the last time, not shared
+                j
+                for j, name in enumerate(ins)
+                if name in fresh
+                and last.get(name) == i
+                and ins.count(name) == 1
+                and _sole_owner(args[j], name, env)
+            }
+            self._reuse0 = kind in _INPLACE and 0 in self._dying
+            self._reuse1 = kind in _INPLACE and 1 in self._dying
             if self.profile is None:
                 res = fn(self, args, p, op.get("attrs", {}))
             else:
@@ -643,7 +645,7 @@ def _op_bconv(e: Engine, a, p, at):
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
         float_out=bool(outs[0]),
-        out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo) if outs[0] else None,
+        out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo, vals.get("res"), roles) if outs[0] else None,
         pack_out=pack_out,
         path=e.path,
         threads=e.threads,
@@ -709,10 +711,19 @@ def _op_haar_idwt(e, a, p, at):
     return haar_idwt(y)
 
 
-def _bconv_out(e: Engine, n: int, cout: int, ho: int, wo: int) -> np.ndarray:
+def _bconv_out(e: Engine, n: int, cout: int, ho: int, wo: int, res, roles: list) -> np.ndarray:
     """Output buffer of a binary convolution: its channel slice of the following concatenation's buffer
-    when planned (batch 1: the slice is contiguous), else a reused or new array."""
+    when planned (batch 1: the slice is contiguous), else the residual when it dies here (each element is
+    read before it is written, and one memory stream is saved), else a reused or new array."""
     plan = e._cat_plan.get(e._op_index)
+    if (
+        plan is None
+        and res is not None
+        and roles.index("res") in e._dying
+        and res.shape == (n, cout, ho, wo)
+        and res.dtype == F32
+    ):
+        return res
     if plan is not None and n == 1:
         j, off, total = plan
         buf = e._cat_bufs.get(j)
