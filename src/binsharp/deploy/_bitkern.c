@@ -560,6 +560,15 @@ static inline __attribute__((always_inline)) v8f rprelu8(v8f v, float ga, float 
     return (sel8(t > 0.f, t, z) + sl * sel8(t < 0.f, t, z)) + ze;
 }
 
+/* per-channel constants and switches of the epilogue (see bs_epi) */
+typedef struct {
+    float al, bb, as, ab, ga, sl, ze, ps, pb, lo, hi;
+    int bias, aff, act_first, act_last, clamp, pscale;
+    const float *rr;
+    float *out;
+    int pack;
+} ep_ch;
+
 static inline int mm8_generic(v8i c) {
     int m = 0;
     for (int j = 0; j < 8; j++) m |= (c[j] & 1) << j;
@@ -610,6 +619,40 @@ static inline void transpose64(uint64_t *a) {
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
+    /* the epilogue of one channel over one tile row (8 pixels per vector); returns the packed sign bits */    \
+    static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,    \
+                                                                         const int nx) {                       \
+        uint64_t bits = 0;                                                                                     \
+        for (int i0 = 0; i0 < nx; i0 += 8) {                                                                   \
+            const int m = nx - i0 < 8 ? nx - i0 : 8;                                                           \
+            v8i y;                                                                                             \
+            memcpy(&y, yi + i0, sizeof y);                                                                     \
+            v8f v = __builtin_convertvector(y, v8f) * c->al;                                                   \
+            if (c->bias) v = v + c->bb;                                                                        \
+            if (c->aff) v = v * c->as + c->ab;                                                                 \
+            if (c->act_first) v = rprelu8(v, c->ga, c->sl, c->ze);                                             \
+            if (c->rr) {                                                                                       \
+                v8f r = {0};                                                                                   \
+                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                  \
+                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                        \
+                v = v + r;                                                                                     \
+            }                                                                                                  \
+            if (c->act_last) v = rprelu8(v, c->ga, c->sl, c->ze);                                              \
+            if (c->clamp) {                                                                                    \
+                const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                             \
+                v = sel8(v < lo, lo, v);                                                                       \
+                v = sel8(v > hi, hi, v);                                                                       \
+            }                                                                                                  \
+            if (c->out && m == 8) memcpy(c->out + i0, &v, sizeof v);                                           \
+            else if (c->out) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
+            if (c->pack) {                                                                                     \
+                const v8i neg = c->pscale ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                     \
+                bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                   \
+            }                                                                                                  \
+        }                                                                                                      \
+        return bits;                                                                                           \
+    }                                                                                                          \
+                                                                                                               \
     /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */ \
     /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */ \
     static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
@@ -640,34 +683,11 @@ static inline void transpose64(uint64_t *a) {
                 if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                               \
                 if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                      \
             }                                                                                                  \
-            uint64_t bits = 0;                                                                                 \
-            for (int i0 = 0; i0 < nx; i0 += 8) {                                                               \
-                const int m = nx - i0 < 8 ? nx - i0 : 8;                                                       \
-                v8i y;                                                                                         \
-                memcpy(&y, yi + i0, sizeof y);                                                                 \
-                v8f v = __builtin_convertvector(y, v8f) * al;                                                  \
-                if (e->bias) v = v + bb;                                                                       \
-                if (e->aff_s) v = v * as + ab;                                                                 \
-                if (act && e->act_first) v = rprelu8(v, ga, sl, ze);                                           \
-                if (rr) {                                                                                      \
-                    v8f r = {0};                                                                               \
-                    if (m == 8) memcpy(&r, rr + i0, sizeof r);                                                 \
-                    else memcpy(&r, rr + i0, sizeof(float) * (size_t)m);                                       \
-                    v = v + r;                                                                                 \
-                }                                                                                              \
-                if (act && !e->act_first) v = rprelu8(v, ga, sl, ze);                                          \
-                if (e->clamp) {                                                                                \
-                    const v8f z = {0}, lo = z + e->lo, hi = z + e->hi;                                   \
-                    v = sel8(v < lo, lo, v);                                                                   \
-                    v = sel8(v > hi, hi, v);                                                                   \
-                }                                                                                              \
-                if (out && m == 8) memcpy(out + orow + i0, &v, sizeof v);                                      \
-                else if (out) memcpy(out + orow + i0, &v, sizeof(float) * (size_t)m);                          \
-                if (pout) {                                                                                    \
-                    const v8i neg = e->pscale ? (v * ps + pb) < 0.f : (v + pb) < 0.f;                          \
-                    bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                               \
-                }                                                                                              \
-            }                                                                                                  \
+            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL, \
+                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,       \
+                             out ? out + orow : NULL, pout != NULL};                                           \
+            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */           \
+            const uint64_t bits = nx == TX ? epi_chan_##SUF(&c, yi, TX) : epi_chan_##SUF(&c, yi, nx);          \
             if (pout) msk[o] = bits;                                                                           \
         }                                                                                                      \
         if (!pout) return;                                                                                     \
