@@ -954,56 +954,81 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
 
 typedef float v16f __attribute__((vector_size(64)));
 
+/* rows of 4 output channels x 2 vectors of NV columns; every output element accumulates in the same order
+ * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width */
+#define FCONV_ROWS(SUF, VT, NV)                                                                        \
+    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, \
+                                 int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
+        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) {                                                      \
+            VT acc[4][2];                                                                              \
+            for (int q = 0; q < 4; q++) {                                                              \
+                const VT zero = {0};                                                                   \
+                acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                            \
+            }                                                                                          \
+            for (int c = 0; c < Ci; c++)                                                               \
+                for (int ky = 0; ky < k; ky++) {                                                       \
+                    const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                     \
+                    const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                       \
+                    const int64_t wq = (int64_t)Ci * k * k;                                            \
+                    for (int kx = 0; kx < k; kx++) {                                                   \
+                        VT a0, a1;                                                                     \
+                        memcpy(&a0, row + kx, sizeof a0);                                              \
+                        memcpy(&a1, row + kx + NV, sizeof a1);                                         \
+                        for (int q = 0; q < 4; q++) {                                                  \
+                            const float wv = wr[q * wq + kx];                                          \
+                            acc[q][0] += a0 * wv;                                                      \
+                            acc[q][1] += a1 * wv;                                                      \
+                        }                                                                              \
+                    }                                                                                  \
+                }                                                                                      \
+            for (int q = 0; q < 4; q++) {                                                              \
+                memcpy(out + q * ostride + X0, &acc[q][0], sizeof(VT));                                \
+                memcpy(out + q * ostride + X0 + NV, &acc[q][1], sizeof(VT));                           \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
+/* the portable kernel paths: the best instructions of the CPU */
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-static void
-fconv_rows(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, int oy, int Wr,
-           const float *bias, float *out, int64_t ostride) {
-    for (int X0 = 0; X0 < Wr; X0 += 32) {
-        v16f acc[4][2];
-        for (int q = 0; q < 4; q++) {
-            const v16f zero = {0};
-            acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);
-        }
-        for (int c = 0; c < Ci; c++)
-            for (int ky = 0; ky < k; ky++) {
-                const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;
-                const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;
-                const int64_t wq = (int64_t)Ci * k * k;
-                for (int kx = 0; kx < k; kx++) {
-                    v16f a0, a1;
-                    memcpy(&a0, row + kx, sizeof a0);
-                    memcpy(&a1, row + kx + 16, sizeof a1);
-                    for (int q = 0; q < 4; q++) {
-                        const float wv = wr[q * wq + kx];
-                        acc[q][0] += a0 * wv;
-                        acc[q][1] += a1 * wv;
-                    }
-                }
-            }
-        for (int q = 0; q < 4; q++) {
-            memcpy(out + q * ostride + X0, &acc[q][0], sizeof(v16f));
-            memcpy(out + q * ostride + X0 + 16, &acc[q][1], sizeof(v16f));
-        }
-    }
-}
+FCONV_ROWS(any, v16f, 16)
+#if BS_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+FCONV_ROWS(avx2, v8f, 8) /* 8 accumulators: the 16 AVX2 registers hold them with the operands */
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+FCONV_ROWS(avx512, v16f, 16)
+#pragma GCC pop_options
+#endif
 #pragma GCC pop_options
 
+typedef void (*fconv_fn)(const float *, int, int, int, const float *, int, int, int, int, const float *, float *,
+                         int64_t);
+
 BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, int Ho,
-                    int Wr, const float *bias, float *out, int nthreads) {
+                    int Wr, const float *bias, float *out, int path, int nthreads) {
+    path = resolve_path(path);
+    if (path < 0) return BS_EPATH;
     if (N < 1 || Ci < 1 || Co4 < 4 || Co4 % 4 || k < 1 || Ho < 1 || Wr < 32 || Wr % 32) return BS_EINVAL;
     if (Hp < Ho + k - 1 || Wq < Wr + k - 1) return BS_EINVAL;
+    fconv_fn f = fconv_rows_any;
+#if BS_X86
+    if (path == BS_PATH_AVX2) f = fconv_rows_avx2;
+    if (path == BS_PATH_AVX512) f = fconv_rows_avx512;
+#endif
     nthreads = useful_threads(nthreads, (double)N * Ho * Wr * Co4 * Ci * k * k / 4.0);
     const int nob = Co4 / 4;
 #pragma omp parallel for collapse(3) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)
         for (int ob = 0; ob < nob; ob++)
             for (int oy = 0; oy < Ho; oy++)
-                fconv_rows(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
-                           out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
+                f(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
+                  out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
     return BS_OK;
 }
 

@@ -79,7 +79,7 @@ C_API: tuple[str, ...] = (
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
     "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
     "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
-    "int Ho, int Wr, const float *bias, float *out, int nthreads)",
+    "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
     "const float *zeta, float *out, int nthreads)",
     "int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd, "
@@ -645,10 +645,12 @@ def float_conv2d(
     bias: np.ndarray | None = None,
     *,
     padding: int = 0,
+    path: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Float32 convolution, stride 1, zero padding: ``x`` (N, Ci, H, W), ``w`` (Co, Ci, k, k), ``bias`` (Co,)
-    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (direct, register-tiled, multi-threaded compiled kernel)."""
+    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (direct, register-tiled, multi-threaded compiled kernel; the
+    AVX2 and AVX-512 paths use their instructions, the others the best of the CPU; the same results)."""
     lib = _require_lib()
     x = np.asarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
@@ -671,7 +673,20 @@ def float_conv2d(
         b[:co] = _vec(bias, co, "bias")
     out = np.empty((n, co4, ho, wr), np.float32)
     rc = lib.bs_fconv(
-        _ptr(xp), n, ci, hp, wq, _ptr(wp), co4, k, ho, wr, _ptr(b), _ptr(out), resolve_threads(threads)
+        _ptr(xp),
+        n,
+        ci,
+        hp,
+        wq,
+        _ptr(wp),
+        co4,
+        k,
+        ho,
+        wr,
+        _ptr(b),
+        _ptr(out),
+        PATHS.index(resolve_path(path)),
+        resolve_threads(threads),
     )
     _check(rc, "float_conv2d")
     if co4 == co and wr == wo:

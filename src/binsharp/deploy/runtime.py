@@ -551,7 +551,12 @@ def _op_conv2d(e: Engine, a, p, at):
     stride, groups = int(at.get("stride", 1)), int(at.get("groups", 1))
     if stride == 1 and groups == 1 and K.have_kernels():
         return K.float_conv2d(
-            a[0], p["weight"], p.get("bias"), padding=int(at.get("padding", 0)), threads=e.threads
+            a[0],
+            p["weight"],
+            p.get("bias"),
+            padding=int(at.get("padding", 0)),
+            path=e.path,
+            threads=e.threads,
         )
     return conv2d(
         a[0],
