@@ -18,8 +18,9 @@ Printed, with the command, the machine, its load, the CPU flags and the kernel p
 
 ``--isa avx2`` runs (b) with the engine's kernels on their AVX2 path and PyTorch and numpy restricted to AVX2
 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``NPY_DISABLE_CPU_FEATURES``): a machine without
-AVX-512 as far as these libraries are concerned (the engine's float convolution and elementwise kernels still
-use the CPU's best instructions). ``native`` lets every library use what the CPU has.
+AVX-512 as far as these libraries are concerned (the engine's float convolution follows the kernel path;
+its small elementwise kernels still use the CPU's best instructions). ``native`` lets every library use
+what the CPU has.
 
 Usage::
 
