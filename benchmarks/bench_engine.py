@@ -1,21 +1,34 @@
-"""Benchmark of the bit-packed engine (binsharp.deploy) against PyTorch float32 on this CPU.
+"""Benchmark of the bit-packed engine (binsharp.deploy) on this CPU, with the zoo weights, in one run.
 
-(a) one binary 3x3 convolution, 64 -> 64 channels on 256 x 256, one thread: the packed kernel (integer
-    accumulator only, and with the fused epilogue alpha + RPReLU + residual + packed output) on every dispatch
-    path of this CPU vs ``torch.conv2d`` in float32;
-(b) end-to-end inference on a 512 x 512, 8-band (WV3) tile: the exported network in the engine vs the same
-    network in PyTorch float32 with binarization removed (same shapes), and vs the PyTorch binary emulation;
-(c) model file size (.bsp) vs the float32 checkpoint (safetensors), and peak resident memory of one inference
-    (engine in a fresh process without torch; PyTorch emulation in a fresh process).
+Printed, with the command, the machine, its load, the CPU flags and the kernel paths:
+
+(a) ceiling: a bare XOR + popcount loop over L1-resident data (binary multiply-accumulates per second) on each
+    vector path of the kernels, and one binary 3x3 convolution 32 -> 32 on 512 x 512 (the layer of the plain
+    backbones; with alpha and packed output only, and with the fused epilogue: alpha, RPReLU, residual,
+    float and packed outputs), as a share of that ceiling (median of the rounds' ratios);
+(b) end to end, per model, a 512 x 512 PAN tile (8 bands), for each instruction-set setting (``--isa``; each
+    in a fresh process): the engine on 1 and 2 threads, FusionNet in PyTorch float32, FusionNet quantized to
+    int8 (PyTorch's FX x86 int8 path, oneDNN/fbgemm kernels), the model's own PyTorch emulation; all on one
+    thread unless stated, measured interleaved round by round (times: the minimum over the rounds; ratios:
+    the median of the rounds' ratios, each round's times taken seconds apart), and the
+    achieved throughput of the model's binary convolutions (their binary MACs / their time in a profiled
+    call) against the ceiling of the path measured in the same process;
+(c) the ``.bsp`` size against the float32 checkpoint, and the peak resident memory of one inference (engine in
+    a fresh process without torch, PyTorch emulation in a fresh process).
+
+``--isa avx2`` runs (b) with the engine's kernels on their AVX2 path and PyTorch and numpy restricted to AVX2
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``NPY_DISABLE_CPU_FEATURES``): a machine without
+AVX-512 as far as these libraries are concerned (the engine's float convolution follows the kernel path;
+its small elementwise kernels still use the CPU's best instructions). ``native`` lets every library use
+what the CPU has.
 
 Usage::
 
-    python benchmarks/bench_engine.py                       # everything, default models
-    python benchmarks/bench_engine.py --part a --repeat 20
-    python benchmarks/bench_engine.py --models bbcu,bisrnet --size 512 --threads 2
+    python benchmarks/bench_engine.py                        # defaults: about 5 minutes on 2 idle cores
+    python benchmarks/bench_engine.py --models all --rounds 5 --profile
+    python benchmarks/bench_engine.py --part b --isa avx2 --models bbcu,bnnpan
 
-Times are the minimum over ``--repeat`` runs after one warm-up run. Inputs are random (timings depend on
-shapes only); weights are random initialisations.
+Inputs are random (timings depend on shapes only); weights are the zoo's (``wv3-longmont``).
 """
 
 from __future__ import annotations
@@ -23,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,203 +45,250 @@ from pathlib import Path
 
 import numpy as np
 
+ZOO = "wv3-longmont"
+DEFAULT_MODELS = "bbcu,reactnet,fabnet,bnnpan,s2bnet,bisrnet"
+#: environment of an AVX2-only run (read by PyTorch, oneDNN, numpy and the engine when they load)
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
+    "BINSHARP_KERNEL_PATH": "avx2",
+}
 
-def _timeit(fn, repeat: int) -> float:
+
+def _time_into(fn, seconds: list[float]) -> None:
+    """Append the wall time of one call of ``fn``."""
+    t = time.perf_counter()
     fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    seconds.append(time.perf_counter() - t)
 
 
-def machine_report() -> dict:
-    from binsharp.deploy import cpu_features
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return {
-        "cpu": model or platform.processor(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "engine": cpu_features(),
-    }
-
-
+# ------------------------------------------------------------------------------------------- (a) ceiling
 def part_a(repeat: int) -> list[dict]:
-    import torch
-    import torch.nn.functional as F
-
     from binsharp.deploy import kernels as K
 
-    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    c, hw = 64, 256
+    c, hw = 32, 512
     x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
     w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
     alpha = np.abs(w).mean(axis=(1, 2, 3)).astype(np.float32)
-    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-    t_torch = _timeit(lambda: F.conv2d(xt, wt, padding=1), repeat)
-    print(
-        f"(a) binary 3x3 conv {c}->{c} on {hw}x{hw}, 1 thread; torch.conv2d float32: {t_torch * 1e3:.2f} ms"
-    )
     wb = K.pack_weights(w)
+    macs = c * c * 9 * hw * hw
+    buf = np.empty_like(x)
+    pbuf = K.Packed.empty(1, c, hw, hw, halo=1)
+    paths = [p for p in ("avx2", "avx512") if p in K.available_paths()] or K.available_paths()[-1:]
+    print(f"(a) XOR + popcount ceiling and one binary 3x3 conv {c}->{c} on {hw}x{hw}, 1 thread")
     rows = []
-    for path in K.available_paths():
-        rows.append(_part_a_path(K, path, x, w, wb, alpha, c, t_torch, repeat))
+    for path in paths:
+        pk = K.pack_activations(x, halo=1, path=path, threads=1)
+
+        def conv_packed(pk=pk, path=path):
+            K.binary_conv2d(
+                pk,
+                wb,
+                out_channels=c,
+                kernel_size=3,
+                padding=1,
+                alpha=alpha,
+                float_out=False,
+                pack_out={"halo": 1, "out": pbuf},
+                path=path,
+                threads=1,
+            )
+
+        def conv_fused(pk=pk, path=path):
+            K.binary_conv2d(
+                pk,
+                wb,
+                out_channels=c,
+                kernel_size=3,
+                padding=1,
+                alpha=alpha,
+                act=(alpha, alpha, alpha),
+                residual=x,
+                pack_out={"halo": 1, "out": pbuf},
+                out_buffer=buf,
+                path=path,
+                threads=1,
+            )
+
+        ceil, t_pk, t_fused = [], [], []
+        conv_packed(), conv_fused()
+        for _ in range(repeat):  # interleaved
+            ceil.append(K.xor_popcount_rate(path, seconds=0.1))
+            _time_into(conv_packed, t_pk)
+            _time_into(conv_fused, t_fused)
+        ce = np.array(ceil)
+        row = {
+            "path": path,
+            "ceiling_gmacs": float(np.median(ce)) / 1e9,
+            "conv_packed_ms": min(t_pk) * 1e3,
+            "conv_fused_ms": min(t_fused) * 1e3,
+            "conv_packed_of_ceiling": float(np.median(macs / np.array(t_pk) / ce)),
+            "conv_fused_of_ceiling": float(np.median(macs / np.array(t_fused) / ce)),
+        }
+        rows.append(row)
+        print(
+            f"    {path:7s} ceiling {row['ceiling_gmacs']:6.1f} G binary MAC/s | conv with packed output "
+            f"{row['conv_packed_ms']:6.2f} ms ({100 * row['conv_packed_of_ceiling']:3.0f} % of ceiling) | "
+            f"with float, residual and packed outputs {row['conv_fused_ms']:6.2f} ms "
+            f"({100 * row['conv_fused_of_ceiling']:3.0f} %)"
+        )
     return rows
 
 
-def _part_a_path(K, path: str, x, w, wb, alpha, c: int, t_torch: float, repeat: int) -> dict:
-    pk = K.pack_activations(x, halo=1, path=path, threads=1)
-    t_pack = _timeit(lambda: K.pack_activations(x, halo=1, path=path, threads=1, out=pk), repeat)
+# ------------------------------------------------------------------------------------- (b) end to end
+def _fusionnet_int8(fp):
+    """FusionNet with its convolutions quantized to int8 by PyTorch's FX x86 path (calibrated on the
+    example input); the input difference and the residual add stay in float32."""
+    import warnings
 
-    def conv_int():
-        K.binary_conv2d(
-            pk,
-            wb,
-            out_channels=c,
-            kernel_size=3,
-            padding=1,
-            float_out=False,
-            int_out=True,
-            path=path,
-            threads=1,
-        )
-
-    buf = np.empty((1, c, x.shape[2], x.shape[3]), np.float32)  # preallocated outputs: kernel time only
-    pbuf = K.Packed.empty(1, c, x.shape[2], x.shape[3], halo=1)
-
-    def conv_fused():
-        K.binary_conv2d(
-            pk,
-            wb,
-            out_channels=c,
-            kernel_size=3,
-            padding=1,
-            alpha=alpha,
-            act=(alpha, alpha, alpha),
-            residual=x,
-            pack_out={"halo": 1, "out": pbuf},
-            out_buffer=buf,
-            path=path,
-            threads=1,
-        )
-
-    t_int, t_fused = _timeit(conv_int, repeat), _timeit(conv_fused, repeat)
-    print(
-        f"    {path:8s} packed conv {t_int * 1e3:7.2f} ms ({t_torch / t_int:5.1f}x)   "
-        f"fused epilogue + packed out {t_fused * 1e3:7.2f} ms ({t_torch / t_fused:5.1f}x)   "
-        f"input packing {t_pack * 1e3:.2f} ms"
-    )
-    return {
-        "path": path,
-        "pack_ms": t_pack * 1e3,
-        "conv_int_ms": t_int * 1e3,
-        "conv_fused_ms": t_fused * 1e3,
-        "torch_ms": t_torch * 1e3,
-        "speedup_int": t_torch / t_int,
-        "speedup_fused": t_torch / t_fused,
-    }
-
-
-def _exportable(name: str) -> bool:
-    from binsharp import models
-
-    return name in models.list_models()
-
-
-def part_bc(names: list[str], size: int, threads: int, repeat: int, do_b: bool, do_c: bool) -> list[dict]:
     import torch
-    from safetensors.torch import save as st_save
+    from torch import nn
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class Body(nn.Module):
+        def __init__(self, m: nn.Module) -> None:
+            super().__init__()
+            self.conv1, self.relu, self.blocks, self.conv3 = m.conv1, m.relu, m.blocks, m.conv3
+
+        def forward(self, x):
+            return self.conv3(self.blocks(self.relu(self.conv1(x))))
+
+    def diff(lms, pan):
+        return pan.expand_as(lms) - lms
+
+    torch.backends.quantized.engine = "x86"
+    calib = fp.example_inputs(64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the torch.ao deprecation notice
+        prep = prepare_fx(Body(fp), get_default_qconfig_mapping("x86"), example_inputs=(diff(**_lp(calib)),))
+        with torch.no_grad():
+            prep(diff(**_lp(calib)))
+        q = convert_fx(prep)
+
+    def run(lms, pan, ms=None):
+        return lms + q(diff(lms, pan))
+
+    return run
+
+
+def _lp(d: dict) -> dict:
+    return {"lms": d["lms"], "pan": d["pan"]}
+
+
+def _bconv_macs(engine, inputs: dict) -> int:
+    """Binary multiply-accumulates of the binary convolutions of one call."""
+    from binsharp.deploy import kernels as K
+
+    macs = [0]
+
+    def count(at, packed):
+        n, c, h, w = packed.shape
+        k, s, p = int(at["k"]), int(at.get("stride", 1)), int(at.get("padding", 0))
+        ho, wo = K.conv_output_size(h, k, s, p), K.conv_output_size(w, k, s, p)
+        macs[0] += n * int(at["cout"]) * (c // int(at.get("groups", 1))) * k * k * ho * wo
+
+    engine.on_binary_input = count
+    engine(**inputs)
+    engine.on_binary_input = None
+    return macs[0]
+
+
+def _profiled_call(engine, inputs: dict, bconv_s: list[float]) -> None:
+    """One call of a profiling engine; appends the time of its binary convolutions (packing excluded)."""
+    engine.profile.clear()
+    engine._profile_calls = 0
+    engine(**inputs)
+    bconv_s.append(next((r["ms"] for r in engine.profile_table() if r["op"] == "bconv"), 0.0) / 1e3)
+
+
+def part_b(names: list[str], size: int, rounds: int, profile: bool) -> dict:
+    """Runs in the process of one instruction-set setting."""
+    import torch
 
     from binsharp import models
-    from binsharp.deploy import bsp
+    from binsharp.deploy import kernels as K
     from binsharp.deploy.export import lower_model
+    from binsharp.deploy.runtime import Engine
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
+    path = K.resolve_path()
+    fn = models.create("fusionnet", bands=8, pretrained=ZOO).eval()
+    fn_in = fn.example_inputs(size)
+    fn8 = _fusionnet_int8(fn)
+    print(
+        f"(b) end to end, {size}x{size} PAN, zoo weights; kernel path {path}, PyTorch CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}; {rounds} interleaved rounds: times are minima, ratios "
+        "medians of the rounds' ratios (the ceiling: XOR + popcount of this path, measured in each round)"
+    )
+    print(
+        f"    {'model':9s} {'engine':>8s} {'2 thr':>8s} {'scale':>6s} | {'fp32':>7s} {'int8':>7s} "
+        f"{'emul.':>8s} | "
+        f"{'vs fp32':>7s} {'vs int8':>7s} {'vs emul':>7s} | bconv G/s (% ceiling, share of time)"
+    )
     rows = []
-    print(f"(b/c) end-to-end on a {size}x{size} 8-band tile, {threads} thread(s)")
     for name in names:
-        if not _exportable(name):
-            print(f"    {name}: not registered, skipped")
-            continue
-        torch.manual_seed(0)
-        m = models.create(name, bands=8).eval()
-        try:
-            model = lower_model(m)
-        except Exception as exc:  # noqa: BLE001
-            print(f"    {name}: cannot be exported: {exc}")
-            continue
+        m = models.create(name, bands=8, pretrained=ZOO).eval()
         inp = m.example_inputs(size)
         npi = {k: v.numpy() for k, v in inp.items()}
-        row: dict = {"model": name, "size": size, "threads": threads}
-        if do_b:
-            row.update(_part_b_model(m, model, inp, npi, threads, repeat))
-            print(
-                f"    {name:10s} engine {row['engine_s']:7.3f} s | PyTorch float32 "
-                f"{row['torch_float_s']:7.3f} s ({row['speedup_vs_float']:4.1f}x) | PyTorch binary emulation "
-                f"{row['torch_emulation_s']:7.3f} s ({row['speedup_vs_emulation']:4.1f}x)"
-            )
-        if do_c:
-            blob = bsp.to_bytes(model)
-            ckpt = st_save({k: v.detach().contiguous() for k, v in m.state_dict().items()})
-            with tempfile.TemporaryDirectory() as td:
-                mp = Path(td) / "m.bsp"
-                mp.write_bytes(blob)
-                np.savez(Path(td) / "in.npz", **npi)
-                rss_eng = _peak_rss_engine(mp, Path(td) / "in.npz", threads)
-                rss_torch = _peak_rss_torch(name, size, threads)
-            row.update(
-                bsp_bytes=len(blob),
-                float_checkpoint_bytes=len(ckpt),
-                size_ratio=len(ckpt) / len(blob),
-                engine_peak_rss_mib=rss_eng,
-                torch_emulation_peak_rss_mib=rss_torch,
-            )
-            kib, ck = len(blob) / 1024, len(ckpt) / 1024
-            print(
-                f"    {'':10s} file {kib:8.1f} KiB vs float checkpoint {ck:8.1f} KiB "
-                f"({ck / kib:4.1f}x smaller) | peak RSS engine {rss_eng:6.0f} MiB, "
-                f"PyTorch emulation {rss_torch:6.0f} MiB"
-            )
+        model = lower_model(m)
+        e1, e2 = Engine(model, threads=1, profile=True), Engine(model, threads=2)
+        npi = {k: npi[k] for k in e1.inputs}
+        macs = _bconv_macs(Engine(model, threads=1), npi)
+        t_bconv: list[float] = []
+        timed = {
+            "engine": lambda e1=e1, npi=npi, tb=t_bconv: _profiled_call(e1, npi, tb),
+            "engine_2t": lambda e2=e2, npi=npi: e2(**npi),
+            "fusionnet_fp32": lambda: fn(**fn_in),
+            "fusionnet_int8": lambda: fn8(**fn_in),
+            "emulation": lambda m=m, inp=inp: m(**inp),
+        }
+        ts: dict[str, list[float]] = {k: [] for k in timed}
+        ceil: list[float] = []
+        with torch.no_grad():
+            for f in timed.values():  # warm-up
+                f()
+            t_bconv.clear()
+            for _ in range(rounds):
+                for k, f in timed.items():
+                    _time_into(f, ts[k])
+                ceil.append(K.xor_popcount_rate(path, seconds=0.1))
+        r = {k: np.array(v) for k, v in ts.items()}  # per round; ratios are taken round by round (median)
+        eng, rate = r["engine"], macs / np.array(t_bconv)
+        row = {
+            "model": name,
+            "path": path,
+            **{f"{k}_ms": float(v.min()) * 1e3 for k, v in r.items()},
+            "speed_vs_fp32": float(np.median(r["fusionnet_fp32"] / eng)),
+            "speed_vs_int8": float(np.median(r["fusionnet_int8"] / eng)),
+            "speed_vs_emulation": float(np.median(r["emulation"] / eng)),
+            "two_thread_scaling": float(np.median(eng / r["engine_2t"])),
+            "bconv_gmacs": float(rate.max()) / 1e9,
+            "bconv_of_ceiling": float(np.median(rate / np.array(ceil))),
+            "bconv_share": float(np.median(np.array(t_bconv) / eng)),
+            "ceiling_gmacs": float(np.median(ceil)) / 1e9,
+        }
         rows.append(row)
-    return rows
+        print(
+            f"    {name:9s} {row['engine_ms']:6.0f}ms {row['engine_2t_ms']:6.0f}ms "
+            f"{row['two_thread_scaling']:5.2f}x | {row['fusionnet_fp32_ms']:5.0f}ms "
+            f"{row['fusionnet_int8_ms']:5.0f}ms {row['emulation_ms']:6.0f}ms | "
+            f"{row['speed_vs_fp32']:6.2f}x {row['speed_vs_int8']:6.2f}x {row['speed_vs_emulation']:6.2f}x | "
+            f"{row['bconv_gmacs']:6.1f} ({100 * row['bconv_of_ceiling']:3.0f} %, "
+            f"{100 * row['bconv_share']:3.0f} %)"
+        )
+        if profile:
+            pe = Engine(model, threads=1, profile=True)
+            pe(**npi)
+            pe.profile, pe._profile_calls = {}, 0
+            pe(**npi)
+            print(textwrap.indent(pe.format_profile(), "        "))
+    return {"path": path, "models": rows}
 
 
-def _part_b_model(m, model, inp: dict, npi: dict, threads: int, repeat: int) -> dict:
-    import torch
-
-    from binsharp.deploy.runtime import Engine
-    from binsharp.models.base import strip_quantizers
-
-    fp = strip_quantizers(m).eval()
-    eng = Engine(model, threads=threads)
-    with torch.no_grad():
-        t_fp = _timeit(lambda: fp(**inp), repeat)
-        t_emu = _timeit(lambda: m(**inp), repeat)
-    t_eng = _timeit(lambda: eng(**npi), repeat)
-    return {
-        "engine_s": t_eng,
-        "torch_float_s": t_fp,
-        "torch_emulation_s": t_emu,
-        "speedup_vs_float": t_fp / t_eng,
-        "speedup_vs_emulation": t_emu / t_eng,
-    }
-
-
+# ---------------------------------------------------------------------------------- (c) size and memory
 _HWM = """
 def _hwm():
     # peak resident set of this process image (VmHWM; ru_maxrss would include the parent before exec)
@@ -249,76 +308,139 @@ def _run_rss(code: str) -> float:
     return float(r.stdout.strip().splitlines()[-1])
 
 
-def _peak_rss_engine(model: Path, inputs: Path, threads: int) -> float:
-    return _run_rss(
-        textwrap.dedent(f"""
-        import numpy as np
-        from binsharp.deploy.runtime import Engine
-        inp = dict(np.load({str(inputs)!r}))
-        Engine({str(model)!r}, threads={threads})(**inp)
-        print(_hwm())
-    """)
-    )
+def part_c(names: list[str], size: int) -> list[dict]:
+    from binsharp import models, zoo
+    from binsharp.deploy import bsp
+    from binsharp.deploy.export import lower_model
+
+    print(f"(c) file size and peak resident memory of one {size}x{size} inference, 1 thread")
+    rows = []
+    for name in names:
+        m = models.create(name, bands=8, pretrained=ZOO).eval()
+        blob = bsp.to_bytes(lower_model(m))
+        ckpt = zoo.checkpoint_path(name, ZOO).stat().st_size
+        with tempfile.TemporaryDirectory() as td:
+            mp, ip = Path(td) / "m.bsp", Path(td) / "in.npz"
+            mp.write_bytes(blob)
+            np.savez(ip, **{k: v.numpy() for k, v in m.example_inputs(size).items()})
+            rss_eng = _run_rss(
+                textwrap.dedent(f"""
+                import numpy as np
+                from binsharp.deploy.runtime import Engine
+                e = Engine({str(mp)!r}, threads=1)
+                inp = dict(np.load({str(ip)!r}))
+                e(**{{k: inp[k] for k in e.inputs}})
+                print(_hwm())
+            """)
+            )
+        rss_torch = _run_rss(
+            textwrap.dedent(f"""
+            import torch
+            from binsharp import models
+            torch.set_num_threads(1)
+            m = models.create({name!r}, bands=8, pretrained={ZOO!r}).eval()
+            with torch.no_grad():
+                m(**m.example_inputs({size}))
+            print(_hwm())
+        """)
+        )
+        row = {
+            "model": name,
+            "bsp_bytes": len(blob),
+            "checkpoint_bytes": ckpt,
+            "smaller": ckpt / len(blob),
+            "engine_peak_rss_mib": rss_eng,
+            "torch_peak_rss_mib": rss_torch,
+        }
+        rows.append(row)
+        print(
+            f"    {name:9s} .bsp {len(blob) / 1024:7.1f} KiB, float32 checkpoint {ckpt / 1024:7.1f} KiB "
+            f"({row['smaller']:4.1f}x smaller) | peak RSS engine {rss_eng:5.0f} MiB, PyTorch emulation "
+            f"{rss_torch:5.0f} MiB"
+        )
+    return rows
 
 
-def _peak_rss_torch(name: str, size: int, threads: int) -> float:
-    return _run_rss(
-        textwrap.dedent(f"""
-        import torch
-        from binsharp import models
-        torch.set_num_threads({threads})
-        m = models.create({name!r}, bands=8).eval()
-        with torch.no_grad():
-            m(**m.example_inputs({size}))
-        print(_hwm())
-    """)
-    )
+# ----------------------------------------------------------------------------------------------- main
+def _child(args: argparse.Namespace, isa: str, names: list[str]) -> dict:
+    """Part (b) in a fresh process with the environment of ``isa``."""
+    env = dict(os.environ)
+    if isa == "avx2":
+        env.update(AVX2_ENV)
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "b.json"
+        cmd = [sys.executable, __file__, "--_child", str(out), "--models", ",".join(names)]
+        cmd += ["--size", str(args.size), "--rounds", str(args.rounds)] + (
+            ["--profile"] if args.profile else []
+        )
+        subprocess.run(cmd, env=env, check=True)
+        return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", default="abc", help="which parts to run: any of a, b, c (default abc)")
-    ap.add_argument(
-        "--models",
-        default="bbcu,bisrnet,fabnet,reactnet,s2bnet,bnnpan",
-        help="models for (b)/(c), comma separated (unregistered ones are skipped)",
-    )
-    ap.add_argument("--size", type=int, default=512, help="tile side for (b)/(c) (default 512)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for (b)/(c)")
-    ap.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (minimum reported)")
+    ap.add_argument("--part", default="abc", help="parts to run: any of a, b, c (default abc)")
+    ap.add_argument("--models", default=DEFAULT_MODELS, help="zoo models, comma separated, or 'all'")
+    ap.add_argument("--isa", default="native,avx2", help="settings of (b): native, avx2 (default both)")
+    ap.add_argument("--size", type=int, default=512, help="PAN side (default 512)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds (default 2)")
+    ap.add_argument("--profile", action="store_true", help="print each model's per-op profile in (b)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     # PyTorch first: its OpenMP runtime then keeps its own default wait policy (the engine's kernels set
     # OMP_WAIT_POLICY=PASSIVE for their runtime when it is not set)
     import torch  # noqa: F401
 
-    from binsharp.deploy import have_kernels
+    from binsharp import zoo
+    from binsharp.deploy import cpu_features, have_kernels
 
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if names == ["all"]:
+        manifest = zoo.read_manifest()["checkpoints"][ZOO]
+        names = sorted(n for n, e in manifest.items() if e.get("kind") == "binary")
+    if args._child:
+        Path(args._child).write_text(json.dumps(part_b(names, args.size, args.rounds, args.profile)))
+        return 0
     if not have_kernels():
         print("the compiled kernels are not built: pip install -e . (or python setup.py build_ext --inplace)")
         return 2
-    info = machine_report()
+    from binsharp.report.bench import machine_info
+
+    info, feats = machine_info(), cpu_features()
+    t0 = time.perf_counter()
     print("binsharp engine benchmark")
     print(f"  command : {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}")
     print(
-        f"  machine : {info['cpu']} ({info['machine']}, {info['cores']} cores), python {info['python']}, "
-        f"numpy {info['numpy']}, torch {info['torch']}"
+        f"  machine : {info.get('cpu', '?')} ({info['machine']}, {info['cpu_count']} cores), python "
+        f"{info['python']}, numpy {info['numpy']}, torch {info.get('torch')}"
     )
-    e = info["engine"]
+    print(f"  load    : {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min averages, at start)")
     print(
-        f"  CPU flags seen by the kernels: {', '.join(e['flags'])}; paths: {', '.join(e['paths'])}; "
-        f"default path: {e['path']}; OpenMP threads: {e['openmp_threads']}"
+        f"  CPU flags seen by the kernels: {', '.join(feats['flags'])}; paths: {', '.join(feats['paths'])}; "
+        f"default path: {feats['path']}; OpenMP threads: {feats['openmp_threads']}"
     )
-    print(f"  settings: part={args.part} size={args.size} threads={args.threads} repeat={args.repeat}")
-    results: dict = {"machine": info, "settings": vars(args)}
+    print(
+        f"  settings: part={args.part} models={','.join(names)} isa={args.isa} size={args.size} "
+        f"rounds={args.rounds}"
+    )
+    results: dict = {"machine": info, "engine": feats, "settings": vars(args)}
     if "a" in args.part:
-        results["a"] = part_a(args.repeat)
-    if "b" in args.part or "c" in args.part:
-        names = [n.strip() for n in args.models.split(",") if n.strip()]
-        results["bc"] = part_bc(
-            names, args.size, args.threads, max(1, min(args.repeat, 3)), "b" in args.part, "c" in args.part
-        )
+        results["a"] = part_a(max(5, args.rounds))
+    if "b" in args.part:
+        results["b"] = {}
+        for isa in (s.strip() for s in args.isa.split(",") if s.strip()):
+            if isa == "avx2" and "avx2" not in feats["paths"]:
+                print("(b) avx2: not available on this CPU, skipped")
+                continue
+            print(f"--- isa setting: {isa}")
+            sys.stdout.flush()
+            results["b"][isa] = _child(args, isa, names)
+    if "c" in args.part:
+        results["c"] = part_c(names, args.size)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"  load    : {load} (at end); {time.perf_counter() - t0:.0f} s in all")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

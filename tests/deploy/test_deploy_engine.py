@@ -4,6 +4,7 @@ model, inference without torch, CLI export and the engine fuser."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from binsharp.deploy import kernels as K
 from binsharp.deploy.export import export_model, lower_model
 from binsharp.deploy.parity import forced_run, record
 from binsharp.deploy.runtime import Engine
+from binsharp.errors import BinsharpError
 from binsharp.nn import BinaryConv2d
 
 pytestmark = pytest.mark.skipif(not K.have_kernels(), reason="compiled kernels not built")
@@ -130,6 +132,27 @@ def test_engine_same_on_every_kernel_path(path, monkeypatch):
     np.testing.assert_array_equal(Engine(model, threads=2)(**inp), base)
 
 
+def test_profile_shares_per_op_kind():
+    """``profile=True`` accumulates time per op kind (packing apart) without changing the output."""
+    m = _randomised("s2bnet")
+    inp = {k: v.numpy() for k, v in _inputs(m, 24).items()}
+    model = lower_model(m)
+    eng = Engine(model, profile=True)
+    out = eng(**inp)
+    eng(**inp)
+    np.testing.assert_array_equal(out, Engine(model)(**inp))
+    rows = eng.profile_table()
+    kinds = {r["op"] for r in rows}
+    assert {"bconv", "bconv.pack", "layernorm_c"} <= kinds
+    assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
+    n_bconv = sum(op["op"] == "bconv" for op in model.graph)
+    assert next(r for r in rows if r["op"] == "bconv")["count"] == n_bconv
+    assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
+    assert "bconv" in eng.format_profile()
+    with pytest.raises(BinsharpError, match="profile=True"):
+        Engine(model).profile_table()
+
+
 def test_binary_weights_are_one_bit(tmp_path):
     m = _randomised("bbcu", n_units=20)
     model = lower_model(m)
@@ -168,6 +191,37 @@ def test_inference_does_not_import_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     out = np.load(tmp_path / "out.npy")
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("name", ["bbcu", "s2bnet"])
+def test_engine_without_compiled_kernels_matches(name, tmp_path):
+    """``BINSHARP_NO_EXT=1`` (as an install without a C compiler): a binary model runs on the numpy reference
+    kernels with one warning and gives the compiled engine's output."""
+    m = _randomised(name)
+    inp = {k: v.numpy() for k, v in _inputs(m, 20).items()}
+    export_model(m, tmp_path / "m.bsp")
+    np.savez(tmp_path / "in.npz", **inp)
+    ref = Engine(tmp_path / "m.bsp")(**inp)
+    code = textwrap.dedent(f"""
+        import warnings
+        import numpy as np
+        from binsharp.deploy import kernels as K
+        from binsharp.deploy.runtime import Engine
+        assert not K.have_kernels()
+        inp = dict(np.load({str(tmp_path / "in.npz")!r}))
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            eng = Engine({str(tmp_path / "m.bsp")!r})
+            eng(**inp)
+            out = eng(**inp)
+        assert len([w for w in rec if "numpy reference" in str(w.message)]) == 1, rec
+        np.save({str(tmp_path / "out.npy")!r}, out)
+    """)
+    env = {**os.environ, K.ENV_NO_EXT: "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = np.load(tmp_path / "out.npy")
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
 def test_cli_export_and_engine_fuser(tmp_path, capsys):

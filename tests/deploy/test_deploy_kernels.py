@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +33,10 @@ CASES = [
     (64, 32, 5, 1, 2, 1, 8, 9),
     (200, 200, 3, 1, 1, 4, 4, 4),
     (1, 7, 3, 1, 1, 1, 1, 1),
+    (32, 32, 3, 1, 1, 1, 5, 83),  # at most 32 channels per group: dword-lane kernels, partial tiles
+    (32, 24, 3, 2, 1, 1, 9, 77),
+    (128, 128, 3, 1, 1, 32, 6, 40),
+    (20, 40, 1, 1, 0, 1, 3, 100),
 ]
 
 
@@ -242,6 +250,10 @@ def test_haar_kernels_equal_numpy_bitwise():
     x = rng.standard_normal((2, 3, 10, 14)).astype(np.float32)
     y = K.haar_dwt(x, threads=2)
     np.testing.assert_array_equal(y, haar_dwt(x))
+    bands = K.haar_dwt_bands(x, threads=2)  # one array per band, the same values
+    for b in range(4):
+        np.testing.assert_array_equal(bands[b], y[:, b::4])
+    np.testing.assert_array_equal(K.haar_idwt_bands(bands), K.haar_idwt(y))
     np.testing.assert_array_equal(K.haar_idwt(y, threads=2), haar_idwt(y))
     np.testing.assert_allclose(K.haar_idwt(y), x, rtol=1e-5, atol=1e-6)
     with pytest.raises(BinsharpError):
@@ -262,3 +274,68 @@ def test_upsample_and_avgpool_kernels_equal_numpy_bitwise(shape):
     if h >= 2 and w >= 2:
         v = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
         np.testing.assert_array_equal(K.avgpool2(x, threads=2), v.sum(axis=(3, 5), dtype=np.float32) / 4)
+
+
+def test_c_api_table_matches_the_c_source():
+    """The ctypes signatures come from ``kernels.C_API``: the same prototypes as the C source, and the
+    epilogue struct has the C struct's fields in order with the same types."""
+    src = Path(K.__file__).with_name("_bitkern.c").read_text()
+    norm = [" ".join(p.split()) for p in re.findall(r"BS_API\s+([^{;]*?\))\s*\{", src)]
+    assert sorted(norm) == sorted(" ".join(p.split()) for p in K.C_API)
+    body = re.sub(r"/\*.*?\*/", "", re.search(r"typedef struct \{(.*?)\} bs_epi;", src, re.S).group(1))
+    fields = []
+    for decl in filter(None, (d.strip() for d in body.split(";"))):
+        base, names = re.match(r"(?:const\s+)?(\w+)\s+(.*)", decl).groups()
+        scalar = {"float": ctypes.c_float, "int": ctypes.c_int}[base]
+        for item in names.split(","):
+            fields.append((item.strip(" *"), ctypes.POINTER(scalar) if "*" in item else scalar))
+    assert fields == list(K._Epi._fields_)
+    for proto in K.C_API:
+        name, _, argtypes = K.c_signature(proto)
+        assert len(argtypes) == (0 if "(void)" in proto else proto.count(",") + 1), name
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
+    """Without the compiled kernels (``_lib()`` is None) packing, the integer accumulator, the fused
+    epilogue and the packed output come from the numpy reference, equal to the kernels; one warning."""
+    ci, co, k, s, p, g, h, w = case
+    x, wt = _inputs(ci, co, k, g, h, w, seed=5)
+    rng = np.random.default_rng(6)
+    depthwise = g > 1 and g == ci == co
+    ho, wo = K.conv_output_size(h, k, s, p), K.conv_output_size(w, k, s, p)
+    vec = [rng.standard_normal(co).astype(np.float32) for _ in range(6)]
+    res = rng.standard_normal((2, co, ho, wo)).astype(np.float32)
+
+    def run():
+        pk = K.pack_activations(x, bias=rng_bias, groups=1 if depthwise else g, halo=max(1, p))
+        return K.binary_conv2d(
+            pk,
+            K.pack_weights(wt, g),
+            out_channels=co,
+            kernel_size=k,
+            stride=s,
+            padding=p,
+            groups=g,
+            alpha=vec[0],
+            bias=vec[1],
+            affine=(vec[2], vec[3]),
+            act=(vec[4], np.abs(vec[5]), vec[1]),
+            act_first=bool(ci % 2),
+            residual=res,
+            clamp=(-1.5, 2.0) if k == 3 else None,
+            int_out=True,
+            pack_out={"halo": 1, "groups": 1, "scale": vec[2], "bias": vec[3]},
+        )
+
+    rng_bias = rng.standard_normal(ci).astype(np.float32) * 0.1
+    ref = run()
+    monkeypatch.setattr(K, "_lib", lambda: None)
+    monkeypatch.setattr(K, "_warned_reference", False)
+    with pytest.warns(RuntimeWarning, match="numpy reference") as rec:
+        got = run()
+        run()
+    assert len(rec) == 1
+    np.testing.assert_array_equal(got["y"], ref["y"])
+    np.testing.assert_array_equal(got["out"], ref["out"])
+    np.testing.assert_array_equal(got["packed"].data, ref["packed"].data)

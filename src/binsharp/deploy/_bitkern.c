@@ -37,6 +37,7 @@
 #endif
 
 #define BS_API __attribute__((visibility("default")))
+#pragma GCC diagnostic ignored "-Wpsabi" /* vector arguments of always-inline helpers only */
 
 enum { BS_PATH_GENERIC = 0, BS_PATH_POPCNT = 1, BS_PATH_AVX2 = 2, BS_PATH_AVX512 = 3, BS_NPATHS = 4 };
 enum { BS_OK = 0, BS_EINVAL = 1, BS_ENOMEM = 2, BS_EPATH = 3 };
@@ -212,12 +213,72 @@ mk512_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
                                 _mm512_cvtepi64_epi32(A[o][p]));
 }
 
+/* Narrow groups (cg_in <= 32, one word per tap whose high half is 0): two pixels share a 64-bit lane (pixel j
+ * in dword 2j, pixel j+8 in dword 2j+1 of a 16-pixel vector), popcount per dword; 2 vectors x OCB channels. */
+static inline __attribute__((always_inline, target(T512))) void
+mk512n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+           int nx, int32_t *acc, int accoff) {
+    const int s = g->s, k = g->k, Wp = g->Wp;
+    const int64_t wstride = (int64_t)k * k;
+    __m512i A[8][2];
+    __mmask8 m[4], mlo[4], mhi[4];
+    for (int o = 0; o < OCB; o++) A[o][0] = A[o][1] = _mm512_setzero_si512();
+    for (int p = 0; p < 4; p++) {
+        int nv = nx - 8 * p;
+        nv = nv < 0 ? 0 : (nv > 8 ? 8 : nv);
+        m[p] = (__mmask8)((1u << nv) - 1u);
+        int c = nv > 0 ? 2 * nv - 1 : 0;
+        mlo[p] = (__mmask8)(c >= 8 ? 0xFFu : ((1u << c) - 1u));
+        mhi[p] = (__mmask8)(c > 8 ? ((1u << (c - 8)) - 1u) : 0u);
+    }
+    const __m512i perm = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    const uint64_t *ab = a + (int64_t)gi * g->plane;
+    const uint64_t *wb = w + (int64_t)o0 * wstride;
+    for (int ky = 0; ky < k; ky++) {
+        const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
+        for (int kx = 0; kx < k; kx++) {
+            const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
+            const uint64_t *ap = ab + row * Wp + xs;
+            __m512i q[4];
+            if (s == 1) {
+                for (int p = 0; p < 4; p++) q[p] = _mm512_maskz_loadu_epi64(m[p], ap + 8 * p);
+            } else {
+                for (int p = 0; p < 4; p++) {
+                    __m512i lo = _mm512_maskz_loadu_epi64(mlo[p], ap + 16 * p);
+                    __m512i hi = _mm512_maskz_loadu_epi64(mhi[p], ap + 16 * p + 8);
+                    q[p] = _mm512_permutex2var_epi64(lo, perm, hi);
+                }
+            }
+            const __m512i v0 = _mm512_or_si512(q[0], _mm512_slli_epi64(q[1], 32));
+            const __m512i v1 = _mm512_or_si512(q[2], _mm512_slli_epi64(q[3], 32));
+            const int64_t t = (int64_t)ky * k + kx;
+            for (int o = 0; o < OCB; o++) {
+                const __m512i wv = _mm512_set1_epi32((int)(uint32_t)wb[o * wstride + t]);
+                A[o][0] = _mm512_add_epi32(A[o][0], _mm512_popcnt_epi32(_mm512_xor_si512(v0, wv)));
+                A[o][1] = _mm512_add_epi32(A[o][1], _mm512_popcnt_epi32(_mm512_xor_si512(v1, wv)));
+            }
+        }
+    }
+    const __m512i un = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 2; p++)
+            _mm512_storeu_si512((void *)(acc + (int64_t)(o0 + o) * TX + accoff + 16 * p),
+                                _mm512_permutexvar_epi32(un, A[o][p]));
+}
+
 __attribute__((target(T512))) static void mk_avx512(const geom_t *g, const uint64_t *a, const uint64_t *w,
                                                     int gi, int o0, int no, int oy, int x0, int nx,
                                                     int32_t *acc) {
+    const int narrow = g->nwg == 1 && g->cg_in <= 32;
     for (int c0 = 0; c0 < nx; c0 += 32) {
         int ncx = nx - c0 < 32 ? nx - c0 : 32;
         int o = o0;
+        if (narrow) {
+            for (; o + 8 <= o0 + no; o += 8) mk512n_blk(g, a, w, gi, o, 8, oy, x0 + c0, ncx, acc, c0);
+            for (; o + 4 <= o0 + no; o += 4) mk512n_blk(g, a, w, gi, o, 4, oy, x0 + c0, ncx, acc, c0);
+            for (; o < o0 + no; o++) mk512n_blk(g, a, w, gi, o, 1, oy, x0 + c0, ncx, acc, c0);
+            continue;
+        }
         for (; o + 4 <= o0 + no; o += 4) mk512_blk(g, a, w, gi, o, 4, oy, x0 + c0, ncx, acc, c0);
         for (; o < o0 + no; o++) mk512_blk(g, a, w, gi, o, 1, oy, x0 + c0, ncx, acc, c0);
     }
@@ -307,9 +368,97 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
         }
 }
 
+/* AVX2, narrow groups (cg_in <= 32): pixel j in dword 2j and pixel j+4 in dword 2j+1 of an 8-pixel vector;
+ * 2 vectors x OCB channels of byte counters, widened per dword (vpmaddubsw + vpmaddwd) every 31 taps. */
+static inline __attribute__((always_inline, target(T256))) void
+mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+           int nx, int32_t *acc, int accoff) {
+    const int s = g->s, k = g->k, Wp = g->Wp;
+    const int64_t wstride = (int64_t)k * k;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
+    __m256i B[4][2], Q[4][2];
+    __m256i m[4], mlo[4], mhi[4];
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
+    for (int p = 0; p < 4; p++) {
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        int c = nv > 0 ? 2 * nv - 1 : 0;
+        long long e[4], el[4], eh[4];
+        for (int i = 0; i < 4; i++) {
+            e[i] = i < nv ? -1 : 0;
+            el[i] = i < c ? -1 : 0;
+            eh[i] = i + 4 < c ? -1 : 0;
+        }
+        m[p] = _mm256_setr_epi64x(e[0], e[1], e[2], e[3]);
+        mlo[p] = _mm256_setr_epi64x(el[0], el[1], el[2], el[3]);
+        mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
+    }
+    int cnt = 0;
+    const int full = nx >= 16;
+    const uint64_t *ab = a + (int64_t)gi * g->plane;
+    const uint64_t *wb = w + (int64_t)o0 * wstride;
+    for (int ky = 0; ky < k; ky++) {
+        const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
+        for (int kx = 0; kx < k; kx++) {
+            const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
+            const long long *ap = (const long long *)(ab + row * Wp + xs);
+            __m256i q[4];
+            if (s == 1 && full) {
+                for (int p = 0; p < 4; p++) q[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
+            } else if (s == 1) {
+                for (int p = 0; p < 4; p++) q[p] = _mm256_maskload_epi64(ap + 4 * p, m[p]);
+            } else {
+                for (int p = 0; p < 4; p++) {
+                    __m256i lo = _mm256_maskload_epi64(ap + 8 * p, mlo[p]);
+                    __m256i hi = _mm256_maskload_epi64(ap + 8 * p + 4, mhi[p]);
+                    q[p] = _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(lo, hi), 0xD8);
+                }
+            }
+            const __m256i v0 = _mm256_or_si256(q[0], _mm256_slli_epi64(q[1], 32));
+            const __m256i v1 = _mm256_or_si256(q[2], _mm256_slli_epi64(q[3], 32));
+            const int64_t t = (int64_t)ky * k + kx;
+            for (int o = 0; o < OCB; o++) {
+                const __m256i wv = _mm256_set1_epi32((int)(uint32_t)wb[o * wstride + t]);
+                B[o][0] = _mm256_add_epi8(B[o][0], pc_bytes(_mm256_xor_si256(v0, wv), lut, low));
+                B[o][1] = _mm256_add_epi8(B[o][1], pc_bytes(_mm256_xor_si256(v1, wv), lut, low));
+            }
+            if (++cnt == 31) {
+                cnt = 0;
+                for (int o = 0; o < OCB; o++)
+                    for (int p = 0; p < 2; p++) {
+                        Q[o][p] = _mm256_add_epi32(Q[o][p],
+                                                   _mm256_madd_epi16(_mm256_maddubs_epi16(B[o][p], one8), one16));
+                        B[o][p] = zero;
+                    }
+            }
+        }
+    }
+    const __m256i un = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int o = 0; o < OCB; o++)
+        for (int p = 0; p < 2; p++) {
+            __m256i q = _mm256_add_epi32(Q[o][p], _mm256_madd_epi16(_mm256_maddubs_epi16(B[o][p], one8), one16));
+            _mm256_storeu_si256((__m256i *)(acc + (int64_t)(o0 + o) * TX + accoff + 8 * p),
+                                _mm256_permutevar8x32_epi32(q, un));
+        }
+}
+
 __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_t *a, const uint64_t *w,
                                                   int gi, int o0, int no, int oy, int x0, int nx,
                                                   int32_t *acc) {
+    if (g->nwg == 1 && g->cg_in <= 32) {
+        for (int c0 = 0; c0 < nx; c0 += 16) {
+            int ncx = nx - c0 < 16 ? nx - c0 : 16;
+            int o = o0;
+            for (; o + 4 <= o0 + no; o += 4) mk256n_blk(g, a, w, gi, o, 4, oy, x0 + c0, ncx, acc, c0);
+            for (; o < o0 + no; o++) mk256n_blk(g, a, w, gi, o, 1, oy, x0 + c0, ncx, acc, c0);
+        }
+        return;
+    }
     for (int c0 = 0; c0 < nx; c0 += 8) {
         int ncx = nx - c0 < 8 ? nx - c0 : 8;
         int o = o0;
@@ -321,7 +470,121 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
 #endif /* BS_X86 */
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Ceiling microbenchmark: XOR + popcount over n words of a and w (L1-resident), reps times, with the     */
+/* popcount of each path (4 independent accumulators); returns the total count.                        */
+
+static int64_t xorpop_scalar(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps) {
+    int64_t c[4] = {0, 0, 0, 0};
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) c[j] += __builtin_popcountll(a[i + j] ^ w[i + j]);
+    return (c[0] + c[1]) + (c[2] + c[3]);
+}
+
+#if BS_X86
+__attribute__((target(TPOP))) static int64_t xorpop_popcnt(const uint64_t *a, const uint64_t *w, int64_t n,
+                                                           int64_t reps) {
+    int64_t c[4] = {0, 0, 0, 0};
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) c[j] += __builtin_popcountll(a[i + j] ^ w[i + j]);
+    return (c[0] + c[1]) + (c[2] + c[3]);
+}
+
+__attribute__((target(T256))) static int64_t xorpop_avx2(const uint64_t *a, const uint64_t *w, int64_t n,
+                                                          int64_t reps) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i q = zero;
+    for (int64_t r = 0; r < reps; r++) {
+        __m256i B[4] = {zero, zero, zero, zero};
+        int cnt = 0;
+        for (int64_t i = 0; i < n; i += 16) {
+            for (int j = 0; j < 4; j++) {
+                const __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i + 4 * j)),
+                                                   _mm256_loadu_si256((const __m256i *)(w + i + 4 * j)));
+                B[j] = _mm256_add_epi8(B[j], pc_bytes(x, lut, low));
+            }
+            if (++cnt == 31) {
+                cnt = 0;
+                for (int j = 0; j < 4; j++) q = _mm256_add_epi64(q, _mm256_sad_epu8(B[j], zero)), B[j] = zero;
+            }
+        }
+        for (int j = 0; j < 4; j++) q = _mm256_add_epi64(q, _mm256_sad_epu8(B[j], zero));
+    }
+    int64_t o[4];
+    _mm256_storeu_si256((__m256i *)o, q);
+    return (o[0] + o[1]) + (o[2] + o[3]);
+}
+
+__attribute__((target(T512))) static int64_t xorpop_avx512(const uint64_t *a, const uint64_t *w, int64_t n,
+                                                           int64_t reps) {
+    __m512i A[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                    _mm512_setzero_si512()};
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 32)
+            for (int j = 0; j < 4; j++)
+                A[j] = _mm512_add_epi64(A[j], _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                  _mm512_loadu_si512(a + i + 8 * j), _mm512_loadu_si512(w + i + 8 * j))));
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(A[0], A[1]), _mm512_add_epi64(A[2], A[3])));
+}
+#endif
+
+static int resolve_path(int path);
+
+BS_API int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path) {
+    path = resolve_path(path);
+    if (path < 0 || n < 32 || n % 32 || reps < 1) return -1;
+#if BS_X86
+    if (path == BS_PATH_AVX512) return xorpop_avx512(a, w, n, reps);
+    if (path == BS_PATH_AVX2) return xorpop_avx2(a, w, n, reps);
+    if (path == BS_PATH_POPCNT) return xorpop_popcnt(a, w, n, reps);
+#endif
+    return xorpop_scalar(a, w, n, reps);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Per-target generic code (auto-vectorised): depthwise micro-kernel, epilogue, packing             */
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) v8f sel8(v8i m, v8f a, v8f b) {
+    return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
+}
+
+/* t = v - gamma; (max(t, 0) + slope * min(t, 0)) + zeta, with 0 for NaN in both halves as the scalar form */
+static inline __attribute__((always_inline)) v8f rprelu8(v8f v, float ga, float sl, float ze) {
+    const v8f t = v - ga, z = {0};
+    return (sel8(t > 0.f, t, z) + sl * sel8(t < 0.f, t, z)) + ze;
+}
+
+/* per-channel constants and switches of the epilogue (see bs_epi) */
+typedef struct {
+    float al, bb, as, ab, ga, sl, ze, ps, pb, lo, hi;
+    int bias, aff, act_first, act_last, clamp, pscale;
+    const float *rr;
+    float *out;
+    int pack;
+} ep_ch;
+
+static inline int mm8_generic(v8i c) {
+    int m = 0;
+    for (int j = 0; j < 8; j++) m |= (c[j] & 1) << j;
+    return m;
+}
+
+/* In-place transpose of a 64 x 64 bit matrix: bit c of a[r] becomes bit r of a[c]. */
+static inline void transpose64(uint64_t *a) {
+    uint64_t m = 0x00000000FFFFFFFFull;
+    for (int j = 32; j; j >>= 1, m ^= m << j)
+        for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+            const uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
+            a[k] ^= t << j;
+            a[k | j] ^= t;
+        }
+}
 
 #define GEN_BODIES(SUF)                                                                                \
     /* depthwise: acc[c*TX + i] = number of valid-or-halo taps where sign(a) != sign(w), bit-sliced */ \
@@ -356,79 +619,88 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
-    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx,         \
-                          const int32_t *acc, const int32_t *base_r, int ncc, const int *bx, int nbx,  \
-                          const int *ccls, float *out, uint64_t *pout, int32_t *yout, uint64_t *pk) {  \
-        float v[TX];                                                                                   \
-        int32_t yi[TX];                                                                                \
-        if (pout)                                                                                      \
-            for (int q = 0; q < g->nwo * TX; q++) pk[q] = 0;                                           \
-        for (int o = 0; o < g->Co; o++) {                                                              \
-            const int32_t *ar = acc + (int64_t)o * TX;                                                 \
-            const int32_t *bo = base_r + (int64_t)o * ncc;                                             \
-            const int32_t b0 = bo[0];                                                                  \
-            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                       \
-            for (int q = 0; q < nbx; q++) {                                                            \
-                int i = bx[q] - x0;                                                                    \
-                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                   \
-            }                                                                                          \
-            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                 \
-            if (yout)                                                                                  \
-                for (int i = 0; i < nx; i++) yout[orow + i] = yi[i];                                   \
-            if (!out && !pout) continue;                                                               \
-            const float al = e->alpha ? e->alpha[o] : 1.0f;                                            \
-            for (int i = 0; i < nx; i++) v[i] = (float)yi[i] * al;                                     \
-            if (e->bias) {                                                                             \
-                const float bb = e->bias[o];                                                           \
-                for (int i = 0; i < nx; i++) v[i] = v[i] + bb;                                         \
-            }                                                                                          \
-            if (e->aff_s) {                                                                            \
-                const float as = e->aff_s[o], ab = e->aff_b[o];                                        \
-                for (int i = 0; i < nx; i++) v[i] = v[i] * as + ab;                                    \
-            }                                                                                          \
-            const float ga = e->act ? e->gamma[o] : 0.f, sl = e->act ? e->slope[o] : 0.f,              \
-                        ze = e->act ? e->zeta[o] : 0.f;                                                \
-            if (e->act && e->act_first)                                                                \
-                for (int i = 0; i < nx; i++) {                                                         \
-                    const float t = v[i] - ga;                                                         \
-                    const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;                        \
-                    v[i] = (tp + sl * tn) + ze;                                                        \
-                }                                                                                      \
-            if (e->res) {                                                                              \
-                const float *rr = e->res + orow;                                                       \
-                for (int i = 0; i < nx; i++) v[i] = v[i] + rr[i];                                      \
-            }                                                                                          \
-            if (e->act && !e->act_first)                                                               \
-                for (int i = 0; i < nx; i++) {                                                         \
-                    const float t = v[i] - ga;                                                         \
-                    const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;                        \
-                    v[i] = (tp + sl * tn) + ze;                                                        \
-                }                                                                                      \
-            if (e->clamp) {                                                                            \
-                const float lo = e->lo, hi = e->hi;                                                    \
-                for (int i = 0; i < nx; i++) v[i] = v[i] < lo ? lo : (v[i] > hi ? hi : v[i]);          \
-            }                                                                                          \
-            if (out)                                                                                   \
-                for (int i = 0; i < nx; i++) out[orow + i] = v[i];                                     \
-            if (pout) {                                                                                \
-                const int gg = o / g->cgo, cc = o % g->cgo;                                            \
-                uint64_t *pr = pk + (int64_t)(gg * g->nwgo + cc / 64) * TX;                            \
-                const int sh = cc % 64;                                                                \
-                const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;    \
-                if (e->pscale)                                                                         \
-                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)((v[i] * ps + pb) < 0.f) << sh; \
-                else                                                                                   \
-                    for (int i = 0; i < nx; i++) pr[i] |= (uint64_t)((v[i] + pb) < 0.f) << sh;     \
-            }                                                                                          \
-        }                                                                                              \
-        if (pout)                                                                                      \
-            for (int q = 0; q < g->nwo; q++) {                                                         \
-                uint64_t *dst = pout + n * g->img_o + q * g->plane_o +                                 \
-                                (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0;                   \
-                for (int i = 0; i < nx; i++) dst[i] = pk[(int64_t)q * TX + i];                         \
-            }                                                                                          \
-    }                                                                                                  \
-                                                                                                       \
+    /* the epilogue of one channel over one tile row (8 pixels per vector); returns the packed sign bits */    \
+    static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,    \
+                                                                         const int nx) {                       \
+        uint64_t bits = 0;                                                                                     \
+        for (int i0 = 0; i0 < nx; i0 += 8) {                                                                   \
+            const int m = nx - i0 < 8 ? nx - i0 : 8;                                                           \
+            v8i y;                                                                                             \
+            memcpy(&y, yi + i0, sizeof y);                                                                     \
+            v8f v = __builtin_convertvector(y, v8f) * c->al;                                                   \
+            if (c->bias) v = v + c->bb;                                                                        \
+            if (c->aff) v = v * c->as + c->ab;                                                                 \
+            if (c->act_first) v = rprelu8(v, c->ga, c->sl, c->ze);                                             \
+            if (c->rr) {                                                                                       \
+                v8f r = {0};                                                                                   \
+                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                  \
+                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                        \
+                v = v + r;                                                                                     \
+            }                                                                                                  \
+            if (c->act_last) v = rprelu8(v, c->ga, c->sl, c->ze);                                              \
+            if (c->clamp) {                                                                                    \
+                const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                             \
+                v = sel8(v < lo, lo, v);                                                                       \
+                v = sel8(v > hi, hi, v);                                                                       \
+            }                                                                                                  \
+            if (c->out && m == 8) memcpy(c->out + i0, &v, sizeof v);                                           \
+            else if (c->out) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
+            if (c->pack) {                                                                                     \
+                const v8i neg = c->pscale ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                     \
+                bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                   \
+            }                                                                                                  \
+        }                                                                                                      \
+        return bits;                                                                                           \
+    }                                                                                                          \
+                                                                                                               \
+    /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */ \
+    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */ \
+    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
+                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out, \
+                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                      \
+        int32_t yi[TX];                                                                                        \
+        const int act = e->act;                                                                                \
+        for (int o = 0; o < g->Co; o++) {                                                                      \
+            const int32_t *ar = acc + (int64_t)o * TX;                                                         \
+            const int32_t *bo = base_r + (int64_t)o * ncc;                                                     \
+            const int32_t b0 = bo[0];                                                                          \
+            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                               \
+        for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                                  \
+            for (int q = 0; q < nbx; q++) {                                                                    \
+                int i = bx[q] - x0;                                                                            \
+                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                           \
+            }                                                                                                  \
+            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                         \
+            if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                   \
+            if (!out && !pout) continue;                                                                       \
+            const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                   \
+            const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                  \
+            const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f; \
+            const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                \
+            const float *rr = e->res ? e->res + orow : NULL;                                                       \
+            /* the next tiles of this channel plane follow in memory: fetch the one after next */              \
+            for (int j = 0; j < TX; j += 16) {                                                                 \
+                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                               \
+                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                      \
+            }                                                                                                  \
+            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL, \
+                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,       \
+                             out ? out + orow : NULL, pout != NULL};                                           \
+            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */           \
+            const uint64_t bits = nx == TX ? epi_chan_##SUF(&c, yi, TX) : epi_chan_##SUF(&c, yi, nx);          \
+            if (pout) msk[o] = bits;                                                                           \
+        }                                                                                                      \
+        if (!pout) return;                                                                                     \
+        uint64_t t[64];                                                                                        \
+        for (int q = 0; q < g->nwo; q++) {                                                                     \
+            const int gg = q / g->nwgo, c0 = (q % g->nwgo) * 64, nb = g->cgo - c0 < 64 ? g->cgo - c0 : 64;     \
+            for (int r = 0; r < 64; r++) t[r] = r < nb ? msk[gg * g->cgo + c0 + r] : 0;                        \
+            transpose64(t);                                                                                    \
+            memcpy(pout + n * g->img_o + q * g->plane_o + (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0, t, \
+                   sizeof(uint64_t) * (size_t)nx);                                                             \
+        }                                                                                                      \
+    }                                                                                                          \
+                                                                                                                \
     static void pack_row_##SUF(const float *x, int64_t n, int C, int H, int W, int nhwc, const float *sc, \
                                const float *bi, int cg, int nwg, int y, uint64_t *dst0, int64_t plane,  \
                                int G) {                                                                \
@@ -459,12 +731,15 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
             }                                                                                          \
     }
 
+#define MOVEMASK8(c) mm8_generic(c)
 GEN_BODIES(generic)
 #if BS_X86
 #pragma GCC push_options
 #pragma GCC target("popcnt")
 GEN_BODIES(popcnt)
 #pragma GCC pop_options
+#undef MOVEMASK8
+#define MOVEMASK8(c) _mm256_movemask_ps((__m256)(c))
 #pragma GCC push_options
 #pragma GCC target("avx2,popcnt")
 GEN_BODIES(avx2)
@@ -640,7 +915,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
 #pragma omp parallel num_threads(nthreads)
     {
         int32_t *acc = aligned_alloc(64, sizeof(int32_t) * (size_t)Co * TX + 64);
-        uint64_t *pk = pout ? aligned_alloc(64, sizeof(uint64_t) * (size_t)g.nwo * TX + 64) : NULL;
+        uint64_t *pk = pout ? aligned_alloc(64, sizeof(uint64_t) * (size_t)Co + 64) : NULL; /* sign masks */
         if (!acc || (pout && !pk)) {
 #pragma omp atomic write
             err = 1;
@@ -679,56 +954,81 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
 
 typedef float v16f __attribute__((vector_size(64)));
 
+/* rows of 4 output channels x 2 vectors of NV columns; every output element accumulates in the same order
+ * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width */
+#define FCONV_ROWS(SUF, VT, NV)                                                                        \
+    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, \
+                                 int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
+        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) {                                                      \
+            VT acc[4][2];                                                                              \
+            for (int q = 0; q < 4; q++) {                                                              \
+                const VT zero = {0};                                                                   \
+                acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                            \
+            }                                                                                          \
+            for (int c = 0; c < Ci; c++)                                                               \
+                for (int ky = 0; ky < k; ky++) {                                                       \
+                    const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                     \
+                    const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                       \
+                    const int64_t wq = (int64_t)Ci * k * k;                                            \
+                    for (int kx = 0; kx < k; kx++) {                                                   \
+                        VT a0, a1;                                                                     \
+                        memcpy(&a0, row + kx, sizeof a0);                                              \
+                        memcpy(&a1, row + kx + NV, sizeof a1);                                         \
+                        for (int q = 0; q < 4; q++) {                                                  \
+                            const float wv = wr[q * wq + kx];                                          \
+                            acc[q][0] += a0 * wv;                                                      \
+                            acc[q][1] += a1 * wv;                                                      \
+                        }                                                                              \
+                    }                                                                                  \
+                }                                                                                      \
+            for (int q = 0; q < 4; q++) {                                                              \
+                memcpy(out + q * ostride + X0, &acc[q][0], sizeof(VT));                                \
+                memcpy(out + q * ostride + X0 + NV, &acc[q][1], sizeof(VT));                           \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
+/* the portable kernel paths: the best instructions of the CPU */
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-static void
-fconv_rows(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, int oy, int Wr,
-           const float *bias, float *out, int64_t ostride) {
-    for (int X0 = 0; X0 < Wr; X0 += 32) {
-        v16f acc[4][2];
-        for (int q = 0; q < 4; q++) {
-            const v16f zero = {0};
-            acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);
-        }
-        for (int c = 0; c < Ci; c++)
-            for (int ky = 0; ky < k; ky++) {
-                const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;
-                const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;
-                const int64_t wq = (int64_t)Ci * k * k;
-                for (int kx = 0; kx < k; kx++) {
-                    v16f a0, a1;
-                    memcpy(&a0, row + kx, sizeof a0);
-                    memcpy(&a1, row + kx + 16, sizeof a1);
-                    for (int q = 0; q < 4; q++) {
-                        const float wv = wr[q * wq + kx];
-                        acc[q][0] += a0 * wv;
-                        acc[q][1] += a1 * wv;
-                    }
-                }
-            }
-        for (int q = 0; q < 4; q++) {
-            memcpy(out + q * ostride + X0, &acc[q][0], sizeof(v16f));
-            memcpy(out + q * ostride + X0 + 16, &acc[q][1], sizeof(v16f));
-        }
-    }
-}
+FCONV_ROWS(any, v16f, 16)
+#if BS_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+FCONV_ROWS(avx2, v8f, 8) /* 8 accumulators: the 16 AVX2 registers hold them with the operands */
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+FCONV_ROWS(avx512, v16f, 16)
+#pragma GCC pop_options
+#endif
 #pragma GCC pop_options
 
+typedef void (*fconv_fn)(const float *, int, int, int, const float *, int, int, int, int, const float *, float *,
+                         int64_t);
+
 BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, int Ho,
-                    int Wr, const float *bias, float *out, int nthreads) {
+                    int Wr, const float *bias, float *out, int path, int nthreads) {
+    path = resolve_path(path);
+    if (path < 0) return BS_EPATH;
     if (N < 1 || Ci < 1 || Co4 < 4 || Co4 % 4 || k < 1 || Ho < 1 || Wr < 32 || Wr % 32) return BS_EINVAL;
     if (Hp < Ho + k - 1 || Wq < Wr + k - 1) return BS_EINVAL;
+    fconv_fn f = fconv_rows_any;
+#if BS_X86
+    if (path == BS_PATH_AVX2) f = fconv_rows_avx2;
+    if (path == BS_PATH_AVX512) f = fconv_rows_avx512;
+#endif
     nthreads = useful_threads(nthreads, (double)N * Ho * Wr * Co4 * Ci * k * k / 4.0);
     const int nob = Co4 / 4;
 #pragma omp parallel for collapse(3) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)
         for (int ob = 0; ob < nob; ob++)
             for (int oy = 0; oy < Ho; oy++)
-                fconv_rows(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
-                           out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
+                f(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
+                  out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
     return BS_OK;
 }
 
@@ -841,44 +1141,50 @@ BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const fl
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Orthonormal Haar DWT of P planes (H, W) -> (P, 4, H/2, W/2) [LL, LH, HL, HH] with a, b, c, d the     */
-/* 2x2 block: ((a +- b) +- c) +- d, times 0.5 (float32, the PyTorch summation order), and its inverse. */
+/* Orthonormal Haar DWT of P planes (H, W) -> bands [LL, LH, HL, HH] of (H/2, W/2), band b of plane p at    */
+/* band_b + p * pstride (interleaved (P, 4, h, w): pstride = 4hw, bands hw apart; separate band arrays:     */
+/* pstride = hw); a, b, c, d the 2x2 block: ((a +- b) +- c) +- d, times 0.5 (float32, the PyTorch summation */
+/* order); and its inverse.                                                                                */
 
-BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads) {
+BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *ll, float *lh, float *hl, float *hh,
+                       int64_t pstride, int nthreads) {
     if (P < 1 || H < 2 || W < 2 || (H | W) & 1) return BS_EINVAL;
     const int64_t h = H / 2, w = W / 2;
+    if (pstride < h * w) return BS_EINVAL;
     nthreads = useful_threads(nthreads, 2.0 * P * H * W);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
             const float *r0 = x + (p * H + 2 * i) * W, *r1 = r0 + W;
-            float *o = out + p * 4 * h * w + i * w;
+            const int64_t o = p * pstride + i * w;
             for (int64_t j = 0; j < w; j++) {
                 const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
                 const float s1 = a + b, d1 = a - b;
-                o[j] = ((s1 + c) + d) * 0.5f;
-                o[h * w + j] = ((s1 - c) - d) * 0.5f;
-                o[2 * h * w + j] = ((d1 + c) - d) * 0.5f;
-                o[3 * h * w + j] = ((d1 - c) + d) * 0.5f;
+                ll[o + j] = ((s1 + c) + d) * 0.5f;
+                lh[o + j] = ((s1 - c) - d) * 0.5f;
+                hl[o + j] = ((d1 + c) - d) * 0.5f;
+                hh[o + j] = ((d1 - c) + d) * 0.5f;
             }
         }
     return BS_OK;
 }
 
-BS_API int bs_haar_idwt(const float *y, int64_t P, int64_t h, int64_t w, float *out, int nthreads) {
-    if (P < 1 || h < 1 || w < 1) return BS_EINVAL;
+BS_API int bs_haar_idwt(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, int64_t h,
+                        int64_t w, int64_t pstride, float *out, int nthreads) {
+    if (P < 1 || h < 1 || w < 1 || pstride < h * w) return BS_EINVAL;
     const int64_t W = 2 * w;
     nthreads = useful_threads(nthreads, 2.0 * P * h * w * 4);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
-            const float *ll = y + p * 4 * h * w + i * w, *lh = ll + h * w, *hl = lh + h * w, *hh = hl + h * w;
+            const int64_t q = p * pstride + i * w;
+            const float *a = ll + q, *b = lh + q, *c = hl + q, *d = hh + q;
             float *o0 = out + (p * 2 * h + 2 * i) * W, *o1 = o0 + W;
             for (int64_t j = 0; j < w; j++) {
-                o0[2 * j] = (((ll[j] + lh[j]) + hl[j]) + hh[j]) * 0.5f;
-                o0[2 * j + 1] = (((ll[j] + lh[j]) - hl[j]) - hh[j]) * 0.5f;
-                o1[2 * j] = (((ll[j] - lh[j]) + hl[j]) - hh[j]) * 0.5f;
-                o1[2 * j + 1] = (((ll[j] - lh[j]) - hl[j]) + hh[j]) * 0.5f;
+                o0[2 * j] = (((a[j] + b[j]) + c[j]) + d[j]) * 0.5f;
+                o0[2 * j + 1] = (((a[j] + b[j]) - c[j]) - d[j]) * 0.5f;
+                o1[2 * j] = (((a[j] - b[j]) + c[j]) - d[j]) * 0.5f;
+                o1[2 * j + 1] = (((a[j] - b[j]) - c[j]) + d[j]) * 0.5f;
             }
         }
     return BS_OK;

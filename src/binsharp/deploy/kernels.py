@@ -12,6 +12,12 @@ Kernel paths: ``"avx512"`` (AVX-512 VPOPCNTDQ), ``"avx2"`` (nibble look-up popco
 POPCNT), ``"generic"`` (portable C). The path is chosen per call: the ``path`` argument, else the environment
 variable ``BINSHARP_KERNEL_PATH``, else the best one the CPU supports. Threads: the ``threads`` argument, else
 ``BINSHARP_NUM_THREADS``, else ``os.cpu_count()``.
+
+The C entry points are declared once, in :data:`C_API` (the prototypes of ``_bitkern.c``, from which the
+ctypes signatures are made). Without the compiled extension (not built, or ``BINSHARP_NO_EXT=1``), packing
+and the binary convolution run in a numpy reference (:func:`conv_reference` and the epilogue in the kernels'
+order of float32 operations: bitwise the same results, many times slower) after one ``RuntimeWarning``; the
+engine's float ops have numpy forms of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import time
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,12 +37,12 @@ from binsharp.errors import BinsharpError
 PATHS: tuple[str, ...] = ("generic", "popcnt", "avx2", "avx512")
 ENV_PATH = "BINSHARP_KERNEL_PATH"
 ENV_THREADS = "BINSHARP_NUM_THREADS"
+#: set to 1 to run without the compiled kernels (numpy reference binary convolution, much slower)
+ENV_NO_EXT = "BINSHARP_NO_EXT"
 _FLAG_NAMES = ("popcnt", "avx2", "avx512f", "avx512vpopcntdq", "avx512dq", "avx512bw", "avx512vl")
 _ERRORS = {1: "invalid arguments", 2: "out of memory", 3: "kernel path not available on this CPU"}
 
 _f32p = ctypes.POINTER(ctypes.c_float)
-_u64p = ctypes.POINTER(ctypes.c_uint64)
-_i32p = ctypes.POINTER(ctypes.c_int32)
 
 
 class _Epi(ctypes.Structure):
@@ -57,8 +65,63 @@ class _Epi(ctypes.Structure):
     ]
 
 
+#: The C entry points of ``_bitkern.c``, declared once: their prototypes as written in the C source (a test
+#: checks them against it); :func:`_lib` derives the ctypes signatures from them.
+C_API: tuple[str, ...] = (
+    "int bs_cpu_flags(void)",
+    "int bs_path_available(int path)",
+    "int bs_best_path(void)",
+    "int bs_openmp(void)",
+    "int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path)",
+    "int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale, "
+    "const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads)",
+    "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, "
+    "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
+    "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
+    "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
+    "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
+    "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
+    "const float *zeta, float *out, int nthreads)",
+    "int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd, "
+    "int nthreads)",
+    "int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const float *w, const float *b, "
+    "double eps, float *out, int nthreads)",
+    "int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *ll, float *lh, float *hl, "
+    "float *hh, int64_t pstride, int nthreads)",
+    "int bs_haar_idwt(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, "
+    "int64_t h, int64_t w, int64_t pstride, float *out, int nthreads)",
+    "int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
+    "int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
+)
+_SCALARS = {
+    "int": ctypes.c_int,
+    "int64_t": ctypes.c_int64,
+    "float": ctypes.c_float,
+    "double": ctypes.c_double,
+}
+
+
+def c_signature(proto: str) -> tuple[str, type, list]:
+    """``(name, restype, argtypes)`` of a C prototype of :data:`C_API` (pointers: ``c_void_p``, the epilogue
+    struct: a pointer to :class:`_Epi`)."""
+    head, args = proto.strip().removesuffix(")").split("(", 1)
+    ret, name = head.rsplit(None, 1)
+    argtypes: list = []
+    for arg in args.split(","):
+        arg = arg.strip()
+        if arg == "void":
+            continue
+        if "*" in arg:
+            argtypes.append(ctypes.POINTER(_Epi) if "bs_epi" in arg else ctypes.c_void_p)
+        else:
+            argtypes.append(_SCALARS[arg.rsplit(None, 1)[0]])
+    return name, _SCALARS[ret], argtypes
+
+
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL | None:
+    if os.environ.get(ENV_NO_EXT, "") not in ("", "0"):
+        return None
     spec = importlib.util.find_spec("binsharp.deploy._bitkern")
     if spec is None or not spec.origin:
         return None
@@ -66,53 +129,10 @@ def _lib() -> ctypes.CDLL | None:
     # run one parallel region per layer, and spinning threads starve each other on a busy machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     lib = ctypes.CDLL(spec.origin)
-    i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    lib.bs_cpu_flags.restype = i32
-    lib.bs_path_available.argtypes = [i32]
-    lib.bs_path_available.restype = i32
-    lib.bs_best_path.restype = i32
-    lib.bs_openmp.restype = i32
-    lib.bs_pack.argtypes = [vp, i64, i32, i32, i32, i32, vp, vp, i32, vp, i32, i32, i32]
-    lib.bs_pack.restype = i32
-    lib.bs_conv.argtypes = [
-        vp,
-        i64,
-        i32,
-        i32,
-        i32,
-        i32,
-        i32,
-        vp,
-        i32,
-        i32,
-        i32,
-        i32,
-        ctypes.POINTER(_Epi),
-        vp,
-        vp,
-        i32,
-        i32,
-        vp,
-        i32,
-        i32,
-    ]
-    lib.bs_conv.restype = i32
-    lib.bs_fconv.argtypes = [vp, i64, i32, i32, i32, vp, i32, i32, i32, i32, vp, vp, i32]
-    lib.bs_fconv.restype = i32
-    lib.bs_rprelu.argtypes = [vp, i64, i32, i64, vp, vp, vp, vp, i32]
-    lib.bs_rprelu.restype = i32
-    lib.bs_plane_stats.argtypes = [vp, i64, i64, ctypes.c_float, vp, vp, i32]
-    lib.bs_plane_stats.restype = i32
-    lib.bs_layernorm_c.argtypes = [vp, i64, i32, i64, vp, vp, ctypes.c_double, vp, i32]
-    lib.bs_layernorm_c.restype = i32
-    lib.bs_haar_dwt.argtypes = [vp, i64, i64, i64, vp, i32]
-    lib.bs_haar_dwt.restype = i32
-    lib.bs_haar_idwt.argtypes = [vp, i64, i64, i64, vp, i32]
-    lib.bs_haar_idwt.restype = i32
-    lib.bs_upsample2.argtypes = [vp, i64, i64, i64, vp, i32]
-    lib.bs_upsample2.restype = i32
-    lib.bs_avgpool2.argtypes = [vp, i64, i64, i64, vp, i32]
-    lib.bs_avgpool2.restype = i32
+    for proto in C_API:
+        name, restype, argtypes = c_signature(proto)
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
     return lib
 
 
@@ -175,6 +195,34 @@ def cpu_features() -> dict:
         "path": resolve_path(),
         "openmp_threads": int(lib.bs_openmp()),
     }
+
+
+def xor_popcount_rate(path: str | None = None, *, words: int = 2048, seconds: float = 0.2) -> float:
+    """Ceiling microbenchmark: binary multiply-accumulates per second (64 per word) of a bare XOR + popcount
+    loop of the kernel path ``path`` over two L1-resident arrays of ``words`` uint64 (best of several timed
+    runs, each about ``seconds / 5`` long)."""
+    lib = _require_lib()
+    p = PATHS.index(resolve_path(path))
+    if words < 32 or words % 32:
+        raise BinsharpError(f"words must be a positive multiple of 32, got {words}")
+    rng = np.random.default_rng(0)
+    a, w = rng.integers(0, 2**63, (2, words), dtype=np.uint64)
+    reps = 64
+    while True:  # calibrate the repetitions to about seconds / 5 per run
+        t = time.perf_counter()
+        lib.bs_xorpop(_ptr(a), _ptr(w), words, reps, p)
+        dt = time.perf_counter() - t
+        if dt > seconds / 20 or reps > 1 << 30:
+            break
+        reps *= 4
+    reps = max(1, int(reps * (seconds / 5) / max(dt, 1e-9)))
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        if lib.bs_xorpop(_ptr(a), _ptr(w), words, reps, p) < 0:
+            raise BinsharpError("xor_popcount_rate: invalid arguments")
+        best = min(best, time.perf_counter() - t)
+    return 64.0 * words * reps / best
 
 
 def _ptr(a: np.ndarray | None, ptype=None):
@@ -257,7 +305,7 @@ def pack_activations(
     the multiplication skipped without ``scale``), i.e. the sign of an RSign / learnable-bias / ReDistribution
     input with +1 at 0.
     """
-    lib = _require_lib()
+    lib = _lib()
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise BinsharpError(f"pack_activations expects a 4-D array, got shape {x.shape}")
@@ -274,6 +322,11 @@ def pack_activations(
         out = Packed.empty(n, c, h, w, groups=groups, halo=halo)
     elif out.shape != (n, c, h, w) or out.groups != groups or out.halo != halo:
         raise BinsharpError("pack_activations: output buffer does not match the input")
+    if lib is None:
+        _warn_reference()
+        xc = x if layout == "NCHW" else x.transpose(0, 3, 1, 2)
+        _pack_into(_ch_affine(xc, sc, bi) < 0, out)
+        return out
     rc = lib.bs_pack(
         _ptr(x),
         n,
@@ -335,6 +388,108 @@ def weights_from_dense(bits: np.ndarray, shape: tuple[int, int, int, int], group
     return pack_weights(np.where(neg, np.float32(-1), np.float32(1)), groups)
 
 
+_warned_reference = False
+
+
+def _warn_reference() -> None:
+    global _warned_reference
+    if not _warned_reference:
+        _warned_reference = True
+        why = f"${ENV_NO_EXT} is set" if os.environ.get(ENV_NO_EXT, "") not in ("", "0") else "not built"
+        warnings.warn(
+            f"binsharp.deploy: the compiled kernels are unavailable ({why}); binary convolutions run in the "
+            "numpy reference implementation, many times slower (build them with `pip install -e .`)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _ch_affine(x: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
+    """``x * scale[c] + bias[c]`` in float32 as the kernels compute it (``+ 0`` without ``bias``)."""
+    v = x * scale.reshape(1, -1, 1, 1) if scale is not None else x
+    return v + (bias.reshape(1, -1, 1, 1) if bias is not None else np.float32(0))
+
+
+def _pack_into(neg: np.ndarray, out: Packed) -> None:
+    """Write the bits ``neg`` (bool ``(N, C, H, W)``, True <=> -1) into the interior of ``out``."""
+    n, c, h, w = neg.shape
+    cg, hl = c // out.groups, out.halo
+    nwg = words(cg)
+    for gi in range(out.groups):
+        bits = _bits_last(neg[:, gi * cg : (gi + 1) * cg].transpose(0, 2, 3, 1))  # (N, H, W, nwg)
+        out.data[:, gi * nwg : (gi + 1) * nwg, hl : hl + h, hl : hl + w] = bits.transpose(0, 3, 1, 2)
+
+
+def _unpack_weights(wbits: np.ndarray, cig: int) -> np.ndarray:
+    """±1 float32 of kernel-layout weights (:func:`pack_weights`): ``(..., nw)`` words -> ``(..., cig)``."""
+    b = np.unpackbits(np.ascontiguousarray(wbits).view(np.uint8), axis=-1, bitorder="little")
+    return np.where(b[..., :cig].astype(bool), np.float32(-1), np.float32(1))
+
+
+def conv_reference(
+    x: Packed,
+    wbits: np.ndarray,
+    *,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+) -> np.ndarray:
+    """Reference of the kernels' integer accumulator in numpy: y (int32 ``(N, Co, Ho, Wo)``) = sum over the
+    taps inside the input and the input channels of sign(x) * sign(w) (zero padding contributes 0), for the
+    packed activations and kernel-layout weights of :func:`binary_conv2d`."""
+    s = x.signs()
+    n, ci, h, w = s.shape
+    co, k, p = int(out_channels), int(kernel_size), int(padding)
+    ho, wo = conv_output_size(h, k, stride, p), conv_output_size(w, k, stride, p)
+    sp = np.zeros((n, ci, h + 2 * p, w + 2 * p), np.float32)
+    sp[:, :, p : p + h, p : p + w] = s
+    depthwise = groups > 1 and groups == ci == co
+    wt = _unpack_weights(wbits, ci if depthwise else ci // groups)  # (k*k, C) or (Co, k, k, Ci/g)
+    y = np.zeros((n, co, ho, wo), np.float32)  # sums of at most k*k*Ci ones: exact in float32
+    cig, cog = ci // groups, co // groups
+    for ky in range(k):
+        for kx in range(k):
+            tap = sp[:, :, ky : ky + (ho - 1) * stride + 1 : stride, kx : kx + (wo - 1) * stride + 1 : stride]
+            if depthwise:
+                y += tap * wt[ky * k + kx].reshape(1, -1, 1, 1)
+                continue
+            for g in range(groups):
+                wg = wt[g * cog : (g + 1) * cog, ky, kx]  # (Co/g, Ci/g)
+                y[:, g * cog : (g + 1) * cog] += np.einsum(
+                    "oc,nchw->nohw", wg, tap[:, g * cig : (g + 1) * cig]
+                )
+    return y.astype(np.int32)
+
+
+def _rprelu_reference(v: np.ndarray, keep: dict[str, np.ndarray]) -> np.ndarray:
+    t = v - keep["gamma"].reshape(1, -1, 1, 1)
+    zero = np.float32(0)
+    tp, tn = np.where(t > 0, t, zero), np.where(t < 0, t, zero)
+    return (tp + keep["slope"].reshape(1, -1, 1, 1) * tn) + keep["zeta"].reshape(1, -1, 1, 1)
+
+
+def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, residual) -> np.ndarray:
+    """The fused epilogue of :func:`binary_conv2d` in numpy float32, in the kernels' order of operations."""
+    al = keep.get("alpha")
+    v = y.astype(np.float32) * (al.reshape(1, -1, 1, 1) if al is not None else np.float32(1))
+    if "bias" in keep:
+        v = v + keep["bias"].reshape(1, -1, 1, 1)
+    if "aff_s" in keep:
+        v = v * keep["aff_s"].reshape(1, -1, 1, 1) + keep["aff_b"].reshape(1, -1, 1, 1)
+    if epi.act and epi.act_first:
+        v = _rprelu_reference(v, keep)
+    if residual is not None:
+        v = v + residual
+    if epi.act and not epi.act_first:
+        v = _rprelu_reference(v, keep)
+    if epi.clamp:
+        lo, hi = np.float32(epi.lo), np.float32(epi.hi)
+        v = np.where(v < lo, lo, np.where(v > hi, hi, v))
+    return v.astype(np.float32, copy=False)
+
+
 def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - k) // stride + 1
 
@@ -376,7 +531,7 @@ def binary_conv2d(
     when given), ``"packed"`` (:class:`Packed`, if ``pack_out``; into ``pack_out["out"]`` when given), ``"y"``
     int32 ``(N, Co, Ho, Wo)`` (if ``int_out``).
     """
-    lib = _require_lib()
+    lib = _lib()
     n, ci, h, w = x.shape
     co, k = int(out_channels), int(kernel_size)
     depthwise = groups > 1 and groups == ci == co
@@ -395,13 +550,13 @@ def binary_conv2d(
         raise BinsharpError(f"packed weights must be uint64 {expect}, got {wbits.dtype} {wbits.shape}")
     wbits = np.ascontiguousarray(wbits)
     ho, wo = conv_output_size(h, k, stride, padding), conv_output_size(w, k, stride, padding)
-    keep = []  # arrays referenced by the epilogue struct
+    keep: dict[str, np.ndarray] = {}  # per-channel arrays referenced by the epilogue struct
     epi = _Epi()
 
     def setv(field: str, v) -> None:
         a = _vec(v, co, field)
         if a is not None:
-            keep.append(a)
+            keep[field] = a
             setattr(epi, field, a.ctypes.data_as(_f32p))
 
     setv("alpha", alpha)
@@ -419,7 +574,6 @@ def binary_conv2d(
         residual = np.ascontiguousarray(residual, dtype=np.float32)
         if residual.shape != (n, co, ho, wo):
             raise BinsharpError(f"residual must be {(n, co, ho, wo)}, got {residual.shape}")
-        keep.append(residual)
         epi.res = residual.ctypes.data_as(_f32p)
     if clamp is not None:
         epi.clamp, epi.lo, epi.hi = 1, float(clamp[0]), float(clamp[1])
@@ -440,29 +594,42 @@ def binary_conv2d(
             raise BinsharpError("packed output buffer does not match the convolution output")
         setv("pscale", po.get("scale"))
         setv("pbias", po.get("bias"))
-    rc = lib.bs_conv(
-        _ptr(x.data),
-        n,
-        ci,
-        h,
-        w,
-        x.halo,
-        groups,
-        _ptr(wbits),
-        co,
-        k,
-        stride,
-        padding,
-        ctypes.byref(epi),
-        _ptr(out),
-        _ptr(pk.data) if pk is not None else None,
-        pk.halo if pk is not None else 0,
-        pk.groups if pk is not None else 1,
-        _ptr(yout),
-        PATHS.index(resolve_path(path)),
-        resolve_threads(threads),
-    )
-    _check(rc, "binary_conv2d")
+    if lib is None:
+        _warn_reference()
+        y = conv_reference(
+            x, wbits, out_channels=co, kernel_size=k, stride=stride, padding=padding, groups=groups
+        )
+        v = _epilogue_reference(y, keep, epi, residual)
+        if out is not None:
+            out[...] = v
+        if pk is not None:
+            _pack_into(_ch_affine(v, keep.get("pscale"), keep.get("pbias")) < 0, pk)
+        if yout is not None:
+            yout[...] = y
+    else:
+        rc = lib.bs_conv(
+            _ptr(x.data),
+            n,
+            ci,
+            h,
+            w,
+            x.halo,
+            groups,
+            _ptr(wbits),
+            co,
+            k,
+            stride,
+            padding,
+            ctypes.byref(epi),
+            _ptr(out),
+            _ptr(pk.data) if pk is not None else None,
+            pk.halo if pk is not None else 0,
+            pk.groups if pk is not None else 1,
+            _ptr(yout),
+            PATHS.index(resolve_path(path)),
+            resolve_threads(threads),
+        )
+        _check(rc, "binary_conv2d")
     if out is not None:
         result["out"] = out
     if pk is not None:
@@ -478,10 +645,12 @@ def float_conv2d(
     bias: np.ndarray | None = None,
     *,
     padding: int = 0,
+    path: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Float32 convolution, stride 1, zero padding: ``x`` (N, Ci, H, W), ``w`` (Co, Ci, k, k), ``bias`` (Co,)
-    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (direct, register-tiled, multi-threaded compiled kernel)."""
+    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (direct, register-tiled, multi-threaded compiled kernel; the
+    AVX2 and AVX-512 paths use their instructions, the others the best of the CPU; the same results)."""
     lib = _require_lib()
     x = np.asarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
@@ -504,7 +673,20 @@ def float_conv2d(
         b[:co] = _vec(bias, co, "bias")
     out = np.empty((n, co4, ho, wr), np.float32)
     rc = lib.bs_fconv(
-        _ptr(xp), n, ci, hp, wq, _ptr(wp), co4, k, ho, wr, _ptr(b), _ptr(out), resolve_threads(threads)
+        _ptr(xp),
+        n,
+        ci,
+        hp,
+        wq,
+        _ptr(wp),
+        co4,
+        k,
+        ho,
+        wr,
+        _ptr(b),
+        _ptr(out),
+        PATHS.index(resolve_path(path)),
+        resolve_threads(threads),
     )
     _check(rc, "float_conv2d")
     if co4 == co and wr == wo:
@@ -584,6 +766,14 @@ def layernorm_c(
     return out
 
 
+def _out_buffer(name: str, out: np.ndarray | None, shape: tuple) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise BinsharpError(f"{name}: output buffer must be C-contiguous float32 {shape}")
+    return out
+
+
 def haar_dwt(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """Orthonormal Haar DWT ``x`` (N, C, H, W) float32 (H, W even) -> (N, 4C, H/2, W/2) with the bands
     [LL, LH, HL, HH] of channel c at 4c..4c+3 (into ``out`` if given)."""
@@ -592,13 +782,30 @@ def haar_dwt(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | Non
     n, c, h, w = x.shape
     if h % 2 or w % 2 or h < 2 or w < 2:
         raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
-    shape = (n, 4 * c, h // 2, w // 2)
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise BinsharpError(f"haar_dwt: output buffer must be C-contiguous float32 {shape}")
-    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, _ptr(out), resolve_threads(threads)), "haar_dwt")
+    out = _out_buffer("haar_dwt", out, (n, 4 * c, h // 2, w // 2))
+    hw = (h // 2) * (w // 2)
+    bands = [out.ctypes.data + 4 * b * hw for b in range(4)]
+    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, *bands, 4 * hw, resolve_threads(threads)), "haar_dwt")
     return out
+
+
+def haar_dwt_bands(
+    x: np.ndarray, *, outs: list[np.ndarray] | None = None, threads: int | None = None
+) -> list[np.ndarray]:
+    """:func:`haar_dwt` with each band in an array of its own: ``[LL, LH, HL, HH]``, each (N, C, H/2, W/2)
+    (into ``outs`` if given), the same values as the channel slices ``haar_dwt(x)[:, b::4]``."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, w = x.shape
+    if h % 2 or w % 2 or h < 2 or w < 2:
+        raise BinsharpError(f"haar_dwt needs even height and width, got {h} x {w}")
+    shape = (n, c, h // 2, w // 2)
+    given: list[np.ndarray | None] = list(outs) if outs else [None] * 4
+    outs = [_out_buffer("haar_dwt_bands", o, shape) for o in given]
+    bands = [_ptr(o) for o in outs]
+    hw = (h // 2) * (w // 2)
+    _check(lib.bs_haar_dwt(_ptr(x), n * c, h, w, *bands, hw, resolve_threads(threads)), "haar_dwt_bands")
+    return outs
 
 
 def haar_idwt(y: np.ndarray, *, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
@@ -608,12 +815,28 @@ def haar_idwt(y: np.ndarray, *, out: np.ndarray | None = None, threads: int | No
     n, c4, h, w = y.shape
     if c4 % 4:
         raise BinsharpError(f"haar_idwt needs a channel count divisible by 4, got {c4}")
-    shape = (n, c4 // 4, 2 * h, 2 * w)
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise BinsharpError(f"haar_idwt: output buffer must be C-contiguous float32 {shape}")
-    _check(lib.bs_haar_idwt(_ptr(y), n * c4 // 4, h, w, _ptr(out), resolve_threads(threads)), "haar_idwt")
+    out = _out_buffer("haar_idwt", out, (n, c4 // 4, 2 * h, 2 * w))
+    bands = [y.ctypes.data + 4 * b * h * w for b in range(4)]
+    _check(
+        lib.bs_haar_idwt(*bands, n * c4 // 4, h, w, 4 * h * w, _ptr(out), resolve_threads(threads)),
+        "haar_idwt",
+    )
+    return out
+
+
+def haar_idwt_bands(
+    bands: list[np.ndarray], *, out: np.ndarray | None = None, threads: int | None = None
+) -> np.ndarray:
+    """Inverse of :func:`haar_dwt_bands`: four (N, C, h, w) float32 bands [LL, LH, HL, HH] -> (N, C, 2h, 2w)
+    (into ``out`` if given)."""
+    lib = _require_lib()
+    bands = [np.ascontiguousarray(b, dtype=np.float32) for b in bands]
+    n, c, h, w = bands[0].shape
+    if len(bands) != 4 or any(b.shape != bands[0].shape for b in bands):
+        raise BinsharpError("haar_idwt_bands needs four bands of one shape")
+    out = _out_buffer("haar_idwt_bands", out, (n, c, 2 * h, 2 * w))
+    rc = lib.bs_haar_idwt(*(_ptr(b) for b in bands), n * c, h, w, h * w, _ptr(out), resolve_threads(threads))
+    _check(rc, "haar_idwt_bands")
     return out
 
 
@@ -621,10 +844,7 @@ def _planes_op(name: str, x: np.ndarray, shape: tuple, out: np.ndarray | None, t
     lib = _require_lib()
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, c, h, w = x.shape
-    if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise BinsharpError(f"{name}: output buffer must be C-contiguous float32 {shape}")
+    out = _out_buffer(name, out, shape)
     _check(getattr(lib, "bs_" + name)(_ptr(x), n * c, h, w, _ptr(out), resolve_threads(threads)), name)
     return out
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -52,8 +53,11 @@ from binsharp.deploy import kernels as K
 from binsharp.errors import BinsharpError
 
 F32 = np.float32
-#: bytes of dead arrays an engine keeps for reuse (the oldest are released beyond it)
+#: bytes of dead arrays an engine keeps for reuse at least (the oldest are released beyond it, or beyond
+#: ``POOL_LARGEST`` times the largest array it was given, when that is more: fresh pages of large arrays cost
+#: a page fault and a zeroing each)
 POOL_BYTES = 160 << 20
+POOL_LARGEST = 3
 
 
 # --------------------------------------------------------------------------------------------- float ops
@@ -223,13 +227,20 @@ class Engine:
         model: the model or the path of its ``.bsp`` file.
         threads: kernel threads (default ``$BINSHARP_NUM_THREADS`` or the CPU count).
         path: kernel dispatch path (default ``$BINSHARP_KERNEL_PATH`` or the best one).
+        profile: accumulate the wall time of every op by kind over the calls (:meth:`profile_table`); the
+            packing of float inputs of binary convolutions is counted apart as ``bconv.pack``.
 
     Call: ``engine(ms=None, lms=None, pan=None)`` with float32 (N, C, h, w) / (N, C, H, W) / (N, 1, H, W)
     normalised arrays -> fused (N, C, H, W) float32.
     """
 
     def __init__(
-        self, model: bsp.BspModel | str | os.PathLike, *, threads: int | None = None, path: str | None = None
+        self,
+        model: bsp.BspModel | str | os.PathLike,
+        *,
+        threads: int | None = None,
+        path: str | None = None,
+        profile: bool = False,
     ) -> None:
         self.model = model if isinstance(model, bsp.BspModel) else bsp.load(model)
         meta = self.model.model
@@ -241,16 +252,22 @@ class Engine:
             raise BinsharpError("model file: metadata lacks a valid band count") from None
         self.threads = threads
         self.path = path
+        #: op kind -> [seconds, op executions] accumulated over the calls (``None``: not profiling)
+        self.profile: dict[str, list[float]] | None = {} if profile else None
+        self._profile_calls = 0
         #: optional ``callback(attrs: dict, packed: Packed) -> Packed | None`` called with the packed input of
         #: every binary convolution, in graph order (inspection and tests: the binarization decisions); a
         #: returned :class:`~binsharp.deploy.kernels.Packed` of the same shape replaces those decisions
         #: (decision-forced runs, :mod:`binsharp.deploy.parity`)
         self.on_binary_input: Callable | None = None
         self._reuse0 = False  # set per op while running: the first input may be overwritten
+        self._reuse1 = False  # the second one
+        self._dying: set[int] = set()  # indices of the inputs of the running op that die there
         #: dead float32 arrays of earlier ops (and calls) by shape, reused as outputs (no new pages)
         self._pool: dict[tuple[int, ...], list[np.ndarray]] = {}
         self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
         self._pool_bytes = 0
+        self._pool_largest = 0
         #: packed activation buffers of float-input binary convolutions, by (N, C, H, W, groups, halo)
         self._ppool: dict[tuple[int, ...], list[K.Packed]] = {}
         self._lock = threading.Lock()
@@ -266,6 +283,7 @@ class Engine:
             if op["op"] == "conv2d" and "wsign" in op.get("params", {})
         }
         self._cat_plan = self._plan_cats()
+        self._band_plan = self._plan_bands() if K.have_kernels() else set()
         self._cat_bufs: dict[int, np.ndarray | None] = {}
         self._op_index = -1
 
@@ -306,6 +324,24 @@ class Engine:
                 for i, c in parts:
                     plan[i] = (j, off, total)
                     off += c
+        return plan
+
+    def _plan_bands(self) -> set[int]:
+        """Haar transforms whose bands need no interleaved copy: a ``haar_dwt`` read only by a ``split_bands``
+        writes each band into an array of its own; a ``merge_bands`` read only by a ``haar_idwt`` passes its
+        four bands on as they are (:class:`_Bands`). Returns those ops' indices."""
+        graph = self.model.graph
+        readers: dict[str, list[int]] = {}
+        for i, op in enumerate(graph):
+            for name in op.get("in", []):
+                readers.setdefault(name, []).append(i)
+        plan = set()
+        for i, op in enumerate(graph):
+            pair = {"haar_dwt": "split_bands", "merge_bands": "haar_idwt"}.get(op["op"])
+            out = op.get("out", [None])[0]
+            r = readers.get(out, [])
+            if pair and out not in self.model.outputs and len(r) == 1 and graph[r[0]]["op"] == pair:
+                plan.add(i)
         return plan
 
     def _expand_weights(self, i: int, op: dict) -> np.ndarray:
@@ -392,15 +428,22 @@ class Engine:
                 p["weight"] = self._wfloat[i]
             ins = op.get("in", [])
             args = [env[n] for n in ins]
-            self._reuse0 = (
-                kind in _INPLACE
-                and bool(ins)
-                and ins[0] in fresh
-                and last.get(ins[0]) == i
-                and ins.count(ins[0]) == 1
-                and _sole_owner(args[0], ins[0], env)
-            )
-            res = fn(self, args, p, op.get("attrs", {}))
+            self._dying = {  # inputs this op may overwrite: fresh, read for the last time, not shared
+                j
+                for j, name in enumerate(ins)
+                if name in fresh
+                and last.get(name) == i
+                and ins.count(name) == 1
+                and _sole_owner(args[j], name, env)
+            }
+            self._reuse0 = kind in _INPLACE and 0 in self._dying
+            self._reuse1 = kind in _INPLACE and 1 in self._dying
+            if self.profile is None:
+                res = fn(self, args, p, op.get("attrs", {}))
+            else:
+                t0 = time.perf_counter()
+                res = fn(self, args, p, op.get("attrs", {}))
+                self._record(kind, time.perf_counter() - t0)
             outs = op.get("out", [])
             if not isinstance(res, tuple):
                 res = (res,)
@@ -417,17 +460,52 @@ class Engine:
                     if name in fresh and val is not None and _sole_owner(val, None, env):
                         self._give(val)
                     fresh.discard(name)
+        if self.profile is not None:
+            self._profile_calls += 1
         return env[self.model.outputs[0]]
+
+    def _record(self, kind: str, seconds: float) -> None:
+        assert self.profile is not None
+        slot = self.profile.setdefault(kind, [0.0, 0])
+        slot[0] += seconds
+        slot[1] += 1
+
+    def profile_table(self) -> list[dict]:
+        """Accumulated profile (``profile=True``), slowest op kind first: dicts with ``op``, ``ms`` (per
+        call), ``share`` (of the ops' total time), ``count`` (executions per call)."""
+        if self.profile is None:
+            raise BinsharpError("the engine was created without profile=True")
+        calls = max(1, self._profile_calls)
+        prof = dict(self.profile)
+        if "bconv.pack" in prof and "bconv" in prof:  # packing ran inside the bconv ops' time
+            pk = prof["bconv.pack"][0]
+            prof["bconv"] = [prof["bconv"][0] - pk, prof["bconv"][1]]
+        total = sum(t for t, _ in prof.values()) or 1.0
+        rows = [
+            {"op": k, "ms": 1e3 * t / calls, "share": t / total, "count": n / calls}
+            for k, (t, n) in prof.items()
+        ]
+        return sorted(rows, key=lambda r: -r["ms"])
+
+    def format_profile(self) -> str:
+        """:meth:`profile_table` as a text table."""
+        rows = self.profile_table()
+        lines = [f"{'op':<18s} {'ms/call':>9s} {'share':>7s} {'count':>6s}"]
+        lines += [f"{r['op']:<18s} {r['ms']:9.2f} {100 * r['share']:6.1f}% {r['count']:6.0f}" for r in rows]
+        lines.append(f"{'total':<18s} {sum(r['ms'] for r in rows):9.2f}")
+        return "\n".join(lines)
 
     def _give(self, a: np.ndarray) -> None:
         """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
-        oldest ones are dropped beyond ``POOL_BYTES`` in all)."""
+        oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in all)."""
         lst = self._pool.setdefault(a.shape, [])
         if len(lst) < 2 and not any(b is a for b in lst):
             lst.append(a)
             self._pool_order.append(a)
             self._pool_bytes += a.nbytes
-            while self._pool_bytes > POOL_BYTES and self._pool_order:
+            self._pool_largest = max(self._pool_largest, a.nbytes)
+            limit = max(POOL_BYTES, POOL_LARGEST * self._pool_largest)
+            while self._pool_bytes > limit and self._pool_order:
                 old = self._pool_order.pop(0)
                 self._pool_bytes -= old.nbytes
                 olst = self._pool.get(old.shape, [])
@@ -463,9 +541,17 @@ def _float_kernel(tensors: dict[str, np.ndarray], op: dict) -> np.ndarray:
     return np.where(neg, -alpha.reshape(-1, 1, 1, 1), alpha.reshape(-1, 1, 1, 1)).astype(F32)
 
 
+class _Bands:
+    """The four Haar bands [LL, LH, HL, HH] of a planned transform (see ``Engine._plan_bands``), each its own
+    (N, C, h, w) float32 array."""
+
+    def __init__(self, arrays) -> None:
+        self.arrays = tuple(arrays)
+
+
 def _sole_owner(x: object, name: str | None, env: dict) -> bool:
     """True when ``x`` is a writable float32 array owning its C-contiguous memory and no tensor of ``env``
-    other than ``name`` is ``x`` or a view of it."""
+    other than ``name`` is ``x``, a view of it or a band set holding it."""
     if not (
         isinstance(x, np.ndarray)
         and x.dtype == F32
@@ -475,7 +561,13 @@ def _sole_owner(x: object, name: str | None, env: dict) -> bool:
     ):
         return False
     return not any(
-        k != name and (v is x or (isinstance(v, np.ndarray) and v.base is x)) for k, v in env.items()
+        k != name
+        and (
+            v is x
+            or (isinstance(v, np.ndarray) and v.base is x)
+            or (isinstance(v, _Bands) and any(b is x for b in v.arrays))
+        )
+        for k, v in env.items()
     )
 
 
@@ -484,7 +576,12 @@ def _op_conv2d(e: Engine, a, p, at):
     stride, groups = int(at.get("stride", 1)), int(at.get("groups", 1))
     if stride == 1 and groups == 1 and K.have_kernels():
         return K.float_conv2d(
-            a[0], p["weight"], p.get("bias"), padding=int(at.get("padding", 0)), threads=e.threads
+            a[0],
+            p["weight"],
+            p.get("bias"),
+            padding=int(at.get("padding", 0)),
+            path=e.path,
+            threads=e.threads,
         )
     return conv2d(
         a[0],
@@ -510,6 +607,7 @@ def _op_bconv(e: Engine, a, p, at):
     else:
         if isinstance(x, K.Packed) or x.shape[1] != cin:
             raise BinsharpError(f"bconv: expected float input with {cin} channels")
+        t0 = time.perf_counter()
         pg, halo = 1 if depthwise else groups, max(1, pad)
         pkey = (x.shape[0], cin, x.shape[2], x.shape[3], pg, halo)
         plist = e._ppool.get(pkey)
@@ -543,6 +641,8 @@ def _op_bconv(e: Engine, a, p, at):
                 path=e.path,
                 threads=e.threads,
             )
+        if e.profile is not None:
+            e._record("bconv.pack", time.perf_counter() - t0)
     if e.on_binary_input is not None:
         forced = e.on_binary_input(at, packed)
         if forced is not None:
@@ -579,7 +679,7 @@ def _op_bconv(e: Engine, a, p, at):
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
         float_out=bool(outs[0]),
-        out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo) if outs[0] else None,
+        out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo, vals.get("res"), roles) if outs[0] else None,
         pack_out=pack_out,
         path=e.path,
         threads=e.threads,
@@ -627,22 +727,37 @@ def _op_haar_dwt(e, a, p, at):
     x = a[0]
     if x.ndim == 4 and x.dtype == F32 and K.have_kernels() and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0:
         n, c, h, w = x.shape
+        if e._op_index in e._band_plan:
+            outs = [e._take((n, c, h // 2, w // 2)) for _ in range(4)]
+            return _Bands(K.haar_dwt_bands(x, outs=outs, threads=e.threads))
         return K.haar_dwt(x, out=e._take((n, 4 * c, h // 2, w // 2)), threads=e.threads)
     return haar_dwt(x)
 
 
 def _op_haar_idwt(e, a, p, at):
     y = a[0]
+    if isinstance(y, _Bands):
+        n, c, h, w = y.arrays[0].shape
+        return K.haar_idwt_bands(list(y.arrays), out=e._take((n, c, 2 * h, 2 * w)), threads=e.threads)
     if y.ndim == 4 and y.dtype == F32 and K.have_kernels() and y.shape[1] % 4 == 0:
         n, c4, h, w = y.shape
         return K.haar_idwt(y, out=e._take((n, c4 // 4, 2 * h, 2 * w)), threads=e.threads)
     return haar_idwt(y)
 
 
-def _bconv_out(e: Engine, n: int, cout: int, ho: int, wo: int) -> np.ndarray:
+def _bconv_out(e: Engine, n: int, cout: int, ho: int, wo: int, res, roles: list) -> np.ndarray:
     """Output buffer of a binary convolution: its channel slice of the following concatenation's buffer
-    when planned (batch 1: the slice is contiguous), else a reused or new array."""
+    when planned (batch 1: the slice is contiguous), else the residual when it dies here (each element is
+    read before it is written, and one memory stream is saved), else a reused or new array."""
     plan = e._cat_plan.get(e._op_index)
+    if (
+        plan is None
+        and res is not None
+        and roles.index("res") in e._dying
+        and res.shape == (n, cout, ho, wo)
+        and res.dtype == F32
+    ):
+        return res
     if plan is not None and n == 1:
         j, off, total = plan
         buf = e._cat_bufs.get(j)
@@ -702,12 +817,16 @@ def _op_avgpool(e, a, p, at):
 
 
 def _op_split_bands(e, a, p, at):
+    if isinstance(a[0], _Bands):
+        return a[0].arrays
     n, c4, h, w = a[0].shape
     v = a[0].reshape(n, c4 // 4, 4, h, w)
     return tuple(np.ascontiguousarray(v[:, :, i]) for i in range(4))
 
 
 def _op_merge_bands(e, a, p, at):
+    if e._op_index in e._band_plan and all(v.shape == a[0].shape and v.dtype == F32 for v in a):
+        return _Bands(a)
     s = np.stack(a, axis=2)
     n, c, _, h, w = s.shape
     return s.reshape(n, 4 * c, h, w)
@@ -764,27 +883,36 @@ def _op_linear(e, a, p, at):
     return y.astype(F32, copy=False)
 
 
+def _result(e: Engine, shape: tuple[int, ...], *dtypes) -> np.ndarray | None:
+    """A reused buffer for a 4-D float32 result computed from float32 operands, else None (a new array)."""
+    return e._take(shape) if len(shape) == 4 and all(d == F32 for d in dtypes) else None
+
+
 def _binary(ufunc, e: Engine, a) -> np.ndarray:
-    """``ufunc(a0, a1)`` in float32, into ``a0`` when the engine marked it as reusable and the result has its
-    shape (same values as a new array)."""
+    """``ufunc(a0, a1)`` in float32, into ``a0`` or ``a1`` when the engine marked it as reusable and the
+    result has its shape, else into a reused buffer (same values as a new array)."""
     x, y = a[0], a[1]
-    if e._reuse0 and np.broadcast_shapes(x.shape, np.shape(y)) == x.shape:
+    shape = np.broadcast_shapes(np.shape(x), np.shape(y))
+    if e._reuse0 and shape == x.shape:
         return ufunc(x, y, out=x, dtype=F32)
-    return ufunc(x, y, dtype=F32)
+    if e._reuse1 and shape == np.shape(y):
+        return ufunc(x, y, out=y, dtype=F32)
+    return ufunc(x, y, out=_result(e, shape, np.result_type(x), np.result_type(y)), dtype=F32)
 
 
 def _scalar(ufunc, e: Engine, x: np.ndarray, value) -> np.ndarray:
-    """``ufunc(x, float32(value))``, into ``x`` when the engine marked it as reusable."""
+    """``ufunc(x, float32(value))``, into ``x`` when the engine marked it as reusable, else into a reused
+    buffer."""
     if e._reuse0:
         return ufunc(x, F32(value), out=x)
-    return ufunc(x, F32(value)).astype(F32, copy=False)
+    return ufunc(x, F32(value), out=_result(e, x.shape, x.dtype)).astype(F32, copy=False)
 
 
 _OPS: dict[str, Callable] = {
     "linear": _op_linear,
     "sigmoid": lambda e, a, p, at: (F32(1) / (F32(1) + np.exp(-a[0]))).astype(F32, copy=False),
     "tanh": lambda e, a, p, at: np.tanh(a[0]),
-    "abs": lambda e, a, p, at: np.abs(a[0]),
+    "abs": lambda e, a, p, at: np.abs(a[0], out=_result(e, a[0].shape, a[0].dtype)),
     "sub": lambda e, a, p, at: _binary(np.subtract, e, a),
     "div": lambda e, a, p, at: _binary(np.divide, e, a),
     "mean_hw": _op_mean_hw,
