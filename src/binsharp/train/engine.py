@@ -466,6 +466,10 @@ def _run_stage(
     vcfg: Mapping[str, Any],
 ) -> tuple[int, dict[str, float]]:
     L.seed_everything(cfg.seed + stage.index, workers=True, verbose=False)
+    accelerator = str(tcfg.get("accelerator", "cpu"))
+    on_cpu = accelerator == "cpu"
+    pin = cfg.data.get("pin_memory")
+    deterministic = tcfg.get("deterministic")
     dm = PanDataModule(
         info,
         batch_size=stage.batch_size,
@@ -473,6 +477,7 @@ def _run_stage(
         num_workers=int(cfg.data.get("num_workers") or 0),
         seed=cfg.seed + stage.index,
         augment=bool(cfg.data.get("augment", False)),
+        pin_memory=(not on_cpu) if pin is None else bool(pin),
     )
     task = PanSharpeningTask(
         net,
@@ -484,6 +489,7 @@ def _run_stage(
         val_dim_cut=int(vcfg.get("dim_cut", 0)),
         base_step=base_step,
         trainable_at_start=trainable_at_start,
+        channels_last=bool(tcfg.get("channels_last", False)),
     )
     has_val = info.val is not None
     val_every = stage.val_every if stage.val_every > 0 else stage.steps
@@ -503,12 +509,12 @@ def _run_stage(
     trainer = L.Trainer(
         max_steps=stage.steps,
         max_epochs=-1,
-        accelerator=str(tcfg.get("accelerator", "cpu")),
+        accelerator=accelerator,
         devices=tcfg.get("devices", 1),
         num_nodes=int(tcfg.get("num_nodes", 1)),
         strategy=tcfg.get("strategy", "auto"),
         precision=tcfg.get("precision", "32-true"),
-        deterministic=True,
+        deterministic=(on_cpu or "warn") if deterministic is None else deterministic,
         gradient_clip_val=stage.grad_clip,
         gradient_clip_algorithm="norm" if stage.grad_clip else None,
         check_val_every_n_epoch=None,

@@ -34,9 +34,12 @@ top-level settings and overriding any of them::
 A *run configuration* (a YAML file given with ``--config``, or ``src/binsharp/configs/<model>.yaml``) holds
 ``recipe`` (merged over the model's default recipe), ``model`` (constructor keyword overrides), ``data``
 (``name``, ``val`` h5 file, ``bits``, ``sensor``, ``num_workers``, ``augment``, ``val_batch_size``,
-``val_max_batches``), ``validation`` (``metrics``,
-``block``, ``dim_cut``), ``seed`` and ``trainer`` (``log_every``, ``accelerator``, ``devices``,
-``num_nodes``, ``strategy``, ``precision``).
+``val_max_batches``, ``pin_memory``: page-locked batches for a GPU, default on for any accelerator but
+``cpu``), ``validation`` (``metrics``, ``block``, ``dim_cut``), ``seed`` and ``trainer`` (``log_every``,
+``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``: Lightning's, e.g. ``32-true`` or
+``bf16-mixed`` for bf16 autocast; ``channels_last``: model and batches in the channels-last memory format;
+``deterministic``: Lightning's switch, default ``true`` on CPU and ``"warn"`` on other accelerators, where
+some kernels, e.g. the bilinear upsampling backward on CUDA, have no deterministic implementation).
 
 Merging: mappings merge key by key, anything else replaces. A ``stages`` list whose entries all name
 existing stages updates those stages in place; any other ``stages`` list replaces the stages.
@@ -112,6 +115,7 @@ DEFAULT_RUN: dict[str, Any] = {
         "augment": False,
         "val_batch_size": None,
         "val_max_batches": None,
+        "pin_memory": None,
     },
     "validation": {"metrics": True, "block": 32, "dim_cut": 0},
     "trainer": {
@@ -121,6 +125,8 @@ DEFAULT_RUN: dict[str, Any] = {
         "num_nodes": 1,
         "strategy": "auto",
         "precision": "32-true",
+        "channels_last": False,
+        "deterministic": None,
     },
 }
 

@@ -80,6 +80,8 @@ class PanSharpeningTask(L.LightningModule):
         base_step: optimiser steps done before this stage.
         trainable_at_start: ``requires_grad`` of each parameter before any stage changed it (default: as
             now); parameters False here are never trained.
+        channels_last: keep the model and the 4-D batch tensors in the channels-last memory format (the
+            values are unchanged; convolutions on GPUs, especially in bf16, run faster in it).
 
     Logged: ``train/loss`` (and hook-returned scalars), ``train/lr``, ``val/loss``, ``val/q2n``, ``val/sam``
     (degrees), ``val/ergas``, averaged over the validation images (across ranks under DDP).
@@ -97,9 +99,11 @@ class PanSharpeningTask(L.LightningModule):
         val_dim_cut: int = 0,
         base_step: int = 0,
         trainable_at_start: Mapping[str, bool] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.channels_last = bool(channels_last)
+        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         self.stage = stage
         self.bits = int(bits)
         self.ratio = int(ratio)
@@ -148,6 +152,16 @@ class PanSharpeningTask(L.LightningModule):
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:  # type: ignore[override]
         """Normalised prediction (B,C,H,W) for a batch dict holding ``ms``, ``lms``, ``pan``."""
         return self.model(**{k: batch[k] for k in _INPUTS if k in batch})
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not self.channels_last or not isinstance(batch, Mapping):
+            return batch
+        return {
+            k: v.contiguous(memory_format=torch.channels_last)
+            if isinstance(v, Tensor) and v.dim() == 4
+            else v
+            for k, v in batch.items()
+        }
 
     def on_train_start(self) -> None:
         fn = getattr(self.model, "on_stage_start", None)
