@@ -29,7 +29,7 @@ BBCU's (``x BBCU``). ``--precision bf16-mixed`` and ``--channels-last`` apply to
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib.util
 import os
 import platform
 import statistics
@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -46,6 +45,21 @@ import binsharp
 from binsharp import models
 from binsharp.models import strip_quantizers
 from binsharp.models.base import example_inputs
+
+
+def _load_harness():
+    """:mod:`binsharp.train.throughput` of this working tree, loaded by file path: the "before" worker
+    imports binsharp from another revision, but both sides are stepped by this one harness (it needs only
+    torch)."""
+    path = Path(__file__).resolve().parents[1] / "src" / "binsharp" / "train" / "throughput.py"
+    spec = importlib.util.spec_from_file_location("_binsharp_throughput", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+training_stepper = _load_harness().training_stepper
 
 
 def _cpu_name() -> str:
@@ -59,38 +73,15 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _stepper(
-    model: torch.nn.Module, batch: dict, target: torch.Tensor, bf16: bool = False, channels_last: bool = False
-):
-    model.train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def autocast() -> contextlib.AbstractContextManager:
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    def step() -> float:
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            pred = model(**batch)
-        loss = torch.nn.functional.l1_loss(pred.float(), target)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - t0
-
-    return step
-
-
 def worker(a: argparse.Namespace) -> int:
     """Hidden ``--worker NAME`` mode: build NAME and its batch, then run one step per stdin line and print
     its duration in seconds (one line each)."""
     torch.manual_seed(0)
     m = models.create(a.worker, bands=a.bands)
     batch = example_inputs(a.bands, a.size, batch=a.batch, seed=0)
-    step = _stepper(m, batch, torch.rand_like(batch["lms"]), a.precision == "bf16-mixed", a.channels_last)
+    step = training_stepper(
+        m, batch, torch.rand_like(batch["lms"]), precision=a.precision, channels_last=a.channels_last
+    )
     print("ready", flush=True)
     for _ in sys.stdin:
         print(f"{step():.6f}", flush=True)
@@ -154,9 +145,9 @@ def bench(name: str, a: argparse.Namespace) -> dict:
     m = models.create(name, bands=a.bands)
     batch = example_inputs(a.bands, a.size, batch=a.batch, seed=0)
     target = torch.rand_like(batch["lms"])
-    steppers = {"model": _stepper(m, batch, target)}
+    steppers = {"model": training_stepper(m, batch, target)}
     if m.kind == "binary":
-        steppers["float"] = _stepper(strip_quantizers(m), batch, target)
+        steppers["float"] = training_stepper(strip_quantizers(m), batch, target)
     times: dict[str, list[float]] = {k: [] for k in steppers}
     for _ in range(a.warmup):
         for s in steppers.values():
