@@ -323,7 +323,7 @@ def run_parallel(names: list[str], args: argparse.Namespace, start: float) -> in
     deadline = start + args.time_limit
     budget_path = out / "budget.json"
     plan = json.loads(budget_path.read_text(encoding="utf-8")) if budget_path.is_file() else {}
-    if args.resume and plan.get("steps"):
+    if args.resume and plan.get("started"):
         steps = int(plan["steps"])
         print(f"resuming the budget of {budget_path}: {steps} steps per model")
     else:
@@ -361,6 +361,8 @@ def run_parallel(names: list[str], args: argparse.Namespace, start: float) -> in
     if steps < 1:
         print("train_zoo: error: no time left for a single step", file=sys.stderr)
         return 2
+    plan["started"] = True
+    budget_path.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
     base = _child_command(args) + ["--steps", str(steps), "--resume", "--overwrite"]
     files = {n: (logs / f"{n}.log").open("a", encoding="utf-8") for n in names}
     procs = {
