@@ -20,8 +20,9 @@ Before / after (``--before REV``): the sources of git revision ``REV`` (``git ar
 working tree's are timed side by side, each in its own worker process holding the model, the batch and the
 optimiser; the workers are driven one step at a time, alternately, so machine load hits both alike. Prints,
 per model, the steps/s of both, ``speed-up = before s/step / after s/step`` and the after-step relative to
-BBCU's (``x BBCU``). ``--precision bf16-mixed`` and ``--channels-last`` apply to the "after" side only
-(the training engine's ``trainer.precision`` / ``trainer.channels_last`` switches)::
+BBCU's (``x BBCU``). ``--precision bf16-mixed``, ``--channels-last`` and ``--compile`` apply to the "after"
+side only (the first two are the training engine's ``trainer.precision`` / ``trainer.channels_last``;
+``--compile`` wraps the forward in ``torch.compile``, and ``--warmup`` must then cover the compilation)::
 
     python benchmarks/bench_train_throughput.py --before 89a1fe0 --batch 8 --threads 2 --steps 7
 """
@@ -80,7 +81,12 @@ def worker(a: argparse.Namespace) -> int:
     m = models.create(a.worker, bands=a.bands)
     batch = example_inputs(a.bands, a.size, batch=a.batch, seed=0)
     step = training_stepper(
-        m, batch, torch.rand_like(batch["lms"]), precision=a.precision, channels_last=a.channels_last
+        m,
+        batch,
+        torch.rand_like(batch["lms"]),
+        precision=a.precision,
+        channels_last=a.channels_last,
+        compile=a.compile,
     )
     print("ready", flush=True)
     for _ in sys.stdin:
@@ -123,6 +129,7 @@ def before_after(name: str, before_src: Path, a: argparse.Namespace) -> dict:
     """Median s/step of ``name`` with the sources ``before_src`` and with the working tree, interleaved."""
     after_src = Path(binsharp.__file__).resolve().parents[1]
     extra = ["--precision", a.precision] + (["--channels-last"] if a.channels_last else [])
+    extra += ["--compile"] if a.compile else []
     procs = {"before": _spawn(name, before_src, a, []), "after": _spawn(name, after_src, a, extra)}
     times: dict[str, list[float]] = {k: [] for k in procs}
     try:
@@ -189,7 +196,11 @@ def _footer() -> None:
 
 
 def main_before_after(a: argparse.Namespace, names: list[str]) -> int:
-    after = f"{a.precision}" + (", channels_last" if a.channels_last else "")
+    after = (
+        f"{a.precision}"
+        + (", channels_last" if a.channels_last else "")
+        + (", compiled" if a.compile else "")
+    )
     _header(
         a,
         f"before = sources of git revision {a.before} (float32), after = working tree ({after}), each in its "
@@ -230,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "--precision", default="32-true", choices=("32-true", "bf16-mixed"), help="'after' side precision"
     )
     p.add_argument("--channels-last", action="store_true", help="'after' side in channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="'after' side through torch.compile (inductor)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.threads > 0:

@@ -28,6 +28,7 @@ def training_stepper(
     device: str | torch.device = "cpu",
     precision: str = "32-true",
     channels_last: bool = False,
+    compile: bool = False,
     lr: float = 1e-4,
 ) -> Callable[[], float]:
     """A function running one optimisation step of ``model`` on ``batch`` (``ms``, ``lms``, ``pan``, model
@@ -38,6 +39,8 @@ def training_stepper(
         device: torch device.
         precision: ``"32-true"`` or ``"bf16-mixed"`` (forward under bf16 autocast, float32 weights).
         channels_last: model and 4-D inputs in the channels-last memory format.
+        compile: run the forward through ``torch.compile`` (default inductor backend); the first steps
+            include the compilation.
         lr: Adam learning rate.
     """
     if precision not in PRECISIONS:
@@ -48,6 +51,7 @@ def training_stepper(
     inputs = {k: v.to(dev).contiguous(memory_format=fmt) for k, v in batch.items() if k != "gt"}
     target = target.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    forward = torch.compile(model) if compile else model
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def autocast() -> contextlib.AbstractContextManager:
@@ -60,7 +64,7 @@ def training_stepper(
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with autocast():
-            pred = model(**inputs)
+            pred = forward(**inputs)
         loss = nn.functional.l1_loss(pred.float(), target)
         loss.backward()
         opt.step()
