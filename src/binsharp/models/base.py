@@ -23,12 +23,15 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
+
+if TYPE_CHECKING:
+    from binsharp.nn import BinaryConv2d, BinaryLinear
 
 __all__ = ["PanModel", "check_bands", "example_inputs", "strip_quantizers"]
 
@@ -67,7 +70,7 @@ def example_inputs(
     return {"ms": ms, "lms": lms, "pan": pan}
 
 
-def _quantized_layers(model: nn.Module) -> list[nn.Module]:
+def _quantized_layers(model: nn.Module) -> list[BinaryConv2d | BinaryLinear]:
     from binsharp.nn import BinaryConv2d, BinaryLinear
 
     return [m for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]

@@ -106,7 +106,7 @@ class PanSharpeningTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.channels_last = bool(channels_last)
-        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model  # type: ignore[call-overload]
         self.stage = stage
         self.bits = int(bits)
         self.ratio = int(ratio)

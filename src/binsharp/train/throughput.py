@@ -47,7 +47,7 @@ def training_stepper(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     dev = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(dev, memory_format=fmt).train()
+    model = model.to(dev, memory_format=fmt).train()  # type: ignore[call-overload]
     inputs = {k: v.to(dev).contiguous(memory_format=fmt) for k, v in batch.items() if k != "gt"}
     target = target.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
