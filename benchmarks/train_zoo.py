@@ -37,11 +37,13 @@ is ``min(steps/s) x (limit - elapsed - reserve) x --safety``, rounded down to a 
 an explicit ``--steps``; then all processes train that budget with ``--resume`` (an interrupted run continues
 from its last checkpoint). Processes still running at the limit are stopped; ``budget.json`` in ``--out``
 records the measured rates, the budget and each model's outcome, ``<runs>/logs/<model>.log`` each process's
-output. ``--measure-only`` stops after the measurement (a one-minute throughput check). Inputs on a machine
-without ``dgsamples``/``rasterio``: ``--pack FILE`` (on a machine with them) writes the dataset's scene to
-one compact file (:mod:`binsharp.data.pack`, 18.8 MiB for wv3-longmont); ``--inputs FILE`` rebuilds the
-dataset from it under ``<runs>/data``. ``--merge FOLDER`` adds the weights of such a run to the zoo
-(:func:`binsharp.zoo.merge_zoo`). The exact commands of a GPU lease are in ``benchmarks/GPU.md``::
+output. Validation runs every ``--val-every`` steps (default here: a quarter of the budget, since it is
+not part of the measured rate). ``--measure-only`` stops after the measurement (a one-minute throughput
+check). Inputs on a machine without ``dgsamples``/``rasterio``: ``--pack FILE`` (on a machine with them)
+writes the dataset's scene to one compact file (:mod:`binsharp.data.pack`, 18.8 MiB for wv3-longmont);
+``--inputs FILE`` rebuilds the dataset from it under ``<runs>/data``. ``--merge FOLDER`` adds the weights
+of such a run to the zoo (:func:`binsharp.zoo.merge_zoo`). The commands of a GPU lease are in
+``benchmarks/GPU.md``::
 
     python benchmarks/train_zoo.py --pack wv3-longmont.npz                        # CPU machine
     python benchmarks/train_zoo.py --accelerator gpu --inputs wv3-longmont.npz --time-limit 540 \
@@ -361,6 +363,8 @@ def run_parallel(names: list[str], args: argparse.Namespace, start: float) -> in
     if steps < 1:
         print("train_zoo: error: no time left for a single step", file=sys.stderr)
         return 2
+    if args.val_every is None:  # validation is not in the measured rate: four validations per run
+        args.val_every = max(1, steps // 4)
     plan["started"] = True
     budget_path.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
     base = _child_command(args) + ["--steps", str(steps), "--resume", "--overwrite"]
