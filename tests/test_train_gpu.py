@@ -33,9 +33,12 @@ def test_channels_last_trains_and_keeps_the_layout(tiny, tmp_path):
     assert res.steps == {"main": 3} and res.val["main"]["q2n"] > 0
 
 
-def test_bf16_autocast_on_cpu_trains(tiny, tmp_path):
-    cfg = {**TINY, "trainer": {"precision": "bf16-mixed"}}
-    res = train("pnn", tiny["train"], out=tmp_path / "run", config=cfg, max_steps=3, progress=False)
+@pytest.mark.parametrize("model", ["pnn", "bbcu", "bisrnet"])
+def test_bf16_autocast_on_cpu_trains(tiny, tmp_path, model):
+    """bf16 autocast through the custom autograd functions (signs, RPReLU) of the binary units."""
+    arch = {"channels": 8} if model == "pnn" else {"dim": 8}
+    cfg = {**TINY, "model": arch, "trainer": {"precision": "bf16-mixed"}}
+    res = train(model, tiny["train"], out=tmp_path / "run", config=cfg, max_steps=3, progress=False)
     assert all(p.dtype == torch.float32 for p in res.model.parameters())  # mixed: float32 master weights
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
 
