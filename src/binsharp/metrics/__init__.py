@@ -12,7 +12,7 @@ from binsharp.metrics.batch import BatchEvaluator, evaluate_batch, format_mean_s
 from binsharp.metrics.full import d_lambda, d_lambda_k, d_s, full_resolution, uqi_blocks
 from binsharp.metrics.hypercomplex import q2n, q2n_map
 from binsharp.metrics.reduced import ergas, psnr, q_avg, reduced_resolution, sam, scc, ssim
-from binsharp.metrics.stats import PairedTest, paired_wilcoxon
+from binsharp.metrics.stats import WILCOXON_TEST, PairedTest, paired_wilcoxon
 
 #: Index names returned by :func:`reduced_resolution`, in table order.
 RR_INDEXES = ("q2n", "q_avg", "sam", "ergas", "scc", "psnr", "ssim")
@@ -28,6 +28,7 @@ __all__ = [
     "FR_INDEXES",
     "HIGHER_IS_BETTER",
     "RR_INDEXES",
+    "WILCOXON_TEST",
     "BatchEvaluator",
     "PairedTest",
     "d_lambda",

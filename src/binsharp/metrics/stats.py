@@ -15,7 +15,10 @@ import numpy as np
 
 from binsharp.errors import BinsharpError
 
-__all__ = ["PairedTest", "paired_wilcoxon"]
+__all__ = ["WILCOXON_TEST", "PairedTest", "paired_wilcoxon"]
+
+#: Name of the test of :func:`paired_wilcoxon`, for reports.
+WILCOXON_TEST = "Wilcoxon signed-rank (two-sided, paired per image)"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class PairedTest:
     wins: int
     statistic: float
     p_value: float
-    test: str = "Wilcoxon signed-rank (two-sided, paired per image)"
+    test: str = WILCOXON_TEST
 
     def significant(self, alpha: float = 0.05) -> bool:
         """Whether ``p_value < alpha``."""
