@@ -54,3 +54,15 @@ def wv3_longmont(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BINSHARP_CACHE", str(cache))
         return Path(catalog.build("wv3-longmont", progress=False))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``gpu`` when no CUDA device is present."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -119,3 +119,71 @@ def test_bench_bad_input(assets, tmp_path, capsys):
     existing.write_text("{}")
     rc = main(["bench", "--data", str(assets["data"]), "--models", "none", "--json", str(existing)])
     assert rc == 2 and existing.read_text() == "{}"
+
+
+def _method(name, rr=None, fr=None):
+    results = {}
+    for split, per_image in (("rr", rr), ("fr", fr)):
+        if per_image is not None:
+            keys = per_image[0]
+            results[split] = {"mean": {k: float(np.mean([d[k] for d in per_image])) for k in keys},
+                              "per_image": per_image}  # fmt: skip
+    return {"name": name, "kind": "binary", "status": "ok", "results": results}
+
+
+def test_paired_tests_of_the_featured_networks_per_split_and_index():
+    """Each featured network against every other method, per index: scipy's Wilcoxon p-value on the
+    per-image values, the images it wins, significance at alpha; a pair that cannot be tested says why."""
+    from scipy.stats import wilcoxon
+
+    from binsharp.evaluation.bench import PAIRED_INDEXES, paired_tests
+    from binsharp.metrics import WILCOXON_TEST
+    from binsharp.report.tables import paired_tables
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.8, 0.9, 10)
+    # s2bnet better than bbcu on every image for Q2n and SAM; ERGAS mixed
+    s2b = [
+        {"q2n": q + 0.02, "sam": 2.0, "ergas": 2.0 + e}
+        for q, e in zip(base, rng.normal(0, 0.1, 10), strict=True)
+    ]
+    bbcu = [{"q2n": q, "sam": 2.5 + 0.01 * i, "ergas": 2.0} for i, q in enumerate(base)]
+    bad = [dict(d, q2n=float("inf") if i == 0 else d["q2n"]) for i, d in enumerate(bbcu)]
+    methods = [_method("s2bnet", s2b), _method("bbcu", bbcu), _method("exp", bad), _method("pnn")]
+    pt = paired_tests(methods, ("s2bnet", "bnnpan"), alpha=0.05)
+    assert pt["test"] == WILCOXON_TEST and pt["indexes"] == {"rr": list(PAIRED_INDEXES["rr"])}
+    pairs = {(p["method"], p["against"]): p for p in pt["pairs"]}
+    assert set(pairs) == {("s2bnet", "bbcu"), ("s2bnet", "exp")}  # no bnnpan results, pnn has none
+    t = pairs["s2bnet", "bbcu"]["indexes"]
+    for idx in ("q2n", "sam", "ergas"):
+        expected = wilcoxon([d[idx] for d in s2b], [d[idx] for d in bbcu]).pvalue
+        assert t[idx]["p_value"] == pytest.approx(expected)
+        assert t[idx]["significant"] == (expected < 0.05)
+    assert t["q2n"]["wins"] == 10 and t["sam"]["wins"] == 10 and t["q2n"]["significant"]
+    assert t["q2n"]["mean_diff"] == pytest.approx(0.02) and t["sam"]["mean_diff"] < 0
+    assert "non-finite" in pairs["s2bnet", "exp"]["reason"]
+    (table,) = paired_tables({"paired_tests": pt})
+    md = table.to_markdown()
+    assert "s2bnet against each method" in md and WILCOXON_TEST in md and "not tested" in md
+    assert "10/10 better" in md and " *" in md
+
+
+def test_bench_reports_paired_tests(assets, tmp_path):
+    """``run_benchmark`` records the paired tests of its featured networks and the report renders them."""
+    from binsharp.evaluation.bench import BenchSettings, run_benchmark
+    from binsharp.report import markdown_report
+
+    settings = BenchSettings(data=str(assets["data"]), models=["pnn", "bnn"], classical=["exp"],
+                             pretrained=DATASET, fr_limit=2, latency=False, engine=False, progress=False,
+                             count_skipped=False, featured=("bnn",))  # fmt: skip
+    report = run_benchmark(settings).report
+    pt = report["paired_tests"]
+    assert {(p["split"], p["against"]) for p in pt["pairs"]} == {
+        (s, m) for s in ("rr", "fr") for m in ("exp", "pnn")
+    }
+    for p in pt["pairs"]:
+        assert p["method"] == "bnn" and p["n"] == 2 and set(p["indexes"]) == set(pt["indexes"][p["split"]])
+        assert all(0 < t["p_value"] <= 1 for t in p["indexes"].values())
+    md = markdown_report(report)
+    assert "Paired tests, reduced resolution: bnn against each method" in md
+    assert "Paired tests, full resolution" in md and pt["test"] in md

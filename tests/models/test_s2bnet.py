@@ -388,3 +388,24 @@ def test_complexity_against_bisrnet() -> None:
     assert ra.bops == rt.bops and ra.params == rt.params
     assert ra.flops - rt.flops == sum(row.flops for row in filt)
     assert all(row.flops == 9 * math.prod(row.output_shape) * row.calls for row in filt)
+
+
+def test_s2b_conv_in_the_plain_body_of_the_unit_models():
+    """``body="plain"``: S2B-Conv units in the plain body of the unit models (unit-against-unit runs)."""
+    from binsharp.models.bodies import PlainBody
+    from binsharp.models.s2bnet import S2BConv
+
+    net = models.create("s2bnet", bands=4, dim=8, body="plain", n_units=3)
+    assert isinstance(net.body, PlainBody) and len(net.body.units) == 3
+    assert all(isinstance(u, S2BConv) for u in net.body.units)
+    x = net.example_inputs(16)
+    assert net(**x).shape == x["lms"].shape
+    # with the static SRM and no GSFA the unit is BiSR-Conv: BiSRNet's plain body, weight for weight
+    ref = models.create("bisrnet", bands=4, dim=8, body="plain", n_units=3).eval()
+    twin = models.create("s2bnet", bands=4, dim=8, body="plain", n_units=3, srm="static", gsfa="off").eval()
+    twin.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(twin(**x), ref(**x))
+    assert models.create("s2bnet", body="unet").config["body"] == "unet"
+    with pytest.raises(BinsharpError, match="body"):
+        models.create("s2bnet", body="wavelet")

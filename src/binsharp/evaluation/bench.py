@@ -16,7 +16,15 @@ The report (JSON-serialisable)::
                   "pretrained": {...}, "results": {split: {"mean", "std", "per_image", "settings"}},
                   "fuse_seconds": {split: float}, "complexity": {"params", "ops", "bops", "flops", ...},
                   "size": {"checkpoint_bytes", "bsp_bytes", "bsp_reason"},
-                  "latency": {"torch_s" | "numpy_s", "engine_s", "engine_reason"}}]}
+                  "latency": {"torch_s" | "numpy_s", "engine_s", "engine_reason"}}],
+     "paired_tests": {"test", "alpha", "featured", "indexes": {split: [index, ...]},
+                      "pairs": [{"split", "method", "against", "n", "reason"?,
+                                 "indexes": {index: {"mean_diff", "wins", "statistic", "p_value",
+                                                     "significant"}}}]}}
+
+With a dozen test images a difference of means can be luck: ``paired_tests`` holds, for each featured
+network (:data:`FEATURED`, S2BNet and BNNPan) against every other method evaluated on the same split, the
+paired Wilcoxon signed-rank test of the per-image values of each index (:func:`paired_tests`).
 """
 
 from __future__ import annotations
@@ -39,10 +47,24 @@ from binsharp import __version__
 from binsharp.errors import BinsharpError
 from binsharp.evaluation.evaluate import TestSet, evaluate_source, load_test_set
 from binsharp.inference import CheckpointFuser, Fuser, method_fuser
+from binsharp.metrics import WILCOXON_TEST, paired_wilcoxon
 from binsharp.progress import show_progress
 from binsharp.sensors import max_dn
 
-__all__ = ["BenchResult", "BenchSettings", "run_benchmark", "machine_info"]
+__all__ = [
+    "FEATURED",
+    "PAIRED_INDEXES",
+    "BenchResult",
+    "BenchSettings",
+    "machine_info",
+    "paired_tests",
+    "run_benchmark",
+]
+
+#: The networks :func:`paired_tests` compares with every other method.
+FEATURED = ("s2bnet", "bnnpan")
+#: Indexes of the paired tests, per kind of split.
+PAIRED_INDEXES = {"rr": ("q2n", "sam", "ergas"), "fr": ("d_lambda_k", "d_s", "hqnr")}
 
 
 @dataclass
@@ -64,6 +86,8 @@ class BenchSettings:
         count_skipped: count Params/OPs of networks without pretrained weights too.
         keep: image indexes (per split) whose fused outputs are kept for figures.
         progress: show progress bars on stderr.
+        featured: networks tested against every other method, per image (:func:`paired_tests`).
+        alpha: significance level of those tests.
     """
 
     data: str = "wv3-longmont"
@@ -81,6 +105,8 @@ class BenchSettings:
     count_skipped: bool = True
     keep: tuple[int, ...] = (0,)
     progress: bool = True
+    featured: tuple[str, ...] = FEATURED
+    alpha: float = 0.05
 
 
 @dataclass
@@ -120,6 +146,66 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return info
+
+
+def paired_tests(
+    methods: Sequence[dict[str, Any]], featured: Sequence[str] = FEATURED, *, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Per-image paired tests of each ``featured`` method against every other method, per split and index.
+
+    Args:
+        methods: method records of a benchmark report (``results[split]["per_image"]``: one dict of index
+            values per test image, the same images in the same order for every method).
+        featured: names of the methods tested against the others (those without results are left out).
+        alpha: significance level; ``significant`` is ``p_value < alpha``.
+
+    Returns:
+        The report's ``paired_tests`` record (see the module docstring): the test's name, ``alpha``, the
+        indexes per split (:data:`PAIRED_INDEXES`; cross-sensor splits as their base split), and one entry
+        per (split, featured method, other method) with the test of each index, or a ``reason`` where no
+        test could be made (e.g. non-finite per-image values).
+    """
+    out: dict[str, Any] = {
+        "test": WILCOXON_TEST,
+        "alpha": alpha,
+        "featured": list(featured),
+        "indexes": {},
+        "pairs": [],
+    }
+    done = [m for m in methods if m.get("results")]
+    for name in featured:
+        a = next((m for m in done if m["name"] == name), None)
+        if a is None:
+            continue
+        for split, res_a in a["results"].items():
+            indexes = [i for i in PAIRED_INDEXES[split.removeprefix("cross_")] if i in res_a["mean"]]
+            out["indexes"][split] = indexes
+            for b in done:
+                if b["name"] == name or split not in b["results"]:
+                    continue
+                per_a, per_b = res_a["per_image"], b["results"][split]["per_image"]
+                pair: dict[str, Any] = {"split": split, "method": name, "against": b["name"], "n": len(per_a)}
+                try:
+                    tests = paired_wilcoxon(
+                        {i: [d[i] for d in per_a] for i in indexes},
+                        {i: [d[i] for d in per_b] for i in indexes},
+                        indexes,
+                    )
+                except (BinsharpError, KeyError) as exc:
+                    pair["reason"] = str(exc)
+                else:
+                    pair["indexes"] = {
+                        i: {
+                            "mean_diff": t.mean_diff,
+                            "wins": t.wins,
+                            "statistic": t.statistic,
+                            "p_value": t.p_value,
+                            "significant": t.significant(alpha),
+                        }
+                        for i, t in tests.items()
+                    }
+                out["pairs"].append(pair)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -425,4 +511,5 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
                 bar.update(1)
     finally:
         bar.close()
+    report["paired_tests"] = paired_tests(methods, settings.featured, alpha=settings.alpha)
     return BenchResult(report=report, samples=samples)

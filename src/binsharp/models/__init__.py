@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from binsharp.models.base import PanModel, example_inputs, strip_quantizers
+from binsharp.models.base import PanModel, example_inputs, quantizers_removed, strip_quantizers
 from binsharp.models.pretrained import load_checkpoint, load_pretrained
 from binsharp.models.registry import create, list_models, model_info, register_model
 
@@ -41,6 +41,7 @@ __all__ = [
     "model_info",
     "register_model",
     "example_inputs",
+    "quantizers_removed",
     "strip_quantizers",
 ]
 

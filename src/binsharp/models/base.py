@@ -20,14 +20,19 @@ needs. Missing or inconsistent inputs raise :class:`binsharp.errors.BinsharpErro
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
 from binsharp.models.recipes import default_recipe
+
+if TYPE_CHECKING:
+    from binsharp.nn import BinaryConv2d, BinaryLinear
 
 __all__ = ["PanModel", "check_bands", "example_inputs", "strip_quantizers"]
 
@@ -66,22 +71,42 @@ def example_inputs(
     return {"ms": ms, "lms": lms, "pan": pan}
 
 
+def _quantized_layers(model: nn.Module) -> list[BinaryConv2d | BinaryLinear]:
+    from binsharp.nn import BinaryConv2d, BinaryLinear
+
+    return [m for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
+
+
 def strip_quantizers(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` with every quantizer removed: the same network in float.
 
     Sets ``input_quantizer`` and ``kernel_quantizer`` of every :class:`binsharp.nn.BinaryConv2d` /
     :class:`binsharp.nn.BinaryLinear` to ``None`` (the layer then runs as an ordinary convolution / linear
     layer on the latent weights); everything else (BN, RPReLU, redistribution, shortcuts) is kept. Used to
-    measure the cost of binary emulation. ``model`` itself is not modified.
+    measure the cost of binary emulation and as a distillation teacher. ``model`` itself is not modified.
     """
-    from binsharp.nn import BinaryConv2d, BinaryLinear
-
     twin = copy.deepcopy(model)
-    for m in twin.modules():
-        if isinstance(m, (BinaryConv2d, BinaryLinear)):
-            m.input_quantizer = None
-            m.kernel_quantizer = None
+    for m in _quantized_layers(twin):
+        m.input_quantizer = None
+        m.kernel_quantizer = None
     return twin
+
+
+@contextlib.contextmanager
+def quantizers_removed(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` itself as its float twin inside the ``with`` block (the quantizers are detached from its
+    binary layers and put back afterwards; the parameters are the model's own, so training inside the block
+    trains the latent weights, BN, RPReLU, ... that the binary network then starts from). Parameters of the
+    quantizers themselves (RSign thresholds, scalable-tanh beta) are outside the module tree meanwhile."""
+    saved = [(m, m.input_quantizer, m.kernel_quantizer) for m in _quantized_layers(model)]
+    for m, _, _ in saved:
+        m.input_quantizer = None
+        m.kernel_quantizer = None
+    try:
+        yield model
+    finally:
+        for m, iq, kq in saved:
+            m.input_quantizer, m.kernel_quantizer = iq, kq
 
 
 class PanModel(nn.Module):

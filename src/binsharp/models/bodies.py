@@ -143,7 +143,9 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        # contiguous (B, C, H, W) out: a channels-last view here would make every later elementwise op and
+        # convolution of the block run on mixed memory layouts (strided, several times slower on CPU)
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
 
 
 class FeedForward(nn.Module):

@@ -25,6 +25,13 @@ each inheriting the top-level settings and overriding any of them::
     eval_modules: []       # glob patterns of module names kept in eval mode (frozen BatchNorm statistics)
     hooks: {}              # event -> model method names (dotted), see binsharp.train.task
     options: {}            # free-form settings the model's hooks read from ``stage.options``
+    float_twin: false      # train the network's float twin: quantizers removed, the same latent weights,
+                           # BN, RPReLU, ...; a later binary stage starts from them (two-step training)
+    distill: null          # distillation from a full-precision teacher, or a mapping
+                           # {teacher: float_twin | zoo:<model>[/<dataset>] | <checkpoint.safetensors>,
+                           #  weight: 1.0, feature_weight: 0.0}: loss += weight * L1(out, teacher out)
+                           # + feature_weight * L1(body features, teacher body features); float_twin = the
+                           # network itself with its quantizers removed, frozen at the start of the stage
     source: "..."          # informational (also description, notes): recorded, not used
     stages:
       - {name: I, steps: 300, lr: 2.0e-4}
@@ -69,6 +76,7 @@ from binsharp.names import unknown_name_message
 __all__ = [
     "BINARY_RECIPE",
     "DEFAULT_STAGE",
+    "DISTILL_DEFAULTS",
     "FP_RECIPE",
     "Stage",
     "check_recipe",
@@ -101,6 +109,8 @@ DEFAULT_STAGE: dict[str, Any] = {
     "eval_modules": [],
     "hooks": {},
     "options": {},
+    "float_twin": False,
+    "distill": None,
 }
 
 HOOK_EVENTS = ("on_stage_start", "on_stage_end", "after_optimizer_step")
@@ -152,6 +162,8 @@ class Stage:
     eval_modules: list[str] = field(default_factory=list)
     hooks: dict[str, list[str]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    float_twin: bool = False
+    distill: dict[str, Any] | None = None
 
     @property
     def dirname(self) -> str:
@@ -228,6 +240,41 @@ def _as_hooks(value: Any, where: str) -> dict[str, list[str]]:
     return hooks
 
 
+def _as_bool(value: Any, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise BinsharpError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+#: Keys of a ``distill`` mapping and their defaults.
+DISTILL_DEFAULTS: dict[str, Any] = {"teacher": "float_twin", "weight": 1.0, "feature_weight": 0.0}
+
+
+def _as_distill(value: Any, where: str) -> dict[str, Any] | None:
+    """``None``/``false`` -> None; a teacher string -> the default mapping with it; a mapping -> checked."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        value = {"teacher": value}
+    if not isinstance(value, Mapping):
+        raise BinsharpError(f"{where}: distill must be a teacher name or a mapping, got {value!r}")
+    unknown = sorted(set(value) - set(DISTILL_DEFAULTS))
+    if unknown:
+        raise BinsharpError(
+            f"{where}: unknown distill key(s) {unknown} (known: {', '.join(DISTILL_DEFAULTS)})"
+        )
+    d = {**DISTILL_DEFAULTS, **value}
+    try:
+        d["weight"], d["feature_weight"] = float(d["weight"]), float(d["feature_weight"])
+    except (TypeError, ValueError):
+        raise BinsharpError(f"{where}: distill weights must be numbers, got {dict(value)}") from None
+    if not isinstance(d["teacher"], str) or not d["teacher"]:
+        raise BinsharpError(f"{where}: distill teacher must be a name, got {d['teacher']!r}")
+    if min(d["weight"], d["feature_weight"]) < 0 or not math.isfinite(d["weight"] + d["feature_weight"]):
+        raise BinsharpError(f"{where}: distill weights must be finite and >= 0, got {dict(value)}")
+    return d
+
+
 def _build_stage(settings: Mapping[str, Any], index: int, where: str) -> Stage:
     known = {f.name for f in fields(Stage)} - {"index"}
     settings = {k: v for k, v in settings.items() if k not in INFO_KEYS}
@@ -264,6 +311,8 @@ def _build_stage(settings: Mapping[str, Any], index: int, where: str) -> Stage:
             eval_modules=_as_patterns(s["eval_modules"] or [], "eval_modules", where),
             hooks=_as_hooks(s["hooks"], where),
             options=dict(s["options"] or {}),
+            float_twin=_as_bool(s["float_twin"], "float_twin", where),
+            distill=_as_distill(s["distill"], where),
         )
     except (TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, BinsharpError):

@@ -86,8 +86,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from binsharp.errors import BinsharpError
-from binsharp.models.binary_baselines import DEFAULT_DIM, BinaryPanBackbone
-from binsharp.models.bodies import BinaryUNetBody
+from binsharp.models.binary_baselines import BODIES, DEFAULT_DIM, BinaryPanBackbone, make_body
 from binsharp.models.recipes import default_recipe
 from binsharp.models.registry import register_model
 from binsharp.models.units import UnitFactory
@@ -535,6 +534,11 @@ class S2BNet(BinaryPanBackbone):
         gabor_lambda: modulation strength (1.0); gabor_seed: seed of the banks (0).
         zero_tail: zero-initialised tail, ``out = lms`` at initialisation (True; see
             :class:`binsharp.models.binary_baselines.BinaryPanBackbone`).
+        body: ``"unet"`` (the BiSRNet U body, S2BNet) or ``"plain"``: ``n_units`` S2B-Conv units in sequence,
+            the body of BBCU and the other unit models, so that S2B-Conv can be compared with any unit in
+            one body (``create("s2bnet", body="plain")`` against ``create("bbcu")`` or
+            ``create("bisrnet", body="plain")``).
+        n_units: units of the plain body (20, as the other unit models).
 
     Forward: ``lms`` (B, C, H, W), ``pan`` (B, 1, H, W), normalised to [0, 1] -> fused (B, C, H, W); any
     H x W (padded to a multiple of 4 inside the body and cropped back).
@@ -565,9 +569,13 @@ class S2BNet(BinaryPanBackbone):
         gabor_lambda: float = 1.0,
         gabor_seed: int = 0,
         zero_tail: bool = True,
+        body: str = "unet",
+        n_units: int = 20,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise BinsharpError(f"dim must be a positive integer, got {dim!r}")
+        if body not in BODIES:
+            raise BinsharpError(f"body must be one of {BODIES}, got {body!r}")
         factory = s2b_unit_factory(
             seed=gabor_seed,
             srm=srm,
@@ -580,8 +588,9 @@ class S2BNet(BinaryPanBackbone):
             gabor_psi=gabor_psi,
             gabor_lambda=gabor_lambda,
         )
-        body = BinaryUNetBody(dim, factory, stages=stages, num_blocks=num_blocks)
-        super().__init__(bands, dim, body, zero_tail=zero_tail)
+        super().__init__(
+            bands, dim, make_body(factory, dim, body, n_units, stages, num_blocks), zero_tail=zero_tail
+        )
         self.srm, self.gsfa = srm, gsfa
         self.config = {
             "bands": self.bands,
@@ -599,6 +608,8 @@ class S2BNet(BinaryPanBackbone):
             "gabor_lambda": float(gabor_lambda),
             "gabor_seed": int(gabor_seed),
             "zero_tail": bool(zero_tail),
+            "body": body,
+            "n_units": int(n_units),
         }
 
     def extra_repr(self) -> str:

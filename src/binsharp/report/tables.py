@@ -15,7 +15,7 @@ from typing import Any
 
 from binsharp.metrics import HIGHER_IS_BETTER
 
-__all__ = ["INDEX_LABELS", "Table", "benchmark_tables", "format_value", "summary_lines"]
+__all__ = ["INDEX_LABELS", "Table", "benchmark_tables", "format_value", "paired_tables", "summary_lines"]
 
 #: Column label of each index (arrow: direction of better values).
 INDEX_LABELS = {
@@ -239,6 +239,7 @@ def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
             "Engine latency (ms)",
         ]
         tables.append(Table("Complexity, size and speed", header, rows, notes))
+    tables += paired_tables(report)
     skipped = [m for m in report["methods"] if m.get("status") == "skipped"]
     if skipped:
         tables.append(
@@ -250,6 +251,54 @@ def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
                     "skipped networks are not evaluated; benchmarks/train_zoo.py trains them into the zoo"
                 ],
                 left=3,
+            )
+        )
+    return tables
+
+
+SPLIT_LABELS = {
+    "rr": "reduced resolution",
+    "fr": "full resolution",
+    "cross_rr": "cross-sensor, reduced resolution",
+    "cross_fr": "cross-sensor, full resolution",
+}
+
+
+def paired_tables(report: Mapping[str, Any]) -> list[Table]:
+    """One table per split of the report's ``paired_tests`` (:func:`binsharp.evaluation.bench.paired_tests`):
+    each featured network against each other method, per index the mean per-image difference, the images
+    where the featured network is better, the p-value, and ``*`` where the difference is significant."""
+    pt = report.get("paired_tests") or {}
+    tables = []
+    for split, indexes in (pt.get("indexes") or {}).items():
+        pairs = [p for p in pt.get("pairs", []) if p["split"] == split]
+        if not pairs:
+            continue
+        rows = []
+        for p in pairs:
+            if "reason" in p:
+                cells = [f"not tested: {p['reason']}"] + [""] * (len(indexes) - 1)
+            else:
+                cells = []
+                for i in indexes:
+                    t = p["indexes"][i]
+                    mark = " *" if t["significant"] else ""
+                    cells.append(
+                        f"{t['mean_diff']:+.3g}, {t['wins']}/{p['n']} better, p = {t['p_value']:.3g}{mark}"
+                    )
+            rows.append([p["method"], p["against"], *cells])
+        featured = " and ".join(dict.fromkeys(p["method"] for p in pairs))
+        notes = [
+            f"{pt['test']} on the per-image values of each index; * significant at alpha = {pt['alpha']:g}",
+            "difference = the network minus the other method, mean over images; better: images where the "
+            "network is better (the index's direction)",
+        ]
+        tables.append(
+            Table(
+                f"Paired tests, {SPLIT_LABELS.get(split, split)}: {featured} against each method",
+                ["Network", "Against", *(INDEX_LABELS.get(i, i) for i in indexes)],
+                rows,
+                notes,
             )
         )
     return tables

@@ -203,6 +203,7 @@ class PanDataModule(L.LightningDataModule):
         seed: seed of the shuffling generator (the order is reproducible for a given seed).
         val_max_batches: validate on at most this many batches (None: the whole split).
         augment: random flips/rotations of the training patches (:class:`binsharp.data.PanDataset`).
+        pin_memory: page-locked batches (faster host-to-GPU copies).
 
     Batches are dicts of float32 tensors ``ms`` (B,C,h,w), ``lms`` (B,C,H,W), ``pan`` (B,1,H,W), ``gt``
     (B,C,H,W), normalised to [0, 1]. Under DDP each rank takes its own shard of every epoch.
@@ -218,6 +219,7 @@ class PanDataModule(L.LightningDataModule):
         seed: int = 0,
         val_max_batches: int | None = None,
         augment: bool = False,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         self.info = info
@@ -227,6 +229,7 @@ class PanDataModule(L.LightningDataModule):
         self.seed = int(seed)
         self.val_max_batches = val_max_batches
         self.augment = bool(augment)
+        self.pin_memory = bool(pin_memory)
         self._train: Dataset | None = None
         self._val: Dataset | None = None
 
@@ -267,6 +270,7 @@ class PanDataModule(L.LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(self.seed),
         )
 
@@ -280,4 +284,5 @@ class PanDataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )

@@ -469,7 +469,47 @@ def train(
     return result
 
 
+def stage_teacher(net: torch.nn.Module, stage: Stage, info: DataInfo) -> torch.nn.Module | None:
+    """The frozen teacher of a stage's ``distill`` setting (None without one): ``float_twin`` = ``net`` with
+    its quantizers removed, as it is at the start of the stage; ``zoo:<model>[/<dataset>]`` = a zoo
+    checkpoint (dataset default: the training data's name); anything else = a checkpoint file."""
+    if stage.distill is None:
+        return None
+    name = stage.distill["teacher"]
+    if name == "float_twin":
+        from binsharp.models import strip_quantizers
+
+        return strip_quantizers(net)
+    if name.startswith("zoo:"):
+        from binsharp.models import load_pretrained
+
+        model, _, dataset = name[4:].partition("/")
+        dataset = dataset or str(info.manifest.get("name") or "")
+        return load_pretrained(model, dataset, bands=info.bands)[0]
+    from binsharp.models import load_checkpoint
+
+    return load_checkpoint(name)[0]
+
+
 def _run_stage(
+    net: torch.nn.Module,
+    stage: Stage,
+    info: DataInfo,
+    cfg: RunConfig,
+    stage_dir: Path,
+    **kwargs: Any,
+) -> tuple[int, dict[str, float]]:
+    """Fit one stage (see :func:`_fit_stage`); a ``float_twin`` stage trains ``net`` with its quantizers
+    removed."""
+    if stage.float_twin:
+        from binsharp.models import quantizers_removed
+
+        with quantizers_removed(net):
+            return _fit_stage(net, stage, info, cfg, stage_dir, **kwargs)
+    return _fit_stage(net, stage, info, cfg, stage_dir, **kwargs)
+
+
+def _fit_stage(
     net: torch.nn.Module,
     stage: Stage,
     info: DataInfo,
@@ -486,6 +526,10 @@ def _run_stage(
     vcfg: Mapping[str, Any],
 ) -> tuple[int, dict[str, float]]:
     L.seed_everything(cfg.seed + stage.index, workers=True, verbose=False)
+    accelerator = str(tcfg.get("accelerator", "cpu"))
+    on_cpu = accelerator == "cpu"
+    pin = cfg.data.get("pin_memory")
+    deterministic = tcfg.get("deterministic")
     dm = PanDataModule(
         info,
         batch_size=stage.batch_size,
@@ -493,6 +537,7 @@ def _run_stage(
         num_workers=int(cfg.data.get("num_workers") or 0),
         seed=cfg.seed + stage.index,
         augment=bool(cfg.data.get("augment", False)),
+        pin_memory=(not on_cpu) if pin is None else bool(pin),
     )
     task = PanSharpeningTask(
         net,
@@ -504,6 +549,8 @@ def _run_stage(
         val_dim_cut=int(vcfg.get("dim_cut", 0)),
         base_step=base_step,
         trainable_at_start=trainable_at_start,
+        channels_last=bool(tcfg.get("channels_last", False)),
+        teacher=stage_teacher(net, stage, info),
     )
     has_val = info.val is not None
     val_every = stage.val_every if stage.val_every > 0 else stage.steps
@@ -524,12 +571,12 @@ def _run_stage(
     trainer = L.Trainer(
         max_steps=stage.steps,
         max_epochs=-1,
-        accelerator=str(tcfg.get("accelerator", "cpu")),
+        accelerator=accelerator,
         devices=tcfg.get("devices", 1),
         num_nodes=int(tcfg.get("num_nodes", 1)),
         strategy=tcfg.get("strategy", "auto"),
         precision=tcfg.get("precision", "32-true"),
-        deterministic=True,
+        deterministic=(on_cpu or "warn") if deterministic is None else deterministic,
         gradient_clip_val=stage.grad_clip,
         gradient_clip_algorithm="norm" if stage.grad_clip else None,
         check_val_every_n_epoch=None,
@@ -553,6 +600,8 @@ def _run_stage(
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*number of training batches.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            # the task's on_after_batch_transfer (channels-last batches) is the one meant to run
+            warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
             # validation indexes are reduced across ranks explicitly (on_validation_epoch_end)
             warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")

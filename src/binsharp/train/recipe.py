@@ -6,9 +6,13 @@ merging rule (:func:`~binsharp.models.recipes.deep_merge`) are those of :mod:`bi
 A *run configuration* (a YAML file given with ``--config``, or the packaged
 ``src/binsharp/configs/<model>-<dataset>.yaml``, see :func:`packaged_config`) holds ``recipe`` (merged over
 the model's default recipe), ``model`` (constructor keyword overrides), ``data`` (``name``, ``val`` h5 file,
-``bits``, ``sensor``, ``num_workers``, ``augment``, ``val_batch_size``, ``val_max_batches``),
-``validation`` (``metrics``, ``block``, ``dim_cut``), ``seed`` and ``trainer`` (``log_every``,
-``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``).
+``bits``, ``sensor``, ``num_workers``, ``augment``, ``val_batch_size``, ``val_max_batches``, ``pin_memory``:
+page-locked batches for a GPU, default on for any accelerator but ``cpu``), ``validation`` (``metrics``,
+``block``, ``dim_cut``), ``seed`` and ``trainer`` (``log_every``, ``accelerator``, ``devices``,
+``num_nodes``, ``strategy``, ``precision``: Lightning's, e.g. ``32-true`` or ``bf16-mixed`` for bf16
+autocast; ``channels_last``: model and batches in the channels-last memory format; ``deterministic``:
+Lightning's switch, default ``true`` on CPU and ``"warn"`` on other accelerators, where some kernels, e.g.
+the bilinear upsampling backward on CUDA, have no deterministic implementation).
 
 Layers, lowest first: the engine defaults (:data:`~binsharp.models.recipes.DEFAULT_STAGE`,
 :data:`DEFAULT_RUN`), the model's default recipe, the packaged configuration of the model and dataset,
@@ -56,6 +60,7 @@ DEFAULT_RUN: dict[str, Any] = {
         "augment": False,
         "val_batch_size": None,
         "val_max_batches": None,
+        "pin_memory": None,
     },
     "validation": {"metrics": True, "block": 32, "dim_cut": 0},
     "trainer": {
@@ -65,6 +70,8 @@ DEFAULT_RUN: dict[str, Any] = {
         "num_nodes": 1,
         "strategy": "auto",
         "precision": "32-true",
+        "channels_last": False,
+        "deterministic": None,
     },
 }
 

@@ -81,6 +81,10 @@ class PanSharpeningTask(L.LightningModule):
         base_step: optimiser steps done before this stage.
         trainable_at_start: ``requires_grad`` of each parameter before any stage changed it (default: as
             now); parameters False here are never trained.
+        channels_last: keep the model and the 4-D batch tensors in the channels-last memory format (the
+            values are unchanged; convolutions on GPUs, especially in bf16, run faster in it).
+        teacher: frozen full-precision network for the stage's ``distill`` setting (kept out of the
+            checkpoints; moved to the training device at the start).
 
     Logged: ``train/loss`` (and hook-returned scalars), ``train/lr``, ``val/loss``, ``val/q2n``, ``val/sam``
     (degrees), ``val/ergas``, averaged over the validation images (across ranks under DDP).
@@ -98,9 +102,12 @@ class PanSharpeningTask(L.LightningModule):
         val_dim_cut: int = 0,
         base_step: int = 0,
         trainable_at_start: Mapping[str, bool] | None = None,
+        channels_last: bool = False,
+        teacher: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.channels_last = bool(channels_last)
+        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model  # type: ignore[call-overload]
         self.stage = stage
         self.bits = int(bits)
         self.ratio = int(ratio)
@@ -109,6 +116,9 @@ class PanSharpeningTask(L.LightningModule):
         self.val_dim_cut = int(val_dim_cut)
         self.base_step = int(base_step)
         self._criterion = stage.criterion()
+        if stage.distill is not None and teacher is None:
+            raise BinsharpError(f"stage {stage.name!r} distills but no teacher was given")
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
         self._val_sums: dict[str, float] = {}
         self._val_count = 0
         self._initially_trainable = dict(
@@ -150,6 +160,20 @@ class PanSharpeningTask(L.LightningModule):
         """Normalised prediction (B,C,H,W) for a batch dict holding ``ms``, ``lms``, ``pan``."""
         return self.model(**{k: batch[k] for k in _INPUTS if k in batch})
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not self.channels_last or not isinstance(batch, Mapping):
+            return batch
+        return {
+            k: v.contiguous(memory_format=torch.channels_last)
+            if isinstance(v, Tensor) and v.dim() == 4
+            else v
+            for k, v in batch.items()
+        }
+
+    def on_fit_start(self) -> None:
+        if self._teacher:
+            self._teacher[0].to(self.device)
+
     def on_train_start(self) -> None:
         fn = getattr(self.model, "on_stage_start", None)
         if callable(fn):
@@ -176,7 +200,13 @@ class PanSharpeningTask(L.LightningModule):
         if callable(hook):
             out = hook(batch, self.stage)
         extras: dict[str, Tensor] = {}
-        if out is None:
+        if self._teacher:
+            if out is not None:
+                raise BinsharpError(
+                    f"stage {self.stage.name!r}: distill does not combine with the model's own training_loss"
+                )
+            loss, extras = self._distilled_loss(batch)
+        elif out is None:
             loss = self._criterion(self(batch), batch["gt"])
         elif isinstance(out, Mapping):
             if "loss" not in out:
@@ -198,6 +228,41 @@ class PanSharpeningTask(L.LightningModule):
         if opt is not None:
             self.log("train/lr", float(opt.param_groups[0]["lr"]), batch_size=bs)
         return loss
+
+    def _distilled_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Task loss + ``weight`` * L1 to the teacher's output (+ ``feature_weight`` * L1 between the ``body``
+        outputs of student and teacher)."""
+        d = self.stage.distill or {}
+        teacher = self._teacher[0]
+        feats: dict[str, Tensor] = {}
+        handles = []
+        if d["feature_weight"] > 0:
+            for key, net in (("student", self.model), ("teacher", teacher)):
+                body = getattr(net, "body", None)
+                if not isinstance(body, nn.Module):
+                    raise BinsharpError(f"feature distillation needs a 'body' module in the {key} network")
+                handles.append(body.register_forward_hook(lambda m, i, o, k=key: feats.__setitem__(k, o)))
+        try:
+            pred = self(batch)
+            with torch.no_grad():
+                target = teacher(**{k: batch[k] for k in _INPUTS if k in batch})
+        finally:
+            for h in handles:
+                h.remove()
+        task = self._criterion(pred, batch["gt"])
+        kd = nn.functional.l1_loss(pred, target)
+        loss = task + d["weight"] * kd
+        extras = {"task_loss": task.detach(), "distill": kd.detach()}
+        if handles:
+            if feats["student"].shape != feats["teacher"].shape:
+                raise BinsharpError(
+                    f"feature distillation: body outputs {tuple(feats['student'].shape)} (student) and "
+                    f"{tuple(feats['teacher'].shape)} (teacher) differ"
+                )
+            feat = nn.functional.l1_loss(feats["student"], feats["teacher"].detach())
+            loss = loss + d["feature_weight"] * feat
+            extras["distill_feature"] = feat.detach()
+        return loss, extras
 
     def optimizer_step(
         self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None

@@ -60,6 +60,7 @@ __all__ = [
     "checkpoint_path",
     "entry",
     "merge_logs",
+    "merge_zoo",
     "read_manifest",
     "zoo_dir",
 ]
@@ -282,6 +283,49 @@ def add_checkpoint(
         }
         _write_json(base / MANIFEST, manifest)
     return record
+
+
+#: Entry fields :func:`add_checkpoint` derives from the checkpoint (the others are carried as ``info``).
+_DERIVED = ("checkpoint", "meta", "log", "data_manifest", "sha256", "bytes", "model", "dataset", "kind",
+            "bands", "config", "sensor", "bits", "ratio", "step", "seed", "val", "created",
+            "binsharp_version")  # fmt: skip
+
+
+def merge_zoo(
+    source: str | os.PathLike, root: str | os.PathLike | None = None, *, overwrite: bool = False
+) -> list[dict[str, Any]]:
+    """Add every entry of the zoo folder ``source`` (e.g. weights trained on another machine) to the zoo
+    ``root``: checkpoints, sidecars, logs and data manifests are copied and verified against their recorded
+    SHA-256, the entries' other fields (command, budget, machine, ...) carried over. All entries are checked
+    before anything is copied. Returns the entries written."""
+    src = Path(source)
+    manifest = read_manifest(src)
+    if not manifest["checkpoints"] and not (src / MANIFEST).is_file():
+        raise BinsharpError(f"{src} holds no zoo manifest")
+    base = read_manifest(root)
+    jobs = []
+    for ds, entries in manifest["checkpoints"].items():
+        for model, e in entries.items():
+            ckpt = src / e["checkpoint"]
+            if not ckpt.is_file() or sha256_file(ckpt) != e.get("sha256"):
+                raise BinsharpError(f"{ckpt} is missing or does not match its recorded SHA-256")
+            if model in base["checkpoints"].get(ds, {}) and not overwrite:
+                raise BinsharpError(
+                    f"the zoo already holds {model!r} for {ds!r} (pass overwrite to replace it)"
+                )
+            jobs.append((ds, e, ckpt))
+    written = []
+    for ds, e, ckpt in jobs:
+        dm_path = src / e["data_manifest"] if e.get("data_manifest") else None
+        dm = json.loads(dm_path.read_text(encoding="utf-8")) if dm_path and dm_path.is_file() else None
+        log = src / e["log"] if e.get("log") else None
+        info = {k: v for k, v in e.items() if k not in _DERIVED}
+        written.append(
+            add_checkpoint(
+                ckpt, dataset=ds, log=log, data_manifest=dm, info=info, root=root, overwrite=overwrite
+            )
+        )
+    return written
 
 
 @contextlib.contextmanager
