@@ -74,9 +74,31 @@ def test_figures_have_the_expected_size_and_content(tmp_path):
         {"name": "y", "kind": "binary", "ops": 4e8, "q2n": 0.85},
         {"name": "z", "kind": "classical", "ops": None, "q2n": 0.8},  # no OPs: not plotted
     ]
-    p = F.plot_ops_vs_quality(pts, tmp_path / "s.png")
+    p = F.plot_cost_vs_quality(pts, tmp_path / "s.png", cost="ops")
     assert mpimg.imread(p).shape[:2] == (420, 600)
     assert not list(tmp_path.glob(".*part*"))  # no partial files left
+
+
+def test_latency_vs_quality_plots_every_method_at_its_deployed_latency(tmp_path):
+    from binsharp.report.tables import deployed_latency_ms
+
+    methods = [
+        {"name": "bt-h", "kind": "classical", "latency": {"numpy_s": 0.018}},
+        {"name": "fusionnet", "kind": "fp", "latency": {"torch_s": 0.128}},
+        {"name": "bbcu", "kind": "binary", "latency": {"torch_s": 0.345, "engine_s": 0.152}},
+        {"name": "bnn", "kind": "binary", "latency": {"torch_s": 0.3}},  # no engine time: not placed
+    ]
+    lat = [deployed_latency_ms(m) for m in methods]
+    assert lat[:3] == pytest.approx([18.0, 128.0, 152.0]) and lat[3] is None
+    pts = [
+        {"name": m["name"], "kind": m["kind"], "latency_ms": v, "q2n": 0.9}
+        for m, v in zip(methods, lat, strict=True)
+    ]
+    p = F.plot_cost_vs_quality(pts, tmp_path / "l.png", cost="latency_ms")
+    img = mpimg.imread(p)
+    assert img.shape[:2] == (420, 600) and img[..., :3].std() > 0.02
+    with pytest.raises(ValueError, match="cost must be one of"):
+        F.plot_cost_vs_quality(pts, tmp_path / "x.png", cost="bops")
 
 
 def test_training_curves_from_logs(tmp_path):
@@ -108,7 +130,7 @@ def test_tables_and_html(tmp_path):
     md = t.to_markdown()
     assert "| a | fp | **0.9** |" in md and "|---|---|---:|" in md and "- mean ± std" in md
     assert "\na       fp        0.9\n" in t.to_text()
-    png = F.plot_ops_vs_quality([{"name": "x", "kind": "fp", "ops": 1e9, "q2n": 0.9}], tmp_path / "p.png")
+    png = F.plot_cost_vs_quality([{"name": "x", "kind": "fp", "ops": 1e9, "q2n": 0.9}], tmp_path / "p.png")
     page = render_html("R <1>", [t], [("caption & more", png)], settings={"data": "x"})
     assert "<title>R &lt;1&gt;</title>" in page and "<td><b>0.9</b></td>" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 1

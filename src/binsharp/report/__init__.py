@@ -68,9 +68,12 @@ def write_figures(result: Any, out_dir: str | os.PathLike) -> list[tuple[str, Pa
     """Write the figures of a :class:`~binsharp.evaluation.bench.BenchResult` into ``out_dir``.
 
     Returns ``(caption, path)`` of each PNG written: reduced-resolution composites, RMS-error and SAM maps,
-    the full-resolution view, OPs vs Q2n (networks with results and counts) and training curves (zoo logs).
+    the full-resolution view, OPs vs Q2n (networks with results and counts), measured latency vs Q2n
+    (methods with results and their deployed latency, :func:`~binsharp.report.tables.deployed_latency_ms`)
+    and training curves (zoo logs).
     """
     from binsharp.report import figures as F
+    from binsharp.report.tables import deployed_latency_ms
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,16 +119,34 @@ def write_figures(result: Any, out_dir: str | os.PathLike) -> list[tuple[str, Pa
         )
     points = []
     for m in report["methods"]:
-        c = m.get("complexity") or {}
         res = (m.get("results") or {}).get("rr")
-        if c.get("ops") and res and "q2n" in res["mean"]:
-            points.append({"name": m["name"], "kind": m["kind"], "ops": c["ops"], "q2n": res["mean"]["q2n"]})
-    if points:
+        if res and "q2n" in res["mean"]:
+            points.append(
+                {
+                    "name": m["name"],
+                    "kind": m["kind"],
+                    "ops": (m.get("complexity") or {}).get("ops"),
+                    "latency_ms": deployed_latency_ms(m),
+                    "q2n": res["mean"]["q2n"],
+                }
+            )
+    if any(p["ops"] for p in points):
         written.append(
             (
                 "OPs per image (log scale) against the mean reduced-resolution Q2n of the pretrained "
                 "networks.",
-                F.plot_ops_vs_quality(points, out / "ops_vs_q2n.png", title="OPs vs Q2n"),
+                F.plot_cost_vs_quality(points, out / "ops_vs_q2n.png", cost="ops", title="OPs vs Q2n"),
+            )
+        )
+    if any(p["latency_ms"] for p in points):
+        written.append(
+            (
+                "Measured CPU latency per image (log scale) against the mean reduced-resolution Q2n: the "
+                "packed engine for binary networks, PyTorch float32 for full-precision ones, numpy for "
+                "classical methods (settings of the latency table).",
+                F.plot_cost_vs_quality(
+                    points, out / "latency_vs_q2n.png", cost="latency_ms", title="Latency vs Q2n"
+                ),
             )
         )
     logs = {

@@ -22,10 +22,11 @@ from binsharp.fileio import atomic_output
 
 __all__ = [
     "error_map",
+    "COST_AXES",
     "plot_composites",
+    "plot_cost_vs_quality",
     "plot_error_maps",
     "plot_full_resolution",
-    "plot_ops_vs_quality",
     "plot_training_curves",
     "rgb_composite",
     "sam_map",
@@ -240,44 +241,56 @@ def plot_full_resolution(
     return _panels_with_inset(named, inset, path, title, panel)
 
 
-def plot_ops_vs_quality(
+#: x axes of :func:`plot_cost_vs_quality`: the key a point carries, and the axis label
+COST_AXES: dict[str, str] = {
+    "ops": "OPs per image (BOPs/64 + FLOPs, log scale)",
+    "latency_ms": "CPU latency per image, ms (log scale)",
+}
+
+
+def plot_cost_vs_quality(
     points: Sequence[Mapping[str, Any]],
     path: str | os.PathLike,
     *,
+    cost: str = "ops",
     quality: str = "q2n",
     title: str = "",
 ) -> Path:
-    """Scatter of OPs (log scale, x) against a quality index (y), one labelled point per model.
+    """Scatter of a cost (log scale, x) against a quality index (y), one labelled point per method.
 
-    ``points``: mappings with ``name``, ``ops`` (per image, > 0), ``quality`` value under ``quality`` and
-    optionally ``kind`` (``"fp"``, ``"binary"``; colours the points). Points without both values are left
-    out; classical methods (no OPs) have no place on this plot.
+    ``cost``: a key of :data:`COST_AXES`, ``"ops"`` (counted operations per image) or ``"latency_ms"``
+    (measured milliseconds per image). ``points``: mappings with ``name``, the cost (> 0), the value under
+    ``quality`` and optionally ``kind`` (``"fp"``, ``"binary"``, ``"classical"``; colours the points).
+    Points without both values are left out (classical methods have no OPs, so no place on the OPs plot).
     """
+    if cost not in COST_AXES:
+        raise ValueError(f"cost must be one of {sorted(COST_AXES)}, got {cost!r}")
     plt = _plt()
-    pts = [p for p in points if p.get("ops") and p.get(quality) is not None and np.isfinite(p[quality])]
+    pts = [p for p in points if p.get(cost) and p.get(quality) is not None and np.isfinite(p[quality])]
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    colours = {"fp": "tab:blue", "binary": "tab:red"}
-    for kind in ("fp", "binary", None):
+    colours = {"fp": "tab:blue", "binary": "tab:red", "classical": "tab:green"}
+    labels = {"fp": "full precision", "binary": "binary", "classical": "classical"}
+    for kind in (*colours, None):
         sel = [p for p in pts if p.get("kind") == kind or (kind is None and p.get("kind") not in colours)]
         if sel:
             ax.scatter(
-                [p["ops"] for p in sel],
+                [p[cost] for p in sel],
                 [p[quality] for p in sel],
                 c=colours.get(kind or "", "tab:gray"),
-                label={"fp": "full precision", "binary": "binary"}.get(kind or "", "other"),
+                label=labels.get(kind or "", "other"),
                 zorder=3,
             )
     for p in pts:
-        ax.annotate(p["name"], (p["ops"], p[quality]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+        ax.annotate(p["name"], (p[cost], p[quality]), textcoords="offset points", xytext=(4, 3), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("OPs per image (BOPs/64 + FLOPs, log scale)")
+    ax.set_xlabel(COST_AXES[cost])
     ax.set_ylabel(quality.upper() if quality != "q2n" else "Q2n")
     ax.grid(True, which="both", alpha=0.3)
     if pts:
         ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no pretrained model evaluated", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(title or f"OPs vs {quality}", fontsize=10)
+        ax.text(0.5, 0.5, "no method with both values", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title or f"{cost} vs {quality}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

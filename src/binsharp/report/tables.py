@@ -15,7 +15,19 @@ from typing import Any
 
 from binsharp.metrics import HIGHER_IS_BETTER
 
-__all__ = ["INDEX_LABELS", "Table", "benchmark_tables", "format_value", "paired_tables", "summary_lines"]
+__all__ = [
+    "INDEX_LABELS",
+    "Table",
+    "benchmark_tables",
+    "deployed_latency_ms",
+    "format_value",
+    "paired_tables",
+    "summary_lines",
+]
+
+#: the latency that a method is deployed with, by kind: the packed engine for binary networks, PyTorch
+#: float32 for full-precision ones, numpy for classical methods
+DEPLOYED_LATENCY = {"binary": "engine_s", "fp": "torch_s", "classical": "numpy_s"}
 
 #: Column label of each index (arrow: direction of better values).
 INDEX_LABELS = {
@@ -36,6 +48,14 @@ DIGITS = {"sam": 3, "ergas": 3, "psnr": 2}
 RR_COLUMNS = ("q2n", "sam", "ergas", "scc", "psnr", "ssim")
 FR_COLUMNS = ("d_lambda_k", "d_s", "hqnr")
 KIND_LABELS = {"classical": "classical", "fp": "full precision", "binary": "binary"}
+
+
+def deployed_latency_ms(method: Mapping[str, Any]) -> float | None:
+    """Milliseconds per image of a benchmark method (``report["methods"][i]``) as it is deployed
+    (:data:`DEPLOYED_LATENCY`), or ``None`` when that latency was not measured."""
+    key = DEPLOYED_LATENCY.get(method.get("kind", ""))
+    seconds = (method.get("latency") or {}).get(key) if key else None
+    return 1e3 * seconds if seconds else None
 
 
 @dataclass
