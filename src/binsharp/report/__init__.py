@@ -69,11 +69,11 @@ def write_figures(result: Any, out_dir: str | os.PathLike) -> list[tuple[str, Pa
 
     Returns ``(caption, path)`` of each PNG written: reduced-resolution composites, RMS-error and SAM maps,
     the full-resolution view, OPs vs Q2n (networks with results and counts), measured latency vs Q2n
-    (methods with results and their deployed latency, :func:`~binsharp.report.tables.deployed_latency_ms`)
+    (methods with results and their deployed latency, :func:`~binsharp.report.tables.cost_quality_points`)
     and training curves (zoo logs).
     """
     from binsharp.report import figures as F
-    from binsharp.report.tables import deployed_latency_ms
+    from binsharp.report.tables import cost_quality_points
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,19 +117,7 @@ def write_figures(result: Any, out_dir: str | os.PathLike) -> list[tuple[str, Pa
                 ),
             )
         )
-    points = []
-    for m in report["methods"]:
-        res = (m.get("results") or {}).get("rr")
-        if res and "q2n" in res["mean"]:
-            points.append(
-                {
-                    "name": m["name"],
-                    "kind": m["kind"],
-                    "ops": (m.get("complexity") or {}).get("ops"),
-                    "latency_ms": deployed_latency_ms(m),
-                    "q2n": res["mean"]["q2n"],
-                }
-            )
+    points = cost_quality_points(report)
     if any(p["ops"] for p in points):
         written.append(
             (

@@ -19,6 +19,7 @@ __all__ = [
     "INDEX_LABELS",
     "Table",
     "benchmark_tables",
+    "cost_quality_points",
     "deployed_latency_ms",
     "format_value",
     "paired_tables",
@@ -56,6 +57,26 @@ def deployed_latency_ms(method: Mapping[str, Any]) -> float | None:
     key = DEPLOYED_LATENCY.get(method.get("kind", ""))
     seconds = (method.get("latency") or {}).get(key) if key else None
     return 1e3 * seconds if seconds else None
+
+
+def cost_quality_points(report: Mapping[str, Any], quality: str = "q2n") -> list[dict[str, Any]]:
+    """One point per method of a benchmark report with a mean reduced-resolution ``quality``: ``name``,
+    ``kind``, ``ops`` (counted, networks only), ``latency_ms`` (:func:`deployed_latency_ms`) and the mean
+    ``quality``; the input of :func:`binsharp.report.figures.plot_cost_vs_quality`."""
+    points = []
+    for m in report["methods"]:
+        res = (m.get("results") or {}).get("rr")
+        if res and quality in res["mean"]:
+            points.append(
+                {
+                    "name": m["name"],
+                    "kind": m["kind"],
+                    "ops": (m.get("complexity") or {}).get("ops"),
+                    "latency_ms": deployed_latency_ms(m),
+                    quality: res["mean"][quality],
+                }
+            )
+    return points
 
 
 @dataclass
