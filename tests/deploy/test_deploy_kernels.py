@@ -37,6 +37,9 @@ CASES = [
     (32, 24, 3, 2, 1, 1, 9, 77),
     (128, 128, 3, 1, 1, 32, 6, 40),
     (20, 40, 1, 1, 0, 1, 3, 100),
+    (20, 10, 5, 1, 2, 5, 7, 70),  # groups of 4 input channels: packed densely, 16 groups per word
+    (16, 16, 3, 2, 1, 4, 9, 13),
+    (256, 256, 3, 1, 1, 64, 5, 66),
 ]
 
 
@@ -65,21 +68,23 @@ def test_integer_accumulator_equals_float_emulation(case, path):
     x, wt = _inputs(ci, co, k, g, h, w, seed=hash(case) % 2**32)
     ref = _emulate(x, wt, s, p, g)
     depthwise = g > 1 and g == ci == co
-    pk = K.pack_activations(x, groups=1 if depthwise else g, halo=max(p, 1), path=path)
-    r = K.binary_conv2d(
-        pk,
-        K.pack_weights(wt, g),
-        out_channels=co,
-        kernel_size=k,
-        stride=s,
-        padding=p,
-        groups=g,
-        int_out=True,
-        float_out=False,
-        path=path,
-    )
-    assert r["y"].shape == ref.shape
-    np.testing.assert_array_equal(r["y"], ref.astype(np.int32))
+    # the fastest packing and the one with each group in words of its own (accepted by every grouped layer)
+    for pg in {K.packing_groups(ci, co, k, g), 1 if depthwise else g}:
+        pk = K.pack_activations(x, groups=pg, halo=max(p, 1), path=path)
+        r = K.binary_conv2d(
+            pk,
+            K.pack_weights(wt, g),
+            out_channels=co,
+            kernel_size=k,
+            stride=s,
+            padding=p,
+            groups=g,
+            int_out=True,
+            float_out=False,
+            path=path,
+        )
+        assert r["y"].shape == ref.shape
+        np.testing.assert_array_equal(r["y"], ref.astype(np.int32))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -302,13 +307,12 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
     ci, co, k, s, p, g, h, w = case
     x, wt = _inputs(ci, co, k, g, h, w, seed=5)
     rng = np.random.default_rng(6)
-    depthwise = g > 1 and g == ci == co
     ho, wo = K.conv_output_size(h, k, s, p), K.conv_output_size(w, k, s, p)
     vec = [rng.standard_normal(co).astype(np.float32) for _ in range(6)]
     res = rng.standard_normal((2, co, ho, wo)).astype(np.float32)
 
     def run():
-        pk = K.pack_activations(x, bias=rng_bias, groups=1 if depthwise else g, halo=max(1, p))
+        pk = K.pack_activations(x, bias=rng_bias, groups=K.packing_groups(ci, co, k, g), halo=max(1, p))
         return K.binary_conv2d(
             pk,
             K.pack_weights(wt, g),

@@ -6,6 +6,8 @@
  *   Packed activations: uint64 array (N, G*nwg, H + 2*halo, W + 2*halo); channel c of group gi is bit
  *   (c % 64) of word plane gi*nwg + c / 64 (c counted inside the group); the halo (border) words are 0.
  *   Unused bits (channels beyond the group size) are 0 in activations and weights, so they never count.
+ *   Groups of 4 input channels may also be packed with one group (dense: group gi in nibble gi % 16 of word
+ *   plane gi / 16); bs_conv's groups_a gives the packing of the activations.
  *   Dense/grouped weights: uint64 (Co, k, k, nwg). Depthwise weights: uint64 (k*k, nw) (channel c = bit c%64 of
  *   word c/64), with the activations packed with one group.
  *
@@ -119,6 +121,7 @@ typedef struct {
     int64_t N;
     int Ci, H, W, halo, Hp, Wp, groups, cg_in, nwg, nw_in;
     int Co, cg_out, k, s, pad, Ho, Wo, depthwise;
+    int nib; /* groups of 4 channels packed densely (one group per nibble): the number of words, else 0 */
     int64_t plane, img;
     /* packed output */
     int halo_o, Hpo, Wpo, go, cgo, nwgo, nwo;
@@ -470,6 +473,109 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
 #endif /* BS_X86 */
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Groups of 4 input channels packed densely: word q holds groups 16q..16q+15, group 16q+m in nibble m.   */
+/* Weights wn (nq, cg_out, k*k): nibble m of wn[q][j][t] = the 4 weight bits of output channel           */
+/* (16q+m)*cg_out + j at tap t. Per pixel, word and j, one XOR per tap gives 16 groups' mismatches; their  */
+/* nibble popcounts are summed in bytes (at most 4*k*k <= 196): L (groups 16q+2b in byte b) and H          */
+/* (16q+2b+1), then widened into the accumulator rows of the 16 output channels.                         */
+
+#define NIB_M1 0x5555555555555555ull
+#define NIB_M2 0x3333333333333333ull
+#define NIB_M4 0x0F0F0F0F0F0F0F0Full
+
+static inline int64_t nib_col(const geom_t *g, int x0, int i, int kx) {
+    return (int64_t)(x0 + i) * g->s + kx - g->pad + g->halo;
+}
+
+/* acc rows of word q, weight index j from the byte counters L, H of nx pixels */
+static void nib_scatter(const geom_t *g, int q, int j, const uint64_t *L, const uint64_t *H, int nx,
+                        int32_t *acc) {
+    for (int m = 0; m < 16; m++) {
+        const int gi = 16 * q + m;
+        if (gi >= g->groups) break;
+        const uint64_t *src = (m & 1) ? H : L;
+        const int sh = 8 * (m >> 1);
+        int32_t *ar = acc + (int64_t)(gi * g->cg_out + j) * TX;
+        for (int i = 0; i < nx; i++) ar[i] = (int32_t)((src[i] >> sh) & 0xFFu);
+    }
+}
+
+static void mknib_generic(const geom_t *g, const uint64_t *a, const uint64_t *wn, int oy, int x0, int nx,
+                          int32_t *acc) {
+    const int k = g->k, kk = k * k;
+    uint64_t L[TX], H[TX];
+    for (int q = 0; q < g->nib; q++)
+        for (int j = 0; j < g->cg_out; j++) {
+            const uint64_t *wq = wn + ((int64_t)q * g->cg_out + j) * kk;
+            for (int i = 0; i < nx; i++) L[i] = H[i] = 0;
+            for (int ky = 0; ky < k; ky++) {
+                const uint64_t *ar = a + q * g->plane + ((int64_t)oy * g->s + ky - g->pad + g->halo) * g->Wp;
+                for (int kx = 0; kx < k; kx++) {
+                    const uint64_t wv = wq[ky * k + kx];
+                    for (int i = 0; i < nx; i++) {
+                        uint64_t d = ar[nib_col(g, x0, i, kx)] ^ wv;
+                        d = d - ((d >> 1) & NIB_M1);
+                        d = (d & NIB_M2) + ((d >> 2) & NIB_M2);
+                        L[i] += d & NIB_M4;
+                        H[i] += (d >> 4) & NIB_M4;
+                    }
+                }
+            }
+            nib_scatter(g, q, j, L, H, nx, acc);
+        }
+}
+
+#if BS_X86
+/* AVX2: 4 pixels per vector, 4 weight indices j at a time; nibble look-up popcount into byte counters. */
+__attribute__((target(T256))) static void mknib_avx2(const geom_t *g, const uint64_t *a, const uint64_t *wn,
+                                                     int oy, int x0, int nx, int32_t *acc) {
+    const int k = g->k, kk = k * k, s = g->s, cgo = g->cg_out;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    uint64_t L[4][TX], H[4][TX];
+    for (int q = 0; q < g->nib; q++)
+        for (int j0 = 0; j0 < cgo; j0 += 4) {
+            const int nj = cgo - j0 < 4 ? cgo - j0 : 4;
+            const uint64_t *wq = wn + ((int64_t)q * cgo + j0) * kk;
+            for (int c = 0; c < nx; c += 4) {
+                const int nv = nx - c < 4 ? nx - c : 4;
+                __m256i AL[4], AH[4];
+                for (int jj = 0; jj < 4; jj++) AL[jj] = AH[jj] = _mm256_setzero_si256();
+                for (int ky = 0; ky < k; ky++) {
+                    const uint64_t *ar =
+                        a + q * g->plane + ((int64_t)oy * s + ky - g->pad + g->halo) * g->Wp;
+                    for (int kx = 0; kx < k; kx++) {
+                        const uint64_t *ap = ar + nib_col(g, x0, c, kx);
+                        __m256i av;
+                        if (s == 1 && nv == 4) {
+                            av = _mm256_loadu_si256((const __m256i *)ap);
+                        } else {
+                            long long t[4] = {0, 0, 0, 0};
+                            for (int i = 0; i < nv; i++) t[i] = (long long)ap[(int64_t)i * s];
+                            av = _mm256_setr_epi64x(t[0], t[1], t[2], t[3]);
+                        }
+                        for (int jj = 0; jj < 4; jj++) {
+                            if (jj >= nj) break;
+                            const __m256i d =
+                                _mm256_xor_si256(av, _mm256_set1_epi64x((long long)wq[jj * kk + ky * k + kx]));
+                            AL[jj] = _mm256_add_epi8(AL[jj], _mm256_shuffle_epi8(lut, _mm256_and_si256(d, low)));
+                            AH[jj] = _mm256_add_epi8(
+                                AH[jj], _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(d, 4), low)));
+                        }
+                    }
+                }
+                for (int jj = 0; jj < nj; jj++) {
+                    _mm256_storeu_si256((__m256i *)(L[jj] + c), AL[jj]);
+                    _mm256_storeu_si256((__m256i *)(H[jj] + c), AH[jj]);
+                }
+            }
+            for (int jj = 0; jj < nj; jj++) nib_scatter(g, q, j0 + jj, L[jj], H[jj], nx, acc);
+        }
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Ceiling microbenchmark: XOR + popcount over n words of a and w (L1-resident), reps times, with the     */
 /* popcount of each path (4 independent accumulators); returns the total count.                        */
 
@@ -750,6 +856,7 @@ GEN_BODIES(avx512)
 #pragma GCC pop_options
 #endif
 
+typedef void (*mknib_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int32_t *);
 typedef void (*mkdw_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int32_t *);
 typedef void (*epi_fn)(const geom_t *, const bs_epi *, int64_t, int, int, int, const int32_t *, const int32_t *,
                        int, const int *, int, const int *, float *, uint64_t *, int32_t *, uint64_t *);
@@ -824,7 +931,8 @@ static int axis_classes(int n_out, int n_in, int k, int s, int pad, int *cls, in
     return ncls;
 }
 
-BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, const uint64_t *w,
+BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
+                   const uint64_t *w,
                    int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout,
                    int halo_o, int groups_o, int32_t *yout, int path, int nthreads) {
     path = resolve_path(path);
@@ -846,7 +954,11 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     } else {
         g.cg_in = Ci / groups; g.nwg = (g.cg_in + 63) / 64; g.nw_in = g.nwg * groups; g.cg_out = Co / groups;
     }
-    g.img = g.plane * g.nw_in;
+    if (groups_a != (g.depthwise ? 1 : groups)) { /* dense packing of groups of 4 channels */
+        if (groups_a != 1 || g.depthwise || g.cg_in != 4 || k > 7) return BS_EINVAL;
+        g.nib = (Ci + 63) / 64;
+    }
+    g.img = g.plane * (g.nib ? g.nib : g.nw_in);
     g.Ho = (H + 2 * pad - k) / stride + 1;
     g.Wo = (W + 2 * pad - k) / stride + 1;
     if (g.Ho < 1 || g.Wo < 1) return BS_EINVAL;
@@ -906,8 +1018,27 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
                 base[((int64_t)r * Co + o) * ncc + c] = kv * cgi + 2 * inv;
             }
 
+    uint64_t *wn = NULL; /* weights of the dense-packed groups (see mknib_generic) */
+    if (g.nib) {
+        wn = calloc((size_t)g.nib * g.cg_out * k * k, sizeof(uint64_t));
+        if (!wn) {
+            free(rcls); free(ccls); free(bx); free(pcw); free(base);
+            return BS_ENOMEM;
+        }
+        for (int o = 0; o < Co; o++) {
+            const int gi = o / g.cg_out, j = o % g.cg_out;
+            for (int t = 0; t < k * k; t++)
+                wn[((int64_t)(gi / 16) * g.cg_out + j) * k * k + t] |= (w[(int64_t)o * k * k + t] & 0xFu)
+                                                                        << (4 * (gi % 16));
+        }
+    }
     const mk_dense_fn mk = MK[path];
     const mkdw_fn mkdw = MKDW[path];
+#if BS_X86
+    const mknib_fn mknib = path >= BS_PATH_AVX2 ? mknib_avx2 : mknib_generic;
+#else
+    const mknib_fn mknib = mknib_generic;
+#endif
     const epi_fn ep = EPI[path];
     const int ntx = (g.Wo + TX - 1) / TX;
     int err = 0;
@@ -929,7 +1060,9 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
                     const int32_t *base_r = base + (int64_t)rcls[oy] * Co * ncc;
                     for (int t = 0; t < ntx; t++) {
                         const int x0 = t * TX, nx = g.Wo - x0 < TX ? g.Wo - x0 : TX;
-                        if (g.depthwise) {
+                        if (g.nib) {
+                            mknib(&g, an, wn, oy, x0, nx, acc);
+                        } else if (g.depthwise) {
                             mkdw(&g, an, w, oy, x0, nx, acc);
                         } else {
                             for (int gi = 0; gi < groups; gi++)
@@ -942,7 +1075,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
         free(acc);
         free(pk);
     }
-    free(rcls); free(ccls); free(bx); free(pcw); free(base);
+    free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn);
     return err ? BS_ENOMEM : BS_OK;
 }
 

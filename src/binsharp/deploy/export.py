@@ -28,7 +28,7 @@ import torch.fx as fx
 from torch import nn
 
 from binsharp.deploy import bsp
-from binsharp.deploy.kernels import dense_sign_bits
+from binsharp.deploy.kernels import dense_sign_bits, packing_groups
 from binsharp.errors import BinsharpError
 from binsharp.nn import BinaryConv2d, HaarDWT, HaarIDWT, LearnableBias, ReDistribution, RPReLU
 from binsharp.nn.lowering import as_array, lowering_for, register_lowering
@@ -576,11 +576,10 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
             continue
         tgt = ops[bus[0]]
         ta = tgt["attrs"]
-        dw = ta["groups"] > 1 and ta["groups"] == ta["cin"] == ta["cout"]
         pname = out + ".packed"
         op["out"][1] = pname
         op["attrs"]["outputs"][1] = True
-        op["attrs"]["pack_groups"] = 1 if dw else ta["groups"]
+        op["attrs"]["pack_groups"] = packing_groups(ta["cin"], ta["cout"], ta["k"], ta["groups"])
         for role, prole in (("in_scale", "pack_scale"), ("in_bias", "pack_bias")):
             if tgt["params"].get(role):
                 op["params"][prole] = tgt["params"].pop(role)
