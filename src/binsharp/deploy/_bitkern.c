@@ -296,6 +296,13 @@ static inline __attribute__((always_inline, target(T256))) __m256i pc_bytes(__m2
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
+/* the first n (clamped to 0..4) 64-bit lanes set */
+static inline __attribute__((always_inline, target(T256))) __m256i lanes256(int n) {
+    static const long long tbl[12] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0};
+    n = n < 0 ? 0 : (n > 4 ? 4 : n);
+    return _mm256_loadu_si256((const __m256i *)(tbl + 8 - n));
+}
+
 static inline __attribute__((always_inline, target(T256))) void
 mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
           int nx, int32_t *acc, int accoff) {
@@ -309,22 +316,16 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
     __m256i m[2], mlo[2], mhi[2];
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
-    for (int p = 0; p < 2; p++) {
-        int nv = nx - 4 * p;
-        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
-        int c = nv > 0 ? 2 * nv - 1 : 0;
-        long long e[4], el[4], eh[4];
-        for (int i = 0; i < 4; i++) {
-            e[i] = i < nv ? -1 : 0;
-            el[i] = i < c ? -1 : 0;
-            eh[i] = i + 4 < c ? -1 : 0;
-        }
-        m[p] = _mm256_setr_epi64x(e[0], e[1], e[2], e[3]);
-        mlo[p] = _mm256_setr_epi64x(el[0], el[1], el[2], el[3]);
-        mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
-    }
     int cnt = 0;
     const int full = nx >= 8; /* all 8 lanes valid: plain loads */
+    for (int p = 0; p < 2; p++) { /* lane masks of partial tiles and stride 2 (table look-ups) */
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        const int c = nv > 0 ? 2 * nv - 1 : 0;
+        m[p] = lanes256(nv);
+        mlo[p] = lanes256(c);
+        mhi[p] = lanes256(c - 4);
+    }
     for (int ky = 0; ky < k; ky++) {
         const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
         for (int kx = 0; kx < k; kx++) {
@@ -387,22 +388,16 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
     __m256i m[4], mlo[4], mhi[4];
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
-    for (int p = 0; p < 4; p++) {
-        int nv = nx - 4 * p;
-        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
-        int c = nv > 0 ? 2 * nv - 1 : 0;
-        long long e[4], el[4], eh[4];
-        for (int i = 0; i < 4; i++) {
-            e[i] = i < nv ? -1 : 0;
-            el[i] = i < c ? -1 : 0;
-            eh[i] = i + 4 < c ? -1 : 0;
-        }
-        m[p] = _mm256_setr_epi64x(e[0], e[1], e[2], e[3]);
-        mlo[p] = _mm256_setr_epi64x(el[0], el[1], el[2], el[3]);
-        mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
-    }
     int cnt = 0;
     const int full = nx >= 16;
+    for (int p = 0; p < 4; p++) { /* lane masks of partial tiles and stride 2 (table look-ups) */
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        const int c = nv > 0 ? 2 * nv - 1 : 0;
+        m[p] = lanes256(nv);
+        mlo[p] = lanes256(c);
+        mhi[p] = lanes256(c - 4);
+    }
     const uint64_t *ab = a + (int64_t)gi * g->plane;
     const uint64_t *wb = w + (int64_t)o0 * wstride;
     for (int ky = 0; ky < k; ky++) {
