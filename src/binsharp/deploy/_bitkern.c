@@ -676,15 +676,23 @@ static inline int mm8_generic(v8i c) {
     return m;
 }
 
-/* In-place transpose of a 64 x 64 bit matrix: bit c of a[r] becomes bit r of a[c]. */
-static inline void transpose64(uint64_t *a) {
-    uint64_t m = 0x00000000FFFFFFFFull;
-    for (int j = 32; j; j >>= 1, m ^= m << j)
-        for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
-            const uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
-            a[k] ^= t << j;
-            a[k | j] ^= t;
+/* In-place transpose of a 64 x 64 bit matrix: bit c of a[r] becomes bit r of a[c]. Stage J swaps the
+ * J x J off-diagonal blocks of each 2J x 2J block; its inner loop runs over J consecutive rows (vectorised
+ * for the wide stages). */
+#define TR64_STAGE(J, M)                                                                               \
+    for (int b = 0; b < 64; b += 2 * (J))                                                              \
+        for (int k = b; k < b + (J); k++) {                                                            \
+            const uint64_t t = ((a[k] >> (J)) ^ a[k + (J)]) & (M);                                     \
+            a[k] ^= t << (J);                                                                          \
+            a[k + (J)] ^= t;                                                                           \
         }
+static inline void transpose64(uint64_t *a) {
+    TR64_STAGE(32, 0x00000000FFFFFFFFull)
+    TR64_STAGE(16, 0x0000FFFF0000FFFFull)
+    TR64_STAGE(8, 0x00FF00FF00FF00FFull)
+    TR64_STAGE(4, 0x0F0F0F0F0F0F0F0Full)
+    TR64_STAGE(2, 0x3333333333333333ull)
+    TR64_STAGE(1, 0x5555555555555555ull)
 }
 
 #define GEN_BODIES(SUF)                                                                                \
