@@ -93,6 +93,11 @@ def test_pack_roundtrip_and_threshold(path):
     x = rng.standard_normal((2, 70, 5, 9)).astype(np.float32)
     scale = rng.uniform(0.5, 2, 70).astype(np.float32)
     bias = rng.standard_normal(70).astype(np.float32)
+    wide = rng.standard_normal((1, 70, 2, 600)).astype(np.float32)  # tiles of 64 in blocks of 512 pixels
+    pw = K.pack_activations(wide, scale=scale, bias=bias, halo=1, path=path)
+    np.testing.assert_array_equal(
+        pw.signs(), np.where((wide * scale[:, None, None] + bias[:, None, None]) < 0, -1, 1)
+    )
     x[0, 3, 2, 2] = -bias[3] / scale[3]
     pk = K.pack_activations(x, scale=scale, bias=bias, halo=2, path=path)
     expect = np.where((x * scale[:, None, None] + bias[:, None, None]) < 0, -1, 1)

@@ -810,34 +810,67 @@ static inline void transpose64(uint64_t *a) {
         }                                                                                                      \
     }                                                                                                          \
                                                                                                                 \
-    static void pack_row_##SUF(const float *x, int64_t n, int C, int H, int W, int nhwc, const float *sc, \
-                               const float *bi, int cg, int nwg, int y, uint64_t *dst0, int64_t plane,  \
-                               int G) {                                                                \
-        for (int gi = 0; gi < G; gi++)                                                                 \
-            for (int j = 0; j < nwg; j++) {                                                            \
-                uint64_t *dst = dst0 + ((int64_t)gi * nwg + j) * plane;                                \
-                for (int i = 0; i < W; i++) dst[i] = 0;                                                \
-                int nb = cg - 64 * j < 64 ? cg - 64 * j : 64;                                          \
-                for (int b = 0; b < nb; b++) {                                                         \
-                    const int c = gi * cg + 64 * j + b;                                                \
-                    const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                          \
-                    if (!nhwc) {                                                                       \
-                        const float *r = x + (((int64_t)n * C + c) * H + y) * W;                       \
-                        if (sc)                                                                        \
-                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[i] * s_ + b_) < 0.f) << b; \
-                        else                                                                           \
-                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[i] + b_) < 0.f) << b; \
-                    } else {                                                                           \
-                        const float *r = x + (((int64_t)n * H + y) * W) * C + c;                       \
-                        if (sc)                                                                        \
-                            for (int i = 0; i < W; i++)                                                \
-                                dst[i] |= (uint64_t)((r[(int64_t)i * C] * s_ + b_) < 0.f) << b;    \
-                        else                                                                           \
-                            for (int i = 0; i < W; i++)                                                \
-                                dst[i] |= (uint64_t)((r[(int64_t)i * C] + b_) < 0.f) << b;         \
-                    }                                                                                  \
-                }                                                                                      \
-            }                                                                                          \
+    /* sign bits of nx <= 64 consecutive floats: bit i = (r[i] * s_ + b_) < 0 (without s_ unless scaled) */    \
+    static inline __attribute__((always_inline)) uint64_t signbits_##SUF(const float *r, const int nx,         \
+                                                                         float s_, float b_, int scaled) {     \
+        uint64_t bits = 0;                                                                                     \
+        for (int i0 = 0; i0 < nx; i0 += 8) {                                                                   \
+            const int m = nx - i0 < 8 ? nx - i0 : 8;                                                           \
+            v8f v = {0};                                                                                       \
+            if (m == 8) memcpy(&v, r + i0, sizeof v);                                                          \
+            else memcpy(&v, r + i0, sizeof(float) * (size_t)m);                                                \
+            const v8i neg = scaled ? (v * s_ + b_) < 0.f : (v + b_) < 0.f;                                     \
+            bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
+        }                                                                                                      \
+        return bits;                                                                                           \
+    }                                                                                                          \
+                                                                                                               \
+    /* one image row; planar input: the sign bits of each channel over 64 pixels, then one 64 x 64 bit      */ \
+    /* transposition per word; interleaved (NHWC) input: bit by bit                                          */ \
+    static void pack_row_##SUF(const float *x, int64_t n, int C, int H, int W, int nhwc, const float *sc,     \
+                               const float *bi, int cg, int nwg, int y, uint64_t *dst0, int64_t plane,      \
+                               int G) {                                                                    \
+        uint64_t t[8][64];                                                                                 \
+        for (int gi = 0; gi < G; gi++)                                                                     \
+            for (int j = 0; j < nwg; j++) {                                                                \
+                uint64_t *dst = dst0 + ((int64_t)gi * nwg + j) * plane;                                    \
+                int nb = cg - 64 * j < 64 ? cg - 64 * j : 64;                                              \
+                if (!nhwc) { /* blocks of up to 8 tiles: each channel's row is read in runs of 2 KiB */   \
+                    for (int xb = 0; xb < W; xb += 8 * 64) {                                               \
+                        const int nt = (W - xb + 63) / 64 < 8 ? (W - xb + 63) / 64 : 8;                    \
+                        for (int b = 0; b < 64; b++) {                                                     \
+                            if (b >= nb) {                                                                 \
+                                for (int q = 0; q < nt; q++) t[q][b] = 0;                                  \
+                                continue;                                                                  \
+                            }                                                                              \
+                            const int c = gi * cg + 64 * j + b;                                            \
+                            const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                      \
+                            const float *r = x + (((int64_t)n * C + c) * H + y) * W + xb;                  \
+                            for (int q = 0; q < nt; q++) {                                                 \
+                                const int nx = W - xb - 64 * q < 64 ? W - xb - 64 * q : 64;                \
+                                t[q][b] = nx == 64 ? signbits_##SUF(r + 64 * q, 64, s_, b_, sc != NULL)    \
+                                                   : signbits_##SUF(r + 64 * q, nx, s_, b_, sc != NULL);   \
+                            }                                                                              \
+                        }                                                                                  \
+                        for (int q = 0; q < nt; q++) {                                                     \
+                            const int nx = W - xb - 64 * q < 64 ? W - xb - 64 * q : 64;                    \
+                            transpose64(t[q]);                                                             \
+                            memcpy(dst + xb + 64 * q, t[q], sizeof(uint64_t) * (size_t)nx);                \
+                        }                                                                                  \
+                    }                                                                                      \
+                    continue;                                                                              \
+                }                                                                                          \
+                for (int i = 0; i < W; i++) dst[i] = 0;                                                    \
+                for (int b = 0; b < nb; b++) {                                                             \
+                    const int c = gi * cg + 64 * j + b;                                                    \
+                    const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                              \
+                    const float *r = x + (((int64_t)n * H + y) * W) * C + c;                               \
+                    if (sc)                                                                                \
+                        for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[(int64_t)i * C] * s_ + b_) < 0.f) << b; \
+                    else                                                                                   \
+                        for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[(int64_t)i * C] + b_) < 0.f) << b; \
+                }                                                                                          \
+            }                                                                                              \
     }
 
 #define MOVEMASK8(c) mm8_generic(c)
