@@ -37,6 +37,7 @@ CASES = [
     (32, 24, 3, 2, 1, 1, 9, 77),
     (128, 128, 3, 1, 1, 32, 6, 40),
     (20, 40, 1, 1, 0, 1, 3, 100),
+    (2000, 3, 1, 1, 0, 1, 2, 9),  # 1x1 over 32 words: the byte counters are widened on the way
     (20, 10, 5, 1, 2, 5, 7, 70),  # groups of 4 input channels: packed densely, 16 groups per word
     (16, 16, 3, 2, 1, 4, 9, 13),
     (256, 256, 3, 1, 1, 64, 5, 66),

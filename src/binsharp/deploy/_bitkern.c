@@ -445,9 +445,61 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
         }
 }
 
+/* AVX2, 1x1 kernels over more than 32 channels per group: 8 pixels (2 vectors) at a time against every
+ * output channel of the group in turn; byte counters over up to 31 words, one vpsadbw each, the two
+ * vectors' 64-bit sums merged into one store of 8 int32. */
+__attribute__((target(T256))) static void mk256_1x1(const geom_t *g, const uint64_t *a, const uint64_t *w,
+                                                    int gi, int o0, int no, int oy, int x0, int nx,
+                                                    int32_t *acc) {
+    const int s = g->s, nwg = g->nwg;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i un = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const int64_t row = (int64_t)oy * s - g->pad + g->halo;
+    const uint64_t *ab = a + (int64_t)gi * nwg * g->plane + row * g->Wp;
+    for (int c = 0; c < nx; c += 8) {
+        const int nv = nx - c < 8 ? nx - c : 8;
+        const int64_t xs = (int64_t)(x0 + c) * s - g->pad + g->halo;
+        for (int o = o0; o < o0 + no; o++) {
+            const uint64_t *wp = w + (int64_t)o * nwg;
+            __m256i Q0 = zero, Q1 = zero, B0 = zero, B1 = zero;
+            for (int j = 0; j < nwg; j++) {
+                const uint64_t *ap = ab + (int64_t)j * g->plane + xs;
+                __m256i v0, v1;
+                if (s == 1 && nv == 8) {
+                    v0 = _mm256_loadu_si256((const __m256i *)ap);
+                    v1 = _mm256_loadu_si256((const __m256i *)(ap + 4));
+                } else {
+                    long long t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    for (int i = 0; i < nv; i++) t[i] = (long long)ap[(int64_t)i * s];
+                    v0 = _mm256_loadu_si256((const __m256i *)t);
+                    v1 = _mm256_loadu_si256((const __m256i *)(t + 4));
+                }
+                const __m256i wv = _mm256_set1_epi64x((long long)wp[j]);
+                B0 = _mm256_add_epi8(B0, pc_bytes(_mm256_xor_si256(v0, wv), lut, low));
+                B1 = _mm256_add_epi8(B1, pc_bytes(_mm256_xor_si256(v1, wv), lut, low));
+                if (j % 31 == 30) {
+                    Q0 = _mm256_add_epi64(Q0, _mm256_sad_epu8(B0, zero));
+                    Q1 = _mm256_add_epi64(Q1, _mm256_sad_epu8(B1, zero));
+                    B0 = B1 = zero;
+                }
+            }
+            Q0 = _mm256_add_epi64(Q0, _mm256_sad_epu8(B0, zero));
+            Q1 = _mm256_add_epi64(Q1, _mm256_sad_epu8(B1, zero));
+            const __m256i q = _mm256_or_si256(Q0, _mm256_slli_epi64(Q1, 32));
+            _mm256_storeu_si256((__m256i *)(acc + (int64_t)o * TX + c), _mm256_permutevar8x32_epi32(q, un));
+        }
+    }
+}
+
 __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_t *a, const uint64_t *w,
                                                   int gi, int o0, int no, int oy, int x0, int nx,
                                                   int32_t *acc) {
+    if (g->k == 1 && g->cg_in > 32) {
+        mk256_1x1(g, a, w, gi, o0, no, oy, x0, nx, acc);
+        return;
+    }
     if (g->nwg == 1 && g->cg_in <= 32) {
         for (int c0 = 0; c0 < nx; c0 += 16) {
             int ncx = nx - c0 < 16 ? nx - c0 : 16;
