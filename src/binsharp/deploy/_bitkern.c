@@ -747,6 +747,15 @@ static inline void transpose64(uint64_t *a) {
     TR64_STAGE(1, 0x5555555555555555ull)
 }
 
+/* stages of the epilogue of one channel (epi_chan_*); the common combinations get specialised code */
+enum {
+    EF_BIAS = 1, EF_AFF = 2, EF_ACTF = 4, EF_RES = 8, EF_ACTL = 16, EF_CLAMP = 32, EF_OUT = 64, EF_PACK = 128,
+    EF_PSCALE = 256,
+    EF_COMMON1 = EF_ACTF | EF_RES | EF_OUT,           /* a binary layer with its residual, float output */
+    EF_COMMON2 = EF_ACTF | EF_RES | EF_OUT | EF_PACK, /* ... and packed output for the next one */
+    EF_COMMON3 = EF_ACTF | EF_RES | EF_OUT | EF_PACK | EF_PSCALE
+};
+
 #define GEN_BODIES(SUF)                                                                                \
     /* depthwise: acc[c*TX + i] = number of valid-or-halo taps where sign(a) != sign(w), bit-sliced */ \
     static void mkdw_##SUF(const geom_t *g, const uint64_t *a, const uint64_t *w, int oy, int x0, int nx, \
@@ -781,88 +790,96 @@ static inline void transpose64(uint64_t *a) {
     }                                                                                                  \
                                                                                                        \
     /* the epilogue of one channel over one tile row (8 pixels per vector); returns the packed sign bits */    \
-    static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,    \
-                                                                         const int nx) {                       \
-        uint64_t bits = 0;                                                                                     \
-        for (int i0 = 0; i0 < nx; i0 += 8) {                                                                   \
-            const int m = nx - i0 < 8 ? nx - i0 : 8;                                                           \
-            v8i y;                                                                                             \
-            memcpy(&y, yi + i0, sizeof y);                                                                     \
-            v8f v = __builtin_convertvector(y, v8f) * c->al;                                                   \
-            if (c->bias) v = v + c->bb;                                                                        \
-            if (c->aff) v = v * c->as + c->ab;                                                                 \
-            if (c->act_first) v = rprelu8(v, c->ga, c->sl, c->ze);                                             \
-            if (c->rr) {                                                                                       \
-                v8f r = {0};                                                                                   \
-                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                  \
-                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                        \
-                v = v + r;                                                                                     \
-            }                                                                                                  \
-            if (c->act_last) v = rprelu8(v, c->ga, c->sl, c->ze);                                              \
-            if (c->clamp) {                                                                                    \
-                const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                             \
-                v = sel8(v < lo, lo, v);                                                                       \
-                v = sel8(v > hi, hi, v);                                                                       \
-            }                                                                                                  \
-            if (c->out && m == 8) memcpy(c->out + i0, &v, sizeof v);                                           \
-            else if (c->out) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
-            if (c->pack) {                                                                                     \
-                const v8i neg = c->pscale ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                     \
-                bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                   \
-            }                                                                                                  \
-        }                                                                                                      \
-        return bits;                                                                                           \
-    }                                                                                                          \
-                                                                                                               \
-    /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */ \
-    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */ \
+    static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,        \
+                                                                         const int nx, const int F) {              \
+        uint64_t bits = 0;                                                                                         \
+        for (int i0 = 0; i0 < nx; i0 += 8) {                                                                       \
+            const int m = nx - i0 < 8 ? nx - i0 : 8;                                                               \
+            v8i y;                                                                                                 \
+            memcpy(&y, yi + i0, sizeof y);                                                                         \
+            v8f v = __builtin_convertvector(y, v8f) * c->al;                                                       \
+            if (F & EF_BIAS) v = v + c->bb;                                                                        \
+            if (F & EF_AFF) v = v * c->as + c->ab;                                                                 \
+            if (F & EF_ACTF) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
+            if (F & EF_RES) {                                                                                      \
+                v8f r = {0};                                                                                       \
+                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                      \
+                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                            \
+                v = v + r;                                                                                         \
+            }                                                                                                      \
+            if (F & EF_ACTL) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
+            if (F & EF_CLAMP) {                                                                                    \
+                const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                                 \
+                v = sel8(v < lo, lo, v);                                                                           \
+                v = sel8(v > hi, hi, v);                                                                           \
+            }                                                                                                      \
+            if ((F & EF_OUT) && m == 8) memcpy(c->out + i0, &v, sizeof v);                                         \
+            else if (F & EF_OUT) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
+            if (F & EF_PACK) {                                                                                     \
+                const v8i neg = (F & EF_PSCALE) ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                   \
+                bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
+            }                                                                                                      \
+        }                                                                                                          \
+        return bits;                                                                                               \
+    }                                                                                                              \
+                                                                                                                   \
+    /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */   \
+    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */    \
     static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
-                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out, \
-                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                      \
-        int32_t yi[TX];                                                                                        \
-        const int act = e->act;                                                                                \
-        for (int o = 0; o < g->Co; o++) {                                                                      \
-            const int32_t *ar = acc + (int64_t)o * TX;                                                         \
-            const int32_t *bo = base_r + (int64_t)o * ncc;                                                     \
-            const int32_t b0 = bo[0];                                                                          \
-            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                               \
-        for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                                  \
-            for (int q = 0; q < nbx; q++) {                                                                    \
-                int i = bx[q] - x0;                                                                            \
-                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                           \
-            }                                                                                                  \
-            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                         \
-            if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                   \
-            if (!out && !pout) continue;                                                                       \
-            const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                   \
-            const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                  \
-            const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f; \
-            const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                \
+                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out,     \
+                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                          \
+        int32_t yi[TX];                                                                                            \
+        const int act = e->act;                                                                                    \
+        for (int o = 0; o < g->Co; o++) {                                                                          \
+            const int32_t *ar = acc + (int64_t)o * TX;                                                             \
+            const int32_t *bo = base_r + (int64_t)o * ncc;                                                         \
+            const int32_t b0 = bo[0];                                                                              \
+            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                                   \
+        for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                                      \
+            for (int q = 0; q < nbx; q++) {                                                                        \
+                int i = bx[q] - x0;                                                                                \
+                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                               \
+            }                                                                                                      \
+            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                             \
+            if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                       \
+            if (!out && !pout) continue;                                                                           \
+            const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                       \
+            const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                      \
+            const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f;   \
+            const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                    \
             const float *rr = e->res ? e->res + orow : NULL;                                                       \
-            /* the next tiles of this channel plane follow in memory: fetch the one after next */              \
-            for (int j = 0; j < TX; j += 16) {                                                                 \
-                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                               \
-                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                      \
-            }                                                                                                  \
-            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL, \
-                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,       \
-                             out ? out + orow : NULL, pout != NULL};                                           \
-            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */           \
-            const uint64_t bits = nx == TX ? epi_chan_##SUF(&c, yi, TX) : epi_chan_##SUF(&c, yi, nx);          \
-            if (pout) msk[o] = bits;                                                                           \
-        }                                                                                                      \
-        if (!pout) return;                                                                                     \
-        uint64_t t[64];                                                                                        \
-        for (int q = 0; q < g->nwo; q++) {                                                                     \
-            const int gg = q / g->nwgo, c0 = (q % g->nwgo) * 64, nb = g->cgo - c0 < 64 ? g->cgo - c0 : 64;     \
-            for (int r = 0; r < 64; r++) t[r] = r < nb ? msk[gg * g->cgo + c0 + r] : 0;                        \
-            transpose64(t);                                                                                    \
-            memcpy(pout + n * g->img_o + q * g->plane_o + (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0, t, \
-                   sizeof(uint64_t) * (size_t)nx);                                                             \
-        }                                                                                                      \
-    }                                                                                                          \
-                                                                                                                \
-    /* sign bits of nx <= 64 consecutive floats: bit i = (r[i] * s_ + b_) < 0 (without s_ unless scaled) */    \
+            /* the next tiles of this channel plane follow in memory: fetch the one after next */                  \
+            for (int j = 0; j < TX; j += 16) {                                                                     \
+                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                                   \
+                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                          \
+            }                                                                                                      \
+            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
+                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
+                             out ? out + orow : NULL, pout != NULL};                                               \
+            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
+            const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
+                          (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
+                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0);              \
+            /* full tiles of the usual stage combinations: straight-line code, no per-vector tests */              \
+            uint64_t bits;                                                                                         \
+            if (nx == TX && F == EF_COMMON1) bits = epi_chan_##SUF(&c, yi, TX, EF_COMMON1);                        \
+            else if (nx == TX && F == EF_COMMON2) bits = epi_chan_##SUF(&c, yi, TX, EF_COMMON2);                   \
+            else if (nx == TX && F == EF_COMMON3) bits = epi_chan_##SUF(&c, yi, TX, EF_COMMON3);                   \
+            else bits = epi_chan_##SUF(&c, yi, nx, F);                                                             \
+            if (pout) msk[o] = bits;                                                                               \
+        }                                                                                                          \
+        if (!pout) return;                                                                                         \
+        uint64_t t[64];                                                                                            \
+        for (int q = 0; q < g->nwo; q++) {                                                                         \
+            const int gg = q / g->nwgo, c0 = (q % g->nwgo) * 64, nb = g->cgo - c0 < 64 ? g->cgo - c0 : 64;         \
+            for (int r = 0; r < 64; r++) t[r] = r < nb ? msk[gg * g->cgo + c0 + r] : 0;                            \
+            transpose64(t);                                                                                        \
+            memcpy(pout + n * g->img_o + q * g->plane_o + (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0, t,  \
+                   sizeof(uint64_t) * (size_t)nx);                                                                 \
+        }                                                                                                          \
+    }                                                                                                              \
+                                                                                                                   \
+    /* sign bits of nx <= 64 consecutive floats: bit i = (r[i] * s_ + b_) < 0 (without s_ unless scaled) */        \
     static inline __attribute__((always_inline)) uint64_t signbits_##SUF(const float *r, const int nx,         \
                                                                          float s_, float b_, int scaled) {     \
         uint64_t bits = 0;                                                                                     \
