@@ -747,14 +747,27 @@ static inline void transpose64(uint64_t *a) {
     TR64_STAGE(1, 0x5555555555555555ull)
 }
 
-/* stages of the epilogue of one channel (epi_chan_*); the common combinations get specialised code */
+/* stages of the epilogue of one channel (epi_chan_*) */
 enum {
     EF_BIAS = 1, EF_AFF = 2, EF_ACTF = 4, EF_RES = 8, EF_ACTL = 16, EF_CLAMP = 32, EF_OUT = 64, EF_PACK = 128,
-    EF_PSCALE = 256,
-    EF_COMMON1 = EF_ACTF | EF_RES | EF_OUT,           /* a binary layer with its residual, float output */
-    EF_COMMON2 = EF_ACTF | EF_RES | EF_OUT | EF_PACK, /* ... and packed output for the next one */
-    EF_COMMON3 = EF_ACTF | EF_RES | EF_OUT | EF_PACK | EF_PSCALE
+    EF_PSCALE = 256
 };
+/* the combinations of the zoo's binary layers, specialised for full tiles: X(function, stages) */
+#define EF_CASES(X, FN)                                                                                \
+    X(FN, EF_ACTF | EF_RES | EF_OUT)                                                                   \
+    X(FN, EF_ACTF | EF_RES | EF_OUT | EF_PACK)                                                         \
+    X(FN, EF_ACTF | EF_PACK)                                                                           \
+    X(FN, EF_AFF | EF_RES | EF_ACTL | EF_OUT | EF_PACK)                                                \
+    X(FN, EF_AFF | EF_RES | EF_OUT | EF_PACK)                                                          \
+    X(FN, EF_AFF | EF_RES | EF_CLAMP | EF_OUT | EF_PACK)                                               \
+    X(FN, EF_AFF | EF_CLAMP | EF_PACK)                                                                 \
+    X(FN, EF_RES | EF_ACTL | EF_OUT | EF_PACK)                                                         \
+    X(FN, EF_OUT)
+#define EF_CASE(FN, F_)                                                                                \
+    case (F_):                                                                                         \
+        bits = FN(&c, yi, TX, (F_));                                                                   \
+        break;
+
 
 #define GEN_BODIES(SUF)                                                                                \
     /* depthwise: acc[c*TX + i] = number of valid-or-halo taps where sign(a) != sign(w), bit-sliced */ \
@@ -860,12 +873,13 @@ enum {
             const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
                           (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
                           (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0);              \
-            /* full tiles of the usual stage combinations: straight-line code, no per-vector tests */              \
+            /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */             \
             uint64_t bits;                                                                                         \
-            if (nx == TX && F == EF_COMMON1) bits = epi_chan_##SUF(&c, yi, TX, EF_COMMON1);                        \
-            else if (nx == TX && F == EF_COMMON2) bits = epi_chan_##SUF(&c, yi, TX, EF_COMMON2);                   \
-            else if (nx == TX && F == EF_COMMON3) bits = epi_chan_##SUF(&c, yi, TX, EF_COMMON3);                   \
-            else bits = epi_chan_##SUF(&c, yi, nx, F);                                                             \
+            switch (nx == TX ? F : -1) {                                                                       \
+                EF_CASES(EF_CASE, epi_chan_##SUF)                                                              \
+            default:                                                                                           \
+                bits = epi_chan_##SUF(&c, yi, nx, F);                                                          \
+            }                                                                                                  \
             if (pout) msk[o] = bits;                                                                               \
         }                                                                                                          \
         if (!pout) return;                                                                                         \
