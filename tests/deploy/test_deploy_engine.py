@@ -16,7 +16,7 @@ import torch
 from binsharp import models
 from binsharp.deploy import bsp
 from binsharp.deploy import kernels as K
-from binsharp.deploy.export import export_model, lower_model
+from binsharp.deploy.export import export_model, lower_model, merge_duplicates
 from binsharp.deploy.parity import forced_run, record
 from binsharp.deploy.runtime import Engine
 from binsharp.errors import BinsharpError
@@ -325,3 +325,26 @@ def test_quantizer_without_export_form_is_refused():
     conv.input_quantizer = Shifted()
     with pytest.raises(BinsharpError, match="Shifted does not declare an export form"):
         lower_model(m)
+
+
+def test_repeated_ops_are_merged():
+    """An op that repeats an earlier one (S2BNet's SRMs take the global mean of one tensor twice) is
+    dropped at export; its readers read the earlier result, with the same output."""
+    m = _randomised("s2bnet")
+    model = lower_model(m)
+    graph = model.graph
+    keys = [
+        json.dumps([o["op"], o["in"], o.get("attrs", {}), o.get("params", {})], sort_keys=True) for o in graph
+    ]
+    assert len(set(keys)) == len(keys)
+    i = next(i for i, o in enumerate(graph) if o["op"] == "mean_hw")
+    name = graph[i]["out"][0]
+    j = next(j for j in range(i + 1, len(graph)) if name in graph[j]["in"])
+    again = {**graph[i], "out": [name + ".again"]}
+    reader = {**graph[j], "in": [name + ".again" if n == name else n for n in graph[j]["in"]]}
+    ops = [*graph[: i + 1], again, *graph[i + 1 : j], reader, *graph[j + 1 :]]
+    outputs = list(model.outputs)
+    inp = {k: v.numpy() for k, v in _inputs(m, 20).items()}
+    repeated = Engine(bsp.BspModel(model.model, ops, outputs, model.tensors))(**inp)
+    assert merge_duplicates(ops, outputs) == graph and outputs == model.outputs
+    np.testing.assert_array_equal(repeated, Engine(model)(**inp))

@@ -37,6 +37,10 @@ CASES = [
     (32, 24, 3, 2, 1, 1, 9, 77),
     (128, 128, 3, 1, 1, 32, 6, 40),
     (20, 40, 1, 1, 0, 1, 3, 100),
+    (2000, 3, 1, 1, 0, 1, 2, 9),  # 1x1 over 32 words: the byte counters are widened on the way
+    (20, 10, 5, 1, 2, 5, 7, 70),  # groups of 4 input channels: packed densely, 16 groups per word
+    (16, 16, 3, 2, 1, 4, 9, 13),
+    (256, 256, 3, 1, 1, 64, 5, 66),
 ]
 
 
@@ -65,21 +69,23 @@ def test_integer_accumulator_equals_float_emulation(case, path):
     x, wt = _inputs(ci, co, k, g, h, w, seed=hash(case) % 2**32)
     ref = _emulate(x, wt, s, p, g)
     depthwise = g > 1 and g == ci == co
-    pk = K.pack_activations(x, groups=1 if depthwise else g, halo=max(p, 1), path=path)
-    r = K.binary_conv2d(
-        pk,
-        K.pack_weights(wt, g),
-        out_channels=co,
-        kernel_size=k,
-        stride=s,
-        padding=p,
-        groups=g,
-        int_out=True,
-        float_out=False,
-        path=path,
-    )
-    assert r["y"].shape == ref.shape
-    np.testing.assert_array_equal(r["y"], ref.astype(np.int32))
+    # the fastest packing and the one with each group in words of its own (accepted by every grouped layer)
+    for pg in {K.packing_groups(ci, co, k, g), 1 if depthwise else g}:
+        pk = K.pack_activations(x, groups=pg, halo=max(p, 1), path=path)
+        r = K.binary_conv2d(
+            pk,
+            K.pack_weights(wt, g),
+            out_channels=co,
+            kernel_size=k,
+            stride=s,
+            padding=p,
+            groups=g,
+            int_out=True,
+            float_out=False,
+            path=path,
+        )
+        assert r["y"].shape == ref.shape
+        np.testing.assert_array_equal(r["y"], ref.astype(np.int32))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -88,6 +94,11 @@ def test_pack_roundtrip_and_threshold(path):
     x = rng.standard_normal((2, 70, 5, 9)).astype(np.float32)
     scale = rng.uniform(0.5, 2, 70).astype(np.float32)
     bias = rng.standard_normal(70).astype(np.float32)
+    wide = rng.standard_normal((1, 70, 2, 600)).astype(np.float32)  # tiles of 64 in blocks of 512 pixels
+    pw = K.pack_activations(wide, scale=scale, bias=bias, halo=1, path=path)
+    np.testing.assert_array_equal(
+        pw.signs(), np.where((wide * scale[:, None, None] + bias[:, None, None]) < 0, -1, 1)
+    )
     x[0, 3, 2, 2] = -bias[3] / scale[3]
     pk = K.pack_activations(x, scale=scale, bias=bias, halo=2, path=path)
     expect = np.where((x * scale[:, None, None] + bias[:, None, None]) < 0, -1, 1)
@@ -302,13 +313,12 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
     ci, co, k, s, p, g, h, w = case
     x, wt = _inputs(ci, co, k, g, h, w, seed=5)
     rng = np.random.default_rng(6)
-    depthwise = g > 1 and g == ci == co
     ho, wo = K.conv_output_size(h, k, s, p), K.conv_output_size(w, k, s, p)
     vec = [rng.standard_normal(co).astype(np.float32) for _ in range(6)]
     res = rng.standard_normal((2, co, ho, wo)).astype(np.float32)
 
     def run():
-        pk = K.pack_activations(x, bias=rng_bias, groups=1 if depthwise else g, halo=max(1, p))
+        pk = K.pack_activations(x, bias=rng_bias, groups=K.packing_groups(ci, co, k, g), halo=max(1, p))
         return K.binary_conv2d(
             pk,
             K.pack_weights(wt, g),

@@ -6,6 +6,8 @@
  *   Packed activations: uint64 array (N, G*nwg, H + 2*halo, W + 2*halo); channel c of group gi is bit
  *   (c % 64) of word plane gi*nwg + c / 64 (c counted inside the group); the halo (border) words are 0.
  *   Unused bits (channels beyond the group size) are 0 in activations and weights, so they never count.
+ *   Groups of 4 input channels may also be packed with one group (dense: group gi in nibble gi % 16 of word
+ *   plane gi / 16); bs_conv's groups_a gives the packing of the activations.
  *   Dense/grouped weights: uint64 (Co, k, k, nwg). Depthwise weights: uint64 (k*k, nw) (channel c = bit c%64 of
  *   word c/64), with the activations packed with one group.
  *
@@ -119,6 +121,7 @@ typedef struct {
     int64_t N;
     int Ci, H, W, halo, Hp, Wp, groups, cg_in, nwg, nw_in;
     int Co, cg_out, k, s, pad, Ho, Wo, depthwise;
+    int nib; /* groups of 4 channels packed densely (one group per nibble): the number of words, else 0 */
     int64_t plane, img;
     /* packed output */
     int halo_o, Hpo, Wpo, go, cgo, nwgo, nwo;
@@ -293,6 +296,13 @@ static inline __attribute__((always_inline, target(T256))) __m256i pc_bytes(__m2
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
+/* the first n (clamped to 0..4) 64-bit lanes set */
+static inline __attribute__((always_inline, target(T256))) __m256i lanes256(int n) {
+    static const long long tbl[12] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0};
+    n = n < 0 ? 0 : (n > 4 ? 4 : n);
+    return _mm256_loadu_si256((const __m256i *)(tbl + 8 - n));
+}
+
 static inline __attribute__((always_inline, target(T256))) void
 mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
           int nx, int32_t *acc, int accoff) {
@@ -306,22 +316,16 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
     __m256i m[2], mlo[2], mhi[2];
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
-    for (int p = 0; p < 2; p++) {
-        int nv = nx - 4 * p;
-        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
-        int c = nv > 0 ? 2 * nv - 1 : 0;
-        long long e[4], el[4], eh[4];
-        for (int i = 0; i < 4; i++) {
-            e[i] = i < nv ? -1 : 0;
-            el[i] = i < c ? -1 : 0;
-            eh[i] = i + 4 < c ? -1 : 0;
-        }
-        m[p] = _mm256_setr_epi64x(e[0], e[1], e[2], e[3]);
-        mlo[p] = _mm256_setr_epi64x(el[0], el[1], el[2], el[3]);
-        mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
-    }
     int cnt = 0;
     const int full = nx >= 8; /* all 8 lanes valid: plain loads */
+    for (int p = 0; p < 2; p++) { /* lane masks of partial tiles and stride 2 (table look-ups) */
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        const int c = nv > 0 ? 2 * nv - 1 : 0;
+        m[p] = lanes256(nv);
+        mlo[p] = lanes256(c);
+        mhi[p] = lanes256(c - 4);
+    }
     for (int ky = 0; ky < k; ky++) {
         const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
         for (int kx = 0; kx < k; kx++) {
@@ -384,22 +388,16 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
     __m256i m[4], mlo[4], mhi[4];
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
-    for (int p = 0; p < 4; p++) {
-        int nv = nx - 4 * p;
-        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
-        int c = nv > 0 ? 2 * nv - 1 : 0;
-        long long e[4], el[4], eh[4];
-        for (int i = 0; i < 4; i++) {
-            e[i] = i < nv ? -1 : 0;
-            el[i] = i < c ? -1 : 0;
-            eh[i] = i + 4 < c ? -1 : 0;
-        }
-        m[p] = _mm256_setr_epi64x(e[0], e[1], e[2], e[3]);
-        mlo[p] = _mm256_setr_epi64x(el[0], el[1], el[2], el[3]);
-        mhi[p] = _mm256_setr_epi64x(eh[0], eh[1], eh[2], eh[3]);
-    }
     int cnt = 0;
     const int full = nx >= 16;
+    for (int p = 0; p < 4; p++) { /* lane masks of partial tiles and stride 2 (table look-ups) */
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        const int c = nv > 0 ? 2 * nv - 1 : 0;
+        m[p] = lanes256(nv);
+        mlo[p] = lanes256(c);
+        mhi[p] = lanes256(c - 4);
+    }
     const uint64_t *ab = a + (int64_t)gi * g->plane;
     const uint64_t *wb = w + (int64_t)o0 * wstride;
     for (int ky = 0; ky < k; ky++) {
@@ -447,9 +445,61 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
         }
 }
 
+/* AVX2, 1x1 kernels over more than 32 channels per group: 8 pixels (2 vectors) at a time against every
+ * output channel of the group in turn; byte counters over up to 31 words, one vpsadbw each, the two
+ * vectors' 64-bit sums merged into one store of 8 int32. */
+__attribute__((target(T256))) static void mk256_1x1(const geom_t *g, const uint64_t *a, const uint64_t *w,
+                                                    int gi, int o0, int no, int oy, int x0, int nx,
+                                                    int32_t *acc) {
+    const int s = g->s, nwg = g->nwg;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i un = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const int64_t row = (int64_t)oy * s - g->pad + g->halo;
+    const uint64_t *ab = a + (int64_t)gi * nwg * g->plane + row * g->Wp;
+    for (int c = 0; c < nx; c += 8) {
+        const int nv = nx - c < 8 ? nx - c : 8;
+        const int64_t xs = (int64_t)(x0 + c) * s - g->pad + g->halo;
+        for (int o = o0; o < o0 + no; o++) {
+            const uint64_t *wp = w + (int64_t)o * nwg;
+            __m256i Q0 = zero, Q1 = zero, B0 = zero, B1 = zero;
+            for (int j = 0; j < nwg; j++) {
+                const uint64_t *ap = ab + (int64_t)j * g->plane + xs;
+                __m256i v0, v1;
+                if (s == 1 && nv == 8) {
+                    v0 = _mm256_loadu_si256((const __m256i *)ap);
+                    v1 = _mm256_loadu_si256((const __m256i *)(ap + 4));
+                } else {
+                    long long t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    for (int i = 0; i < nv; i++) t[i] = (long long)ap[(int64_t)i * s];
+                    v0 = _mm256_loadu_si256((const __m256i *)t);
+                    v1 = _mm256_loadu_si256((const __m256i *)(t + 4));
+                }
+                const __m256i wv = _mm256_set1_epi64x((long long)wp[j]);
+                B0 = _mm256_add_epi8(B0, pc_bytes(_mm256_xor_si256(v0, wv), lut, low));
+                B1 = _mm256_add_epi8(B1, pc_bytes(_mm256_xor_si256(v1, wv), lut, low));
+                if (j % 31 == 30) {
+                    Q0 = _mm256_add_epi64(Q0, _mm256_sad_epu8(B0, zero));
+                    Q1 = _mm256_add_epi64(Q1, _mm256_sad_epu8(B1, zero));
+                    B0 = B1 = zero;
+                }
+            }
+            Q0 = _mm256_add_epi64(Q0, _mm256_sad_epu8(B0, zero));
+            Q1 = _mm256_add_epi64(Q1, _mm256_sad_epu8(B1, zero));
+            const __m256i q = _mm256_or_si256(Q0, _mm256_slli_epi64(Q1, 32));
+            _mm256_storeu_si256((__m256i *)(acc + (int64_t)o * TX + c), _mm256_permutevar8x32_epi32(q, un));
+        }
+    }
+}
+
 __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_t *a, const uint64_t *w,
                                                   int gi, int o0, int no, int oy, int x0, int nx,
                                                   int32_t *acc) {
+    if (g->k == 1 && g->cg_in > 32) {
+        mk256_1x1(g, a, w, gi, o0, no, oy, x0, nx, acc);
+        return;
+    }
     if (g->nwg == 1 && g->cg_in <= 32) {
         for (int c0 = 0; c0 < nx; c0 += 16) {
             int ncx = nx - c0 < 16 ? nx - c0 : 16;
@@ -468,6 +518,109 @@ __attribute__((target(T256))) static void mk_avx2(const geom_t *g, const uint64_
 }
 
 #endif /* BS_X86 */
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Groups of 4 input channels packed densely: word q holds groups 16q..16q+15, group 16q+m in nibble m.   */
+/* Weights wn (nq, cg_out, k*k): nibble m of wn[q][j][t] = the 4 weight bits of output channel           */
+/* (16q+m)*cg_out + j at tap t. Per pixel, word and j, one XOR per tap gives 16 groups' mismatches; their  */
+/* nibble popcounts are summed in bytes (at most 4*k*k <= 196): L (groups 16q+2b in byte b) and H          */
+/* (16q+2b+1), then widened into the accumulator rows of the 16 output channels.                         */
+
+#define NIB_M1 0x5555555555555555ull
+#define NIB_M2 0x3333333333333333ull
+#define NIB_M4 0x0F0F0F0F0F0F0F0Full
+
+static inline int64_t nib_col(const geom_t *g, int x0, int i, int kx) {
+    return (int64_t)(x0 + i) * g->s + kx - g->pad + g->halo;
+}
+
+/* acc rows of word q, weight index j from the byte counters L, H of nx pixels */
+static void nib_scatter(const geom_t *g, int q, int j, const uint64_t *L, const uint64_t *H, int nx,
+                        int32_t *acc) {
+    for (int m = 0; m < 16; m++) {
+        const int gi = 16 * q + m;
+        if (gi >= g->groups) break;
+        const uint64_t *src = (m & 1) ? H : L;
+        const int sh = 8 * (m >> 1);
+        int32_t *ar = acc + (int64_t)(gi * g->cg_out + j) * TX;
+        for (int i = 0; i < nx; i++) ar[i] = (int32_t)((src[i] >> sh) & 0xFFu);
+    }
+}
+
+static void mknib_generic(const geom_t *g, const uint64_t *a, const uint64_t *wn, int oy, int x0, int nx,
+                          int32_t *acc) {
+    const int k = g->k, kk = k * k;
+    uint64_t L[TX], H[TX];
+    for (int q = 0; q < g->nib; q++)
+        for (int j = 0; j < g->cg_out; j++) {
+            const uint64_t *wq = wn + ((int64_t)q * g->cg_out + j) * kk;
+            for (int i = 0; i < nx; i++) L[i] = H[i] = 0;
+            for (int ky = 0; ky < k; ky++) {
+                const uint64_t *ar = a + q * g->plane + ((int64_t)oy * g->s + ky - g->pad + g->halo) * g->Wp;
+                for (int kx = 0; kx < k; kx++) {
+                    const uint64_t wv = wq[ky * k + kx];
+                    for (int i = 0; i < nx; i++) {
+                        uint64_t d = ar[nib_col(g, x0, i, kx)] ^ wv;
+                        d = d - ((d >> 1) & NIB_M1);
+                        d = (d & NIB_M2) + ((d >> 2) & NIB_M2);
+                        L[i] += d & NIB_M4;
+                        H[i] += (d >> 4) & NIB_M4;
+                    }
+                }
+            }
+            nib_scatter(g, q, j, L, H, nx, acc);
+        }
+}
+
+#if BS_X86
+/* AVX2: 4 pixels per vector, 4 weight indices j at a time; nibble look-up popcount into byte counters. */
+__attribute__((target(T256))) static void mknib_avx2(const geom_t *g, const uint64_t *a, const uint64_t *wn,
+                                                     int oy, int x0, int nx, int32_t *acc) {
+    const int k = g->k, kk = k * k, s = g->s, cgo = g->cg_out;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                         1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    uint64_t L[4][TX], H[4][TX];
+    for (int q = 0; q < g->nib; q++)
+        for (int j0 = 0; j0 < cgo; j0 += 4) {
+            const int nj = cgo - j0 < 4 ? cgo - j0 : 4;
+            const uint64_t *wq = wn + ((int64_t)q * cgo + j0) * kk;
+            for (int c = 0; c < nx; c += 4) {
+                const int nv = nx - c < 4 ? nx - c : 4;
+                __m256i AL[4], AH[4];
+                for (int jj = 0; jj < 4; jj++) AL[jj] = AH[jj] = _mm256_setzero_si256();
+                for (int ky = 0; ky < k; ky++) {
+                    const uint64_t *ar =
+                        a + q * g->plane + ((int64_t)oy * s + ky - g->pad + g->halo) * g->Wp;
+                    for (int kx = 0; kx < k; kx++) {
+                        const uint64_t *ap = ar + nib_col(g, x0, c, kx);
+                        __m256i av;
+                        if (s == 1 && nv == 4) {
+                            av = _mm256_loadu_si256((const __m256i *)ap);
+                        } else {
+                            long long t[4] = {0, 0, 0, 0};
+                            for (int i = 0; i < nv; i++) t[i] = (long long)ap[(int64_t)i * s];
+                            av = _mm256_setr_epi64x(t[0], t[1], t[2], t[3]);
+                        }
+                        for (int jj = 0; jj < 4; jj++) {
+                            if (jj >= nj) break;
+                            const __m256i d =
+                                _mm256_xor_si256(av, _mm256_set1_epi64x((long long)wq[jj * kk + ky * k + kx]));
+                            AL[jj] = _mm256_add_epi8(AL[jj], _mm256_shuffle_epi8(lut, _mm256_and_si256(d, low)));
+                            AH[jj] = _mm256_add_epi8(
+                                AH[jj], _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(d, 4), low)));
+                        }
+                    }
+                }
+                for (int jj = 0; jj < nj; jj++) {
+                    _mm256_storeu_si256((__m256i *)(L[jj] + c), AL[jj]);
+                    _mm256_storeu_si256((__m256i *)(H[jj] + c), AH[jj]);
+                }
+            }
+            for (int jj = 0; jj < nj; jj++) nib_scatter(g, q, j0 + jj, L[jj], H[jj], nx, acc);
+        }
+}
+#endif
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Ceiling microbenchmark: XOR + popcount over n words of a and w (L1-resident), reps times, with the     */
@@ -575,16 +728,46 @@ static inline int mm8_generic(v8i c) {
     return m;
 }
 
-/* In-place transpose of a 64 x 64 bit matrix: bit c of a[r] becomes bit r of a[c]. */
-static inline void transpose64(uint64_t *a) {
-    uint64_t m = 0x00000000FFFFFFFFull;
-    for (int j = 32; j; j >>= 1, m ^= m << j)
-        for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
-            const uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
-            a[k] ^= t << j;
-            a[k | j] ^= t;
+/* In-place transpose of a 64 x 64 bit matrix: bit c of a[r] becomes bit r of a[c]. Stage J swaps the
+ * J x J off-diagonal blocks of each 2J x 2J block; its inner loop runs over J consecutive rows (vectorised
+ * for the wide stages). */
+#define TR64_STAGE(J, M)                                                                               \
+    for (int b = 0; b < 64; b += 2 * (J))                                                              \
+        for (int k = b; k < b + (J); k++) {                                                            \
+            const uint64_t t = ((a[k] >> (J)) ^ a[k + (J)]) & (M);                                     \
+            a[k] ^= t << (J);                                                                          \
+            a[k + (J)] ^= t;                                                                           \
         }
+static inline void transpose64(uint64_t *a) {
+    TR64_STAGE(32, 0x00000000FFFFFFFFull)
+    TR64_STAGE(16, 0x0000FFFF0000FFFFull)
+    TR64_STAGE(8, 0x00FF00FF00FF00FFull)
+    TR64_STAGE(4, 0x0F0F0F0F0F0F0F0Full)
+    TR64_STAGE(2, 0x3333333333333333ull)
+    TR64_STAGE(1, 0x5555555555555555ull)
 }
+
+/* stages of the epilogue of one channel (epi_chan_*) */
+enum {
+    EF_BIAS = 1, EF_AFF = 2, EF_ACTF = 4, EF_RES = 8, EF_ACTL = 16, EF_CLAMP = 32, EF_OUT = 64, EF_PACK = 128,
+    EF_PSCALE = 256
+};
+/* the combinations of the zoo's binary layers, specialised for full tiles: X(function, stages) */
+#define EF_CASES(X, FN)                                                                                \
+    X(FN, EF_ACTF | EF_RES | EF_OUT)                                                                   \
+    X(FN, EF_ACTF | EF_RES | EF_OUT | EF_PACK)                                                         \
+    X(FN, EF_ACTF | EF_PACK)                                                                           \
+    X(FN, EF_AFF | EF_RES | EF_ACTL | EF_OUT | EF_PACK)                                                \
+    X(FN, EF_AFF | EF_RES | EF_OUT | EF_PACK)                                                          \
+    X(FN, EF_AFF | EF_RES | EF_CLAMP | EF_OUT | EF_PACK)                                               \
+    X(FN, EF_AFF | EF_CLAMP | EF_PACK)                                                                 \
+    X(FN, EF_RES | EF_ACTL | EF_OUT | EF_PACK)                                                         \
+    X(FN, EF_OUT)
+#define EF_CASE(FN, F_)                                                                                \
+    case (F_):                                                                                         \
+        bits = FN(&c, yi, TX, (F_));                                                                   \
+        break;
+
 
 #define GEN_BODIES(SUF)                                                                                \
     /* depthwise: acc[c*TX + i] = number of valid-or-halo taps where sign(a) != sign(w), bit-sliced */ \
@@ -620,115 +803,157 @@ static inline void transpose64(uint64_t *a) {
     }                                                                                                  \
                                                                                                        \
     /* the epilogue of one channel over one tile row (8 pixels per vector); returns the packed sign bits */    \
-    static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,    \
-                                                                         const int nx) {                       \
+    static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,        \
+                                                                         const int nx, const int F) {              \
+        uint64_t bits = 0;                                                                                         \
+        for (int i0 = 0; i0 < nx; i0 += 8) {                                                                       \
+            const int m = nx - i0 < 8 ? nx - i0 : 8;                                                               \
+            v8i y;                                                                                                 \
+            memcpy(&y, yi + i0, sizeof y);                                                                         \
+            v8f v = __builtin_convertvector(y, v8f) * c->al;                                                       \
+            if (F & EF_BIAS) v = v + c->bb;                                                                        \
+            if (F & EF_AFF) v = v * c->as + c->ab;                                                                 \
+            if (F & EF_ACTF) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
+            if (F & EF_RES) {                                                                                      \
+                v8f r = {0};                                                                                       \
+                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                      \
+                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                            \
+                v = v + r;                                                                                         \
+            }                                                                                                      \
+            if (F & EF_ACTL) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
+            if (F & EF_CLAMP) {                                                                                    \
+                const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                                 \
+                v = sel8(v < lo, lo, v);                                                                           \
+                v = sel8(v > hi, hi, v);                                                                           \
+            }                                                                                                      \
+            if ((F & EF_OUT) && m == 8) memcpy(c->out + i0, &v, sizeof v);                                         \
+            else if (F & EF_OUT) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
+            if (F & EF_PACK) {                                                                                     \
+                const v8i neg = (F & EF_PSCALE) ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                   \
+                bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
+            }                                                                                                      \
+        }                                                                                                          \
+        return bits;                                                                                               \
+    }                                                                                                              \
+                                                                                                                   \
+    /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */   \
+    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */    \
+    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
+                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out,     \
+                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                          \
+        int32_t yi[TX];                                                                                            \
+        const int act = e->act;                                                                                    \
+        for (int o = 0; o < g->Co; o++) {                                                                          \
+            const int32_t *ar = acc + (int64_t)o * TX;                                                             \
+            const int32_t *bo = base_r + (int64_t)o * ncc;                                                         \
+            const int32_t b0 = bo[0];                                                                              \
+            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                                   \
+        for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                                      \
+            for (int q = 0; q < nbx; q++) {                                                                        \
+                int i = bx[q] - x0;                                                                                \
+                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                               \
+            }                                                                                                      \
+            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                             \
+            if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                       \
+            if (!out && !pout) continue;                                                                           \
+            const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                       \
+            const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                      \
+            const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f;   \
+            const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                    \
+            const float *rr = e->res ? e->res + orow : NULL;                                                       \
+            /* the next tiles of this channel plane follow in memory: fetch the one after next */                  \
+            for (int j = 0; j < TX; j += 16) {                                                                     \
+                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                                   \
+                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                          \
+            }                                                                                                      \
+            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
+                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
+                             out ? out + orow : NULL, pout != NULL};                                               \
+            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
+            const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
+                          (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
+                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0);              \
+            /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */             \
+            uint64_t bits;                                                                                         \
+            switch (nx == TX ? F : -1) {                                                                       \
+                EF_CASES(EF_CASE, epi_chan_##SUF)                                                              \
+            default:                                                                                           \
+                bits = epi_chan_##SUF(&c, yi, nx, F);                                                          \
+            }                                                                                                  \
+            if (pout) msk[o] = bits;                                                                               \
+        }                                                                                                          \
+        if (!pout) return;                                                                                         \
+        uint64_t t[64];                                                                                            \
+        for (int q = 0; q < g->nwo; q++) {                                                                         \
+            const int gg = q / g->nwgo, c0 = (q % g->nwgo) * 64, nb = g->cgo - c0 < 64 ? g->cgo - c0 : 64;         \
+            for (int r = 0; r < 64; r++) t[r] = r < nb ? msk[gg * g->cgo + c0 + r] : 0;                            \
+            transpose64(t);                                                                                        \
+            memcpy(pout + n * g->img_o + q * g->plane_o + (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0, t,  \
+                   sizeof(uint64_t) * (size_t)nx);                                                                 \
+        }                                                                                                          \
+    }                                                                                                              \
+                                                                                                                   \
+    /* sign bits of nx <= 64 consecutive floats: bit i = (r[i] * s_ + b_) < 0 (without s_ unless scaled) */        \
+    static inline __attribute__((always_inline)) uint64_t signbits_##SUF(const float *r, const int nx,         \
+                                                                         float s_, float b_, int scaled) {     \
         uint64_t bits = 0;                                                                                     \
         for (int i0 = 0; i0 < nx; i0 += 8) {                                                                   \
             const int m = nx - i0 < 8 ? nx - i0 : 8;                                                           \
-            v8i y;                                                                                             \
-            memcpy(&y, yi + i0, sizeof y);                                                                     \
-            v8f v = __builtin_convertvector(y, v8f) * c->al;                                                   \
-            if (c->bias) v = v + c->bb;                                                                        \
-            if (c->aff) v = v * c->as + c->ab;                                                                 \
-            if (c->act_first) v = rprelu8(v, c->ga, c->sl, c->ze);                                             \
-            if (c->rr) {                                                                                       \
-                v8f r = {0};                                                                                   \
-                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                  \
-                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                        \
-                v = v + r;                                                                                     \
-            }                                                                                                  \
-            if (c->act_last) v = rprelu8(v, c->ga, c->sl, c->ze);                                              \
-            if (c->clamp) {                                                                                    \
-                const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                             \
-                v = sel8(v < lo, lo, v);                                                                       \
-                v = sel8(v > hi, hi, v);                                                                       \
-            }                                                                                                  \
-            if (c->out && m == 8) memcpy(c->out + i0, &v, sizeof v);                                           \
-            else if (c->out) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
-            if (c->pack) {                                                                                     \
-                const v8i neg = c->pscale ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                     \
-                bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                   \
-            }                                                                                                  \
+            v8f v = {0};                                                                                       \
+            if (m == 8) memcpy(&v, r + i0, sizeof v);                                                          \
+            else memcpy(&v, r + i0, sizeof(float) * (size_t)m);                                                \
+            const v8i neg = scaled ? (v * s_ + b_) < 0.f : (v + b_) < 0.f;                                     \
+            bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
         }                                                                                                      \
         return bits;                                                                                           \
     }                                                                                                          \
                                                                                                                \
-    /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */ \
-    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */ \
-    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
-                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out, \
-                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                      \
-        int32_t yi[TX];                                                                                        \
-        const int act = e->act;                                                                                \
-        for (int o = 0; o < g->Co; o++) {                                                                      \
-            const int32_t *ar = acc + (int64_t)o * TX;                                                         \
-            const int32_t *bo = base_r + (int64_t)o * ncc;                                                     \
-            const int32_t b0 = bo[0];                                                                          \
-            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                               \
-        for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                                  \
-            for (int q = 0; q < nbx; q++) {                                                                    \
-                int i = bx[q] - x0;                                                                            \
-                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                           \
-            }                                                                                                  \
-            const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                         \
-            if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                   \
-            if (!out && !pout) continue;                                                                       \
-            const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                   \
-            const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                  \
-            const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f; \
-            const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                \
-            const float *rr = e->res ? e->res + orow : NULL;                                                       \
-            /* the next tiles of this channel plane follow in memory: fetch the one after next */              \
-            for (int j = 0; j < TX; j += 16) {                                                                 \
-                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                               \
-                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                      \
-            }                                                                                                  \
-            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL, \
-                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,       \
-                             out ? out + orow : NULL, pout != NULL};                                           \
-            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */           \
-            const uint64_t bits = nx == TX ? epi_chan_##SUF(&c, yi, TX) : epi_chan_##SUF(&c, yi, nx);          \
-            if (pout) msk[o] = bits;                                                                           \
-        }                                                                                                      \
-        if (!pout) return;                                                                                     \
-        uint64_t t[64];                                                                                        \
-        for (int q = 0; q < g->nwo; q++) {                                                                     \
-            const int gg = q / g->nwgo, c0 = (q % g->nwgo) * 64, nb = g->cgo - c0 < 64 ? g->cgo - c0 : 64;     \
-            for (int r = 0; r < 64; r++) t[r] = r < nb ? msk[gg * g->cgo + c0 + r] : 0;                        \
-            transpose64(t);                                                                                    \
-            memcpy(pout + n * g->img_o + q * g->plane_o + (int64_t)(oy + g->halo_o) * g->Wpo + g->halo_o + x0, t, \
-                   sizeof(uint64_t) * (size_t)nx);                                                             \
-        }                                                                                                      \
-    }                                                                                                          \
-                                                                                                                \
-    static void pack_row_##SUF(const float *x, int64_t n, int C, int H, int W, int nhwc, const float *sc, \
-                               const float *bi, int cg, int nwg, int y, uint64_t *dst0, int64_t plane,  \
-                               int G) {                                                                \
-        for (int gi = 0; gi < G; gi++)                                                                 \
-            for (int j = 0; j < nwg; j++) {                                                            \
-                uint64_t *dst = dst0 + ((int64_t)gi * nwg + j) * plane;                                \
-                for (int i = 0; i < W; i++) dst[i] = 0;                                                \
-                int nb = cg - 64 * j < 64 ? cg - 64 * j : 64;                                          \
-                for (int b = 0; b < nb; b++) {                                                         \
-                    const int c = gi * cg + 64 * j + b;                                                \
-                    const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                          \
-                    if (!nhwc) {                                                                       \
-                        const float *r = x + (((int64_t)n * C + c) * H + y) * W;                       \
-                        if (sc)                                                                        \
-                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[i] * s_ + b_) < 0.f) << b; \
-                        else                                                                           \
-                            for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[i] + b_) < 0.f) << b; \
-                    } else {                                                                           \
-                        const float *r = x + (((int64_t)n * H + y) * W) * C + c;                       \
-                        if (sc)                                                                        \
-                            for (int i = 0; i < W; i++)                                                \
-                                dst[i] |= (uint64_t)((r[(int64_t)i * C] * s_ + b_) < 0.f) << b;    \
-                        else                                                                           \
-                            for (int i = 0; i < W; i++)                                                \
-                                dst[i] |= (uint64_t)((r[(int64_t)i * C] + b_) < 0.f) << b;         \
-                    }                                                                                  \
-                }                                                                                      \
-            }                                                                                          \
+    /* one image row; planar input: the sign bits of each channel over 64 pixels, then one 64 x 64 bit      */ \
+    /* transposition per word; interleaved (NHWC) input: bit by bit                                          */ \
+    static void pack_row_##SUF(const float *x, int64_t n, int C, int H, int W, int nhwc, const float *sc,     \
+                               const float *bi, int cg, int nwg, int y, uint64_t *dst0, int64_t plane,      \
+                               int G) {                                                                    \
+        uint64_t t[8][64];                                                                                 \
+        for (int gi = 0; gi < G; gi++)                                                                     \
+            for (int j = 0; j < nwg; j++) {                                                                \
+                uint64_t *dst = dst0 + ((int64_t)gi * nwg + j) * plane;                                    \
+                int nb = cg - 64 * j < 64 ? cg - 64 * j : 64;                                              \
+                if (!nhwc) { /* blocks of up to 8 tiles: each channel's row is read in runs of 2 KiB */   \
+                    for (int xb = 0; xb < W; xb += 8 * 64) {                                               \
+                        const int nt = (W - xb + 63) / 64 < 8 ? (W - xb + 63) / 64 : 8;                    \
+                        for (int b = 0; b < 64; b++) {                                                     \
+                            if (b >= nb) {                                                                 \
+                                for (int q = 0; q < nt; q++) t[q][b] = 0;                                  \
+                                continue;                                                                  \
+                            }                                                                              \
+                            const int c = gi * cg + 64 * j + b;                                            \
+                            const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                      \
+                            const float *r = x + (((int64_t)n * C + c) * H + y) * W + xb;                  \
+                            for (int q = 0; q < nt; q++) {                                                 \
+                                const int nx = W - xb - 64 * q < 64 ? W - xb - 64 * q : 64;                \
+                                t[q][b] = nx == 64 ? signbits_##SUF(r + 64 * q, 64, s_, b_, sc != NULL)    \
+                                                   : signbits_##SUF(r + 64 * q, nx, s_, b_, sc != NULL);   \
+                            }                                                                              \
+                        }                                                                                  \
+                        for (int q = 0; q < nt; q++) {                                                     \
+                            const int nx = W - xb - 64 * q < 64 ? W - xb - 64 * q : 64;                    \
+                            transpose64(t[q]);                                                             \
+                            memcpy(dst + xb + 64 * q, t[q], sizeof(uint64_t) * (size_t)nx);                \
+                        }                                                                                  \
+                    }                                                                                      \
+                    continue;                                                                              \
+                }                                                                                          \
+                for (int i = 0; i < W; i++) dst[i] = 0;                                                    \
+                for (int b = 0; b < nb; b++) {                                                             \
+                    const int c = gi * cg + 64 * j + b;                                                    \
+                    const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                              \
+                    const float *r = x + (((int64_t)n * H + y) * W) * C + c;                               \
+                    if (sc)                                                                                \
+                        for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[(int64_t)i * C] * s_ + b_) < 0.f) << b; \
+                    else                                                                                   \
+                        for (int i = 0; i < W; i++) dst[i] |= (uint64_t)((r[(int64_t)i * C] + b_) < 0.f) << b; \
+                }                                                                                          \
+            }                                                                                              \
     }
 
 #define MOVEMASK8(c) mm8_generic(c)
@@ -750,6 +975,7 @@ GEN_BODIES(avx512)
 #pragma GCC pop_options
 #endif
 
+typedef void (*mknib_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int32_t *);
 typedef void (*mkdw_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int32_t *);
 typedef void (*epi_fn)(const geom_t *, const bs_epi *, int64_t, int, int, int, const int32_t *, const int32_t *,
                        int, const int *, int, const int *, float *, uint64_t *, int32_t *, uint64_t *);
@@ -824,7 +1050,8 @@ static int axis_classes(int n_out, int n_in, int k, int s, int pad, int *cls, in
     return ncls;
 }
 
-BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, const uint64_t *w,
+BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
+                   const uint64_t *w,
                    int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout,
                    int halo_o, int groups_o, int32_t *yout, int path, int nthreads) {
     path = resolve_path(path);
@@ -846,7 +1073,11 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     } else {
         g.cg_in = Ci / groups; g.nwg = (g.cg_in + 63) / 64; g.nw_in = g.nwg * groups; g.cg_out = Co / groups;
     }
-    g.img = g.plane * g.nw_in;
+    if (groups_a != (g.depthwise ? 1 : groups)) { /* dense packing of groups of 4 channels */
+        if (groups_a != 1 || g.depthwise || g.cg_in != 4 || k > 7) return BS_EINVAL;
+        g.nib = (Ci + 63) / 64;
+    }
+    g.img = g.plane * (g.nib ? g.nib : g.nw_in);
     g.Ho = (H + 2 * pad - k) / stride + 1;
     g.Wo = (W + 2 * pad - k) / stride + 1;
     if (g.Ho < 1 || g.Wo < 1) return BS_EINVAL;
@@ -906,8 +1137,27 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
                 base[((int64_t)r * Co + o) * ncc + c] = kv * cgi + 2 * inv;
             }
 
+    uint64_t *wn = NULL; /* weights of the dense-packed groups (see mknib_generic) */
+    if (g.nib) {
+        wn = calloc((size_t)g.nib * g.cg_out * k * k, sizeof(uint64_t));
+        if (!wn) {
+            free(rcls); free(ccls); free(bx); free(pcw); free(base);
+            return BS_ENOMEM;
+        }
+        for (int o = 0; o < Co; o++) {
+            const int gi = o / g.cg_out, j = o % g.cg_out;
+            for (int t = 0; t < k * k; t++)
+                wn[((int64_t)(gi / 16) * g.cg_out + j) * k * k + t] |= (w[(int64_t)o * k * k + t] & 0xFu)
+                                                                        << (4 * (gi % 16));
+        }
+    }
     const mk_dense_fn mk = MK[path];
     const mkdw_fn mkdw = MKDW[path];
+#if BS_X86
+    const mknib_fn mknib = path >= BS_PATH_AVX2 ? mknib_avx2 : mknib_generic;
+#else
+    const mknib_fn mknib = mknib_generic;
+#endif
     const epi_fn ep = EPI[path];
     const int ntx = (g.Wo + TX - 1) / TX;
     int err = 0;
@@ -929,7 +1179,9 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
                     const int32_t *base_r = base + (int64_t)rcls[oy] * Co * ncc;
                     for (int t = 0; t < ntx; t++) {
                         const int x0 = t * TX, nx = g.Wo - x0 < TX ? g.Wo - x0 : TX;
-                        if (g.depthwise) {
+                        if (g.nib) {
+                            mknib(&g, an, wn, oy, x0, nx, acc);
+                        } else if (g.depthwise) {
                             mkdw(&g, an, w, oy, x0, nx, acc);
                         } else {
                             for (int gi = 0; gi < groups; gi++)
@@ -942,7 +1194,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
         free(acc);
         free(pk);
     }
-    free(rcls); free(ccls); free(bx); free(pcw); free(base);
+    free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn);
     return err ? BS_ENOMEM : BS_OK;
 }
 

@@ -19,6 +19,7 @@ kernel is stored the same way.
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 
@@ -28,7 +29,7 @@ import torch.fx as fx
 from torch import nn
 
 from binsharp.deploy import bsp
-from binsharp.deploy.kernels import dense_sign_bits
+from binsharp.deploy.kernels import dense_sign_bits, packing_groups
 from binsharp.errors import BinsharpError
 from binsharp.nn import BinaryConv2d, HaarDWT, HaarIDWT, LearnableBias, ReDistribution, RPReLU
 from binsharp.nn.lowering import as_array, lowering_for, register_lowering
@@ -576,11 +577,10 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
             continue
         tgt = ops[bus[0]]
         ta = tgt["attrs"]
-        dw = ta["groups"] > 1 and ta["groups"] == ta["cin"] == ta["cout"]
         pname = out + ".packed"
         op["out"][1] = pname
         op["attrs"]["outputs"][1] = True
-        op["attrs"]["pack_groups"] = 1 if dw else ta["groups"]
+        op["attrs"]["pack_groups"] = packing_groups(ta["cin"], ta["cout"], ta["k"], ta["groups"])
         for role, prole in (("in_scale", "pack_scale"), ("in_bias", "pack_bias")):
             if tgt["params"].get(role):
                 op["params"][prole] = tgt["params"].pop(role)
@@ -629,6 +629,31 @@ def tensor_of(tensors: dict[str, np.ndarray], arr: np.ndarray, hint: str) -> str
     return name
 
 
+def merge_duplicates(ops: list[dict], outputs: list[str]) -> list[dict]:
+    """Drop every op that repeats an earlier one (same kind, inputs, attributes and parameters: the same
+    results, e.g. a global mean taken twice of one tensor); its readers read the earlier op's outputs.
+    ``outputs`` is renamed in place."""
+    seen: dict[str, list[str]] = {}
+    rename: dict[str, str] = {}
+    kept: list[dict] = []
+    for op in ops:
+        ins = [rename.get(n, n) for n in op["in"]]
+        op = {**op, "in": ins}
+        key = json.dumps([op["op"], ins, op.get("attrs", {}), op.get("params", {})], sort_keys=True)
+        first = seen.get(key)
+        if (
+            first is not None
+            and len(first) == len(op["out"])
+            and all(bool(a) == bool(b) for a, b in zip(op["out"], first, strict=True))
+        ):
+            rename.update({b: a for a, b in zip(first, op["out"], strict=True) if b})
+            continue
+        seen.setdefault(key, op["out"])
+        kept.append(op)
+    outputs[:] = [rename.get(n, n) for n in outputs]
+    return kept
+
+
 def _prune(ops: list[dict], tensors: dict[str, np.ndarray], outputs: list[str]) -> tuple[list[dict], dict]:
     """Drop ops whose outputs are unused and tensors no op references."""
     needed = set(outputs)
@@ -662,6 +687,7 @@ def lower_model(model: nn.Module, *, fold: bool = True) -> bsp.BspModel:
         op["params"] = {k: v for k, v in op["params"].items() if v is not None}
     if fold:
         ops = fold_epilogues(ops, tensors, outputs)
+    ops = merge_duplicates(ops, outputs)
     ops, tensors = _prune(ops, tensors, outputs)
     bands = int(model.bands)
     meta = {

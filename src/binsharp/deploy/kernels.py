@@ -75,7 +75,7 @@ C_API: tuple[str, ...] = (
     "int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path)",
     "int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale, "
     "const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads)",
-    "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, "
+    "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
     "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
     "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
@@ -490,6 +490,15 @@ def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, r
     return v.astype(np.float32, copy=False)
 
 
+def packing_groups(cin: int, cout: int, kernel_size: int, groups: int = 1) -> int:
+    """Groups of the packed activations that :func:`binary_conv2d` reads fastest: 1 for a depthwise layer
+    and for groups of 4 input channels (kernel size <= 7; packed densely, 16 groups per word), ``groups``
+    otherwise (each group in words of its own, which every grouped layer also accepts)."""
+    if groups > 1 and (groups == cin == cout or (cin == 4 * groups and kernel_size <= 7)):
+        return 1
+    return groups
+
+
 def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - k) // stride + 1
 
@@ -535,8 +544,8 @@ def binary_conv2d(
     n, ci, h, w = x.shape
     co, k = int(out_channels), int(kernel_size)
     depthwise = groups > 1 and groups == ci == co
-    want_groups = 1 if depthwise else groups
-    if x.groups != want_groups:
+    want_groups = packing_groups(ci, co, k, groups)
+    if x.groups != want_groups and (depthwise or x.groups != groups):
         raise BinsharpError(f"activations packed with {x.groups} groups, the convolution needs {want_groups}")
     if padding > x.halo:
         raise BinsharpError(f"padding {padding} exceeds the packed halo {x.halo}")
@@ -615,6 +624,7 @@ def binary_conv2d(
             w,
             x.halo,
             groups,
+            x.groups,
             _ptr(wbits),
             co,
             k,

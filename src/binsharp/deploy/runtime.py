@@ -599,7 +599,6 @@ def _op_bconv(e: Engine, a, p, at):
     x = vals["x"]
     cin, cout, k = int(at["cin"]), int(at["cout"]), int(at["k"])
     groups, pad, stride = int(at.get("groups", 1)), int(at.get("padding", 0)), int(at.get("stride", 1))
-    depthwise = groups > 1 and groups == cin == cout
     if at.get("packed_input"):
         if not isinstance(x, K.Packed):
             raise BinsharpError("bconv: expected packed input")
@@ -608,7 +607,7 @@ def _op_bconv(e: Engine, a, p, at):
         if isinstance(x, K.Packed) or x.shape[1] != cin:
             raise BinsharpError(f"bconv: expected float input with {cin} channels")
         t0 = time.perf_counter()
-        pg, halo = 1 if depthwise else groups, max(1, pad)
+        pg, halo = K.packing_groups(cin, cout, k, groups), max(1, pad)
         pkey = (x.shape[0], cin, x.shape[2], x.shape[3], pg, halo)
         plist = e._ppool.get(pkey)
         if plist:  # a packed buffer of an earlier layer: its halo is zero, the interior is rewritten
