@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if not have_kernels():
         print("the compiled kernels are not built: pip install -e . (or python setup.py build_ext --inplace)")
         return 2
-    from binsharp.report.bench import machine_info
+    from binsharp.evaluation.bench import machine_info
 
     info, feats = machine_info(), cpu_features()
     t0 = time.perf_counter()
