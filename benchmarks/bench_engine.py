@@ -34,6 +34,7 @@ Inputs are random (timings depend on shapes only); weights are the zoo's (``wv3-
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -82,35 +83,20 @@ def part_a(repeat: int) -> list[dict]:
     for path in paths:
         pk = K.pack_activations(x, halo=1, path=path, threads=1)
 
-        def conv_packed(pk=pk, path=path):
-            K.binary_conv2d(
-                pk,
-                wb,
-                out_channels=c,
-                kernel_size=3,
-                padding=1,
-                alpha=alpha,
-                float_out=False,
-                pack_out={"halo": 1, "out": pbuf},
-                path=path,
-                threads=1,
-            )
-
-        def conv_fused(pk=pk, path=path):
-            K.binary_conv2d(
-                pk,
-                wb,
-                out_channels=c,
-                kernel_size=3,
-                padding=1,
-                alpha=alpha,
-                act=(alpha, alpha, alpha),
-                residual=x,
-                pack_out={"halo": 1, "out": pbuf},
-                out_buffer=buf,
-                path=path,
-                threads=1,
-            )
+        layer = functools.partial(
+            K.binary_conv2d,
+            pk,
+            wb,
+            out_channels=c,
+            kernel_size=3,
+            padding=1,
+            alpha=alpha,
+            pack_out={"halo": 1, "out": pbuf},
+            path=path,
+            threads=1,
+        )
+        conv_packed = functools.partial(layer, float_out=False)
+        conv_fused = functools.partial(layer, act=(alpha, alpha, alpha), residual=x, out_buffer=buf)
 
         ceil, t_pk, t_fused = [], [], []
         conv_packed(), conv_fused()
