@@ -5,35 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import Affine
 
 from binsharp.cli import main
+from geotiff import write_tif
 
 CRS = "EPSG:32613"
 PX = 0.3
 
 
-def _write_tif(path: Path, a: np.ndarray, px: float, dtype: str = "uint16", nodata=None) -> Path:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=a.shape[2],
-        height=a.shape[1],
-        count=a.shape[0],
-        dtype=dtype,
-        crs=CRS,
-        transform=Affine.translation(490000.0, 4450000.0) @ Affine.scale(px, -px),
-        nodata=nodata,
-    ) as d:
-        d.write(a.astype(dtype))
-    return path
+_write_tif = partial(write_tif, dtype="uint16")
 
 
 def _arrays(bands: int = 8, h: int = 16, w: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

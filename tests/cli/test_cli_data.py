@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
-import rasterio
 from rasterio.transform import Affine
 
 from binsharp.cli import main
 from binsharp.data.io import read_h5_attrs
+from geotiff import write_tif
 
 
 def from_origin(west, north, xsize, ysize):
@@ -23,13 +24,7 @@ SMALL = [
 ]  # fmt: skip
 
 
-def _tif(path, arr, px):
-    with rasterio.open(
-        path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1], width=arr.shape[2],
-        dtype=arr.dtype.name, crs="EPSG:32613", transform=from_origin(500000.0, 4400000.0, px, px),
-    ) as dst:  # fmt: skip
-        dst.write(arr)
-    return path
+_tif = partial(write_tif, x0=500000.0, y0=4400000.0)
 
 
 def _scene(folder, h=128, w=256, pan_rows=None):

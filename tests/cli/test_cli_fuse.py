@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from binsharp.cli import fusers, main
 from binsharp.cli.fusers import FUSER_SOURCES, register_fuser_source
 from binsharp.inference import method_fuser
 from binsharp.inference.tiling import fuse_array_tiled
+from geotiff import write_tif
 
 CRS = "EPSG:32613"
 X0, Y0, PX = 490000.0, 4450000.0, 0.3
@@ -33,21 +34,7 @@ def _scene(bands: int = 8, h: int = 32, w: int = 24, seed: int = 0) -> tuple[np.
     return np.rint(ms), np.rint(pan)
 
 
-def _write(path: Path, a: np.ndarray, px: float, dtype: str = "uint16", **kw) -> Path:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=a.shape[2],
-        height=a.shape[1],
-        count=a.shape[0],
-        dtype=dtype,
-        crs=CRS,
-        transform=Affine.translation(X0, Y0) @ Affine.scale(px, -px),
-        **kw,
-    ) as d:
-        d.write(a.astype(dtype))
-    return path
+_write = partial(write_tif, dtype="uint16", x0=X0, y0=Y0)
 
 
 @pytest.fixture

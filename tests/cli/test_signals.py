@@ -8,23 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import Affine
+
+from geotiff import write_tif
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-def _tif(path: Path, a: np.ndarray, px: float) -> Path:
-    with rasterio.open(
-        path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0], dtype="uint16",
-        crs="EPSG:32613", transform=Affine.translation(490000.0, 4450000.0) @ Affine.scale(px, -px),
-    ) as d:  # fmt: skip
-        d.write(a.astype("uint16"))
-    return path
+_tif = partial(write_tif, dtype="uint16")
 
 
 def _pair(folder: Path, bands: int, h: int, w: int) -> tuple[Path, Path]:

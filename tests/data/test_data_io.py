@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import h5py
 import numpy as np
 import pytest
-import rasterio
 import scipy.io
 from rasterio.transform import Affine
 
@@ -23,6 +24,7 @@ from binsharp.data.io import (
     write_mat,
 )
 from binsharp.errors import BinsharpError
+from geotiff import write_tif
 
 
 def from_origin(west, north, xsize, ysize):
@@ -45,22 +47,7 @@ def _batch(n=3, c=4, size=32, ratio=4, gt=True, seed=0):
     return out
 
 
-def _write_tif(path, arr, *, pixel=0.3, x0=487546.8, y0=4443553.2, crs=CRS, nodata=None):
-    arr = np.asarray(arr)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        count=arr.shape[0],
-        height=arr.shape[1],
-        width=arr.shape[2],
-        dtype=arr.dtype.name,
-        crs=crs,
-        transform=from_origin(x0, y0, pixel, pixel),
-        nodata=nodata,
-    ) as dst:
-        dst.write(arr)
-    return path
+_write_tif = partial(write_tif, pixel=0.3, x0=487546.8, y0=4443553.2)
 
 
 def _pair(tmp_path, h=20, w=24, ratio=4, bands=4, dtype=np.uint16, pan_rows=None, ms_pixel=None, ms_x0=None):

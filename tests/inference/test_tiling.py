@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import Affine
 from scipy.ndimage import maximum_filter
 
 from binsharp.errors import BinsharpError
 from binsharp.inference.tiling import count_tiles, fuse_array_tiled, fuse_geotiff, iter_tiles
+from geotiff import write_tif
 
 
 class LocalFuser:
@@ -48,34 +48,8 @@ def _scene(bands: int, h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 
 def _write_pair(tmp: Path, ms: np.ndarray, pan: np.ndarray, dtype: str = "uint16") -> tuple[Path, Path]:
-    crs = "EPSG:32613"
-    x0, y0, px = 490000.0, 4450000.0, 0.3
-    pan_path, ms_path = tmp / "pan.tif", tmp / "ms.tif"
-    with rasterio.open(
-        pan_path,
-        "w",
-        driver="GTiff",
-        width=pan.shape[2],
-        height=pan.shape[1],
-        count=1,
-        dtype=dtype,
-        crs=crs,
-        transform=Affine.translation(x0, y0) @ Affine.scale(px, -px),
-    ) as d:
-        d.write(pan.astype(dtype))
-    with rasterio.open(
-        ms_path,
-        "w",
-        driver="GTiff",
-        width=ms.shape[2],
-        height=ms.shape[1],
-        count=ms.shape[0],
-        dtype=dtype,
-        crs=crs,
-        transform=Affine.translation(x0, y0) @ Affine.scale(4 * px, -4 * px),
-    ) as d:
-        d.write(ms.astype(dtype))
-    return pan_path, ms_path
+    pan_path = write_tif(tmp / "pan.tif", pan, 0.3, dtype=dtype)
+    return pan_path, write_tif(tmp / "ms.tif", ms, 1.2, dtype=dtype)
 
 
 @pytest.mark.parametrize(
