@@ -303,6 +303,38 @@ static inline __attribute__((always_inline, target(T256))) __m256i lanes256(int 
     return _mm256_loadu_si256((const __m256i *)(tbl + 8 - n));
 }
 
+/* lane masks of the first nx pixels of a block of np quads of 64-bit words: m for stride 1, mlo/mhi for the
+   two loads of each quad at stride 2 (table look-ups) */
+static inline __attribute__((always_inline, target(T256))) void
+lane_masks256(int nx, const int np, __m256i *m, __m256i *mlo, __m256i *mhi) {
+    for (int p = 0; p < np; p++) {
+        int nv = nx - 4 * p;
+        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
+        const int c = nv > 0 ? 2 * nv - 1 : 0;
+        m[p] = lanes256(nv);
+        mlo[p] = lanes256(c);
+        mhi[p] = lanes256(c - 4);
+    }
+}
+
+/* np quads of packed pixel words from ap: plain loads when all lanes are valid at stride 1 (full), masked
+   loads of a partial block, or every second word at stride 2 */
+static inline __attribute__((always_inline, target(T256))) void
+load_quads256(const long long *ap, const int np, int s, int full, const __m256i *m, const __m256i *mlo,
+              const __m256i *mhi, __m256i *q) {
+    if (s == 1 && full) {
+        for (int p = 0; p < np; p++) q[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
+    } else if (s == 1) {
+        for (int p = 0; p < np; p++) q[p] = _mm256_maskload_epi64(ap + 4 * p, m[p]);
+    } else {
+        for (int p = 0; p < np; p++) {
+            __m256i lo = _mm256_maskload_epi64(ap + 8 * p, mlo[p]);
+            __m256i hi = _mm256_maskload_epi64(ap + 8 * p + 4, mhi[p]);
+            q[p] = _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(lo, hi), 0xD8);
+        }
+    }
+}
+
 static inline __attribute__((always_inline, target(T256))) void
 mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
           int nx, int32_t *acc, int accoff) {
@@ -318,14 +350,7 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
     int cnt = 0;
     const int full = nx >= 8; /* all 8 lanes valid: plain loads */
-    for (int p = 0; p < 2; p++) { /* lane masks of partial tiles and stride 2 (table look-ups) */
-        int nv = nx - 4 * p;
-        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
-        const int c = nv > 0 ? 2 * nv - 1 : 0;
-        m[p] = lanes256(nv);
-        mlo[p] = lanes256(c);
-        mhi[p] = lanes256(c - 4);
-    }
+    lane_masks256(nx, 2, m, mlo, mhi);
     for (int ky = 0; ky < k; ky++) {
         const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
         for (int kx = 0; kx < k; kx++) {
@@ -335,17 +360,7 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
                 const long long *ap =
                     (const long long *)(a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs);
                 __m256i av[2];
-                if (s == 1 && full) {
-                    for (int p = 0; p < 2; p++) av[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
-                } else if (s == 1) {
-                    for (int p = 0; p < 2; p++) av[p] = _mm256_maskload_epi64(ap + 4 * p, m[p]);
-                } else {
-                    for (int p = 0; p < 2; p++) {
-                        __m256i lo = _mm256_maskload_epi64(ap + 8 * p, mlo[p]);
-                        __m256i hi = _mm256_maskload_epi64(ap + 8 * p + 4, mhi[p]);
-                        av[p] = _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(lo, hi), 0xD8);
-                    }
-                }
+                load_quads256(ap, 2, s, full, m, mlo, mhi, av);
                 for (int o = 0; o < OCB; o++) {
                     const __m256i wv = _mm256_set1_epi64x((long long)wp[o * wstride + j]);
                     for (int p = 0; p < 2; p++)
@@ -390,14 +405,7 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
     int cnt = 0;
     const int full = nx >= 16;
-    for (int p = 0; p < 4; p++) { /* lane masks of partial tiles and stride 2 (table look-ups) */
-        int nv = nx - 4 * p;
-        nv = nv < 0 ? 0 : (nv > 4 ? 4 : nv);
-        const int c = nv > 0 ? 2 * nv - 1 : 0;
-        m[p] = lanes256(nv);
-        mlo[p] = lanes256(c);
-        mhi[p] = lanes256(c - 4);
-    }
+    lane_masks256(nx, 4, m, mlo, mhi);
     const uint64_t *ab = a + (int64_t)gi * g->plane;
     const uint64_t *wb = w + (int64_t)o0 * wstride;
     for (int ky = 0; ky < k; ky++) {
@@ -406,17 +414,7 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
             const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
             const long long *ap = (const long long *)(ab + row * Wp + xs);
             __m256i q[4];
-            if (s == 1 && full) {
-                for (int p = 0; p < 4; p++) q[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
-            } else if (s == 1) {
-                for (int p = 0; p < 4; p++) q[p] = _mm256_maskload_epi64(ap + 4 * p, m[p]);
-            } else {
-                for (int p = 0; p < 4; p++) {
-                    __m256i lo = _mm256_maskload_epi64(ap + 8 * p, mlo[p]);
-                    __m256i hi = _mm256_maskload_epi64(ap + 8 * p + 4, mhi[p]);
-                    q[p] = _mm256_permute4x64_epi64(_mm256_unpacklo_epi64(lo, hi), 0xD8);
-                }
-            }
+            load_quads256(ap, 4, s, full, m, mlo, mhi, q);
             const __m256i v0 = _mm256_or_si256(q[0], _mm256_slli_epi64(q[1], 32));
             const __m256i v1 = _mm256_or_si256(q[2], _mm256_slli_epi64(q[3], 32));
             const int64_t t = (int64_t)ky * k + kx;
