@@ -14,8 +14,8 @@ variant             change
 ==================  ==========================================================================================
 ``baseline``        none
 ``warmup``          linear learning-rate warm-up over the first 10 % of the steps (instead of ``--warmup``)
-``lr-low``          learning rate / 2
-``lr-high``         learning rate x 2
+``lr-low``          learning rate / 2 (of every stage, for a multi-stage recipe)
+``lr-high``         learning rate x 2 (of every stage, for a multi-stage recipe)
 ``augment``         random flips and 90-degree rotations of the training patches (``data.augment``)
 ``distill-fp``      distillation (output L1, weight 1) from the zoo's full-precision FusionNet
 ``distill-twin``    distillation (output L1 + body-feature L1, weights 1 and 0.1) from the network's own
@@ -24,13 +24,16 @@ variant             change
 ``two-step``        the same two stages without distillation
 ==================  ==========================================================================================
 
-The budget is ``--steps`` optimiser steps per run; the CPU time each run took (process time, one thread) is
-recorded, so quality is reported per CPU-second too. Variants that a model's recipe cannot take (a
-multi-stage recipe or a model with its own training loss for the two-step and distillation variants, a
-missing zoo teacher) are listed as not applicable with the reason. Indexes are the last validation Q2n, SAM
-and ERGAS (``val`` split; the test split is never read). Writes a Markdown report (``--out``, default
-``docs/recipes.md``) with the settings, the machine, the table and a figure of validation Q2n against
-CPU seconds (``docs/figures/recipes-curves.png``).
+A finished run leaves ``row.json`` in its run directory (under ``--runs``) and is not trained again by a
+later invocation with the same settings, so the runs can be spread over several processes (one per model,
+``--models``) and a last invocation over all of them writes the whole report; an interrupted run starts
+again from step 0, so that its CPU time is whole. The budget is ``--steps`` optimiser steps per run; the CPU
+time each run took (process time, one thread) is recorded, so quality is reported per CPU-second too.
+Variants that a model's recipe cannot take (a multi-stage recipe or a model with its own training loss for
+the two-step and distillation variants, a missing zoo teacher) are listed as not applicable with the reason.
+Indexes are the last validation Q2n, SAM and ERGAS (``val`` split; the test split is never read). Writes a
+Markdown report (``--out``, default ``docs/recipes.md``) with the settings, the machine, the table and a
+figure of validation Q2n against CPU seconds (``docs/figures/recipes-curves.png``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,17 +62,23 @@ def variant_config(variant: str, model: str, steps: int, warmup: int, model_args
     """Run configuration (model arguments, recipe and data keys) of ``variant`` for ``model``."""
     recipe: dict[str, Any] = {"warmup_steps": warmup}
     data: dict[str, Any] = {}
-    base_lr = models.model_info(model)["recipe"].get("lr", 1e-3)
+    registered = models.model_info(model)["recipe"]
     if variant == "warmup":
         recipe["warmup_steps"] = max(1, steps // 10)
     elif variant in ("lr-low", "lr-high"):
-        recipe["lr"] = float(base_lr) * (0.5 if variant == "lr-low" else 2.0)
+        factor = 0.5 if variant == "lr-low" else 2.0
+        recipe["lr"] = float(registered.get("lr", 1e-3)) * factor
+        if "stages" in registered:  # a stage's own learning rate overrides the top-level one
+            recipe["stages"] = [
+                {"name": st["name"], "lr": float(st.get("lr", recipe["lr"] / factor)) * factor}
+                for st in registered["stages"]
+            ]
     elif variant == "augment":
         data["augment"] = True
     elif variant == "distill-fp":
         recipe["distill"] = {"teacher": "zoo:fusionnet"}
     elif variant in ("distill-twin", "two-step"):
-        if "stages" in models.model_info(model)["recipe"]:
+        if "stages" in registered:
             raise BinsharpError("its recipe has stages of its own")
         binary: dict[str, Any] = {"name": "binary", "steps": steps - steps // 2}
         if variant == "distill-twin":
@@ -111,17 +121,37 @@ def run_variant(model: str, variant: str, a: argparse.Namespace) -> dict[str, An
     cfg["recipe"].update({"batch_size": a.batch, "val_every": a.val_every, "ckpt_every": a.val_every})
     cfg["data"]["val_max_batches"] = a.val_batches
     run_dir = Path(a.runs) / f"{model}-{variant}"
+    done = run_dir / "row.json"
+    if done.is_file():
+        saved = json.loads(done.read_text(encoding="utf-8"))
+        if saved.get("settings") == run_settings(a):
+            return {k: v for k, v in saved.items() if k != "settings"}
+    if run_dir.exists():  # an interrupted run: its CPU time is lost, so it starts again
+        shutil.rmtree(run_dir)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
-        res = train(model, a.data, out=run_dir, config=cfg, max_steps=a.steps, seed=a.seed, resume=True,
-                    progress=False)  # fmt: skip
+        res = train(model, a.data, out=run_dir, config=cfg, max_steps=a.steps, seed=a.seed, progress=False)
     except BinsharpError as exc:
-        return {**row, "skipped": str(exc)}
+        return save_row({**row, "skipped": str(exc)}, done, a)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     last = next(reversed(res.val.values()), {})
     indexes = {k: last.get(k) for k in ("q2n", "sam", "ergas")}
     steps = sum(res.steps.values())
-    return {**row, "cpu_s": cpu, "wall_s": wall, "steps": steps, "curve": val_curve(run_dir), **indexes}
+    row = {**row, "cpu_s": cpu, "wall_s": wall, "steps": steps, "curve": val_curve(run_dir), **indexes}
+    return save_row(row, done, a)
+
+
+def save_row(row: dict[str, Any], path: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """Write ``row`` with the run settings to ``path`` (a finished run's ``row.json``); return ``row``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**row, "settings": run_settings(a)}), encoding="utf-8")
+    return row
+
+
+def run_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """The options a finished run's ``row.json`` must match to be reused instead of trained again."""
+    keys = ("data", "steps", "batch", "warmup", "val_every", "val_batches", "seed", "threads", "model_args")
+    return {k: getattr(a, k) for k in keys}
 
 
 def write_report(rows: list[dict[str, Any]], a: argparse.Namespace, command: str) -> None:

@@ -9,7 +9,7 @@ from binsharp.data.builder import build_dataset
 from tiny_zoo import ROOT, make_scene
 
 
-def test_compare_recipes_writes_table_and_curves(tmp_path):
+def test_compare_recipes_writes_table_and_curves(tmp_path, monkeypatch):
     pan, ms = make_scene()
     splits = {"train": 0.35, "val": 0.15, "test": 0.5}
     opts = {"patch": 32, "stride": 16, "test_tile": 96, "min_test_tiles": 2, "fr_tile": 64, "margin": 20}
@@ -21,11 +21,11 @@ def test_compare_recipes_writes_table_and_curves(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "docs" / "recipes.md"
-    rc = module.main(["--models", "bbcu", "--variants", "baseline,augment,distill-fp,distill-twin",
+    args = ["--models", "bbcu", "--variants", "baseline,augment,distill-fp,distill-twin",
                       "--data", str(tmp_path / "data"), "--steps", "4", "--batch", "2", "--val-every", "2",
                       "--model-args", json.dumps({"dim": 8, "n_units": 2}), "--runs", str(tmp_path / "runs"),
-                      "--out", str(out)])  # fmt: skip
-    assert rc == 0
+                      "--out", str(out)]  # fmt: skip
+    assert module.main(args) == 0
     text = out.read_text()
     rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| bbcu")}
     assert set(rows) == {"baseline", "augment", "distill-fp", "distill-twin"}
@@ -33,3 +33,16 @@ def test_compare_recipes_writes_table_and_curves(tmp_path):
     assert "n/a" not in rows["distill-twin"] and "n/a" not in rows["augment"]
     assert (tmp_path / "docs" / "figures" / "recipes-curves.png").is_file()
     assert len(module.val_curve(tmp_path / "runs" / "bbcu-distill-twin")) == 2  # steps 2 and 4 over 2 stages
+
+    # a second invocation with the same settings reuses the finished runs instead of training again
+    first = text
+    import binsharp.train
+
+    def no_training(*_a, **_k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(binsharp.train, "train", no_training)
+    assert module.main(args) == 0
+    assert [x for x in out.read_text().splitlines() if x.startswith("| bbcu")] == [
+        x for x in first.splitlines() if x.startswith("| bbcu")
+    ]
