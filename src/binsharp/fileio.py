@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import re
 import secrets
@@ -31,6 +33,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from binsharp.errors import BinsharpError, Terminated
 
@@ -269,6 +272,30 @@ def atomic_output(
             os.replace(tmp, out)
         except OSError as exc:
             raise BinsharpError(f"cannot write output {out}: {exc.strerror or exc}") from None
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by the string ``"inf"``, ``"-inf"`` or ``"nan"``.
+
+    JSON has no literal for them (Python's ``Infinity`` and ``NaN`` are refused by strict parsers); a perfect
+    fusion has an infinite PSNR, for example. ``float(value)`` reads the strings back.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, overwrite: bool = False, default: Any = None) -> Path:
+    """Write ``obj`` atomically as indented, strictly valid JSON (non-finite floats as strings, see
+    :func:`strict_json`); ``default`` converts objects JSON does not know, as in :func:`json.dumps`."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        text = json.dumps(strict_json(obj), indent=2, default=default, allow_nan=False)
+        tmp.write_text(text + "\n", encoding="utf-8")
+    return Path(path)
 
 
 def _default_permissions(folder: Path) -> None:

@@ -220,3 +220,25 @@ def test_dataset_directory_evaluates_both_splits(tmp_path):
     # the manifest identifies the data
     ids = {s["manifest_id"] for s in report["data"]["splits"].values()}
     assert ids == {report["settings"]["data_manifest_id"]}
+
+
+def test_json_of_a_perfect_fusion_is_strict_json(rr, tmp_path):
+    """A fusion equal to the reference has non-finite indexes (e.g. PSNR); the JSON stays parseable by strict
+    readers: they are written as the strings "inf", "-inf" or "nan"."""
+    path, arrays = rr
+    src = tmp_path / "fused.h5"
+    import h5py
+
+    with h5py.File(src, "w") as f:
+        f["sr"] = arrays["gt"]
+    out = tmp_path / "perfect.json"
+    assert main(["evaluate", "--fused", str(src), "--data", str(path), "--json", str(out)]) == 0
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-standard JSON literal {token}")
+
+    report = json.loads(out.read_text(), parse_constant=refuse)
+    (res,) = report["results"]["rr"].values()
+    values = [v for img in res["per_image"] for v in img.values()]
+    assert any(v in ("inf", "-inf", "nan") for v in values)  # the non-finite values are kept, as strings
+    assert res["per_image"][0]["q2n"] == pytest.approx(1.0)

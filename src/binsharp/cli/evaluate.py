@@ -29,9 +29,8 @@ from binsharp.evaluation.evaluate import (
     load_test_sets,
     looks_like_path,
     write_csv,
-    write_json,
 )
-from binsharp.fileio import check_output_path
+from binsharp.fileio import check_output_path, write_json
 from binsharp.inference import check_bands
 
 
@@ -111,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
             results[ts.split][name] = evaluate_source(source, ts, variant=args.variant)
     print(format_table(results, sets), end="")
     if args.json:
-        write_json(
-            args.json, build_report(results, sets, data=str(args.data), limit=args.limit), args.overwrite
-        )
+        report = build_report(results, sets, data=str(args.data), limit=args.limit)
+        write_json(args.json, report, overwrite=args.overwrite)
     if args.csv:
         write_csv(args.csv, results, args.overwrite)
     return 0

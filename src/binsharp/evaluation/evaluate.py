@@ -4,15 +4,15 @@ A named dataset is evaluated on its reduced-resolution test split (``test_rr``: 
 indexes of the fused images against ``gt``) and its full-resolution test split (``test_fr``: the
 full-resolution indexes with the sensor's MTF). A PanCollection h5 path is a reduced-resolution set if it
 holds ``gt`` and a full-resolution one otherwise. :func:`fused_reader` reads images fused elsewhere.
-:func:`format_table` shows mean +- std per method and index; :func:`build_report` and :func:`write_json`
-add per-image values and the settings, :func:`write_csv` writes one row per (split, method, image, index).
+:func:`format_table` shows mean +- std per method and index; :func:`build_report` adds per-image values
+and the settings (written by :func:`binsharp.fileio.write_json`); :func:`write_csv` writes one row per
+(split, method, image, index).
 ``binsharp evaluate`` is the command line of this module.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -424,12 +424,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
-
-
-def write_json(path: str, report: dict[str, Any], overwrite: bool) -> None:
-    """Write ``report`` atomically as indented JSON."""
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def write_csv(path: str, results: dict[str, dict[str, dict[str, Any]]], overwrite: bool) -> None:

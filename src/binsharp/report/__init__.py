@@ -13,11 +13,11 @@ This package only renders: the results come from :func:`binsharp.evaluation.benc
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from binsharp import fileio
 from binsharp.fileio import atomic_output
 
 __all__ = ["write_figures", "write_markdown", "write_json", "write_report", "markdown_report"]
@@ -58,10 +58,9 @@ def write_markdown(path: str | os.PathLike, report: dict[str, Any], *, overwrite
 
 
 def write_json(path: str | os.PathLike, report: dict[str, Any], *, overwrite: bool = False) -> Path:
-    """Write the report as indented JSON atomically."""
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    return Path(path)
+    """Write the report atomically as indented JSON (non-finite values as strings, see
+    :func:`binsharp.fileio.strict_json`)."""
+    return fileio.write_json(path, report, overwrite=overwrite, default=str)
 
 
 def write_figures(result: Any, out_dir: str | os.PathLike) -> list[tuple[str, Path]]:
