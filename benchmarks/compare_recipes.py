@@ -13,7 +13,7 @@ Every variant changes one thing against ``baseline`` (the model's registered rec
 variant             change
 ==================  ==========================================================================================
 ``baseline``        none
-``warmup``          linear learning-rate warm-up over the first 10 % of the steps (instead of ``--warmup``)
+``no-warmup``       no learning-rate warm-up (the baseline warms up linearly over ``--warmup`` steps)
 ``lr-low``          learning rate / 2 (of every stage, for a multi-stage recipe)
 ``lr-high``         learning rate x 2 (of every stage, for a multi-stage recipe)
 ``augment``         random flips and 90-degree rotations of the training patches (``data.augment``)
@@ -26,14 +26,15 @@ variant             change
 
 A finished run leaves ``row.json`` in its run directory (under ``--runs``) and is not trained again by a
 later invocation with the same settings, so the runs can be spread over several processes (one per model,
-``--models``) and a last invocation over all of them writes the whole report; an interrupted run starts
-again from step 0, so that its CPU time is whole. The budget is ``--steps`` optimiser steps per run; the CPU
-time each run took (process time, one thread) is recorded, so quality is reported per CPU-second too.
-Variants that a model's recipe cannot take (a multi-stage recipe or a model with its own training loss for
-the two-step and distillation variants, a missing zoo teacher) are listed as not applicable with the reason.
-Indexes are the last validation Q2n, SAM and ERGAS (``val`` split; the test split is never read). Writes a
-Markdown report (``--out``, default ``docs/recipes.md``) with the settings, the machine, the table and a
-figure of validation Q2n against CPU seconds (``docs/figures/recipes-curves.png``).
+``--models``) and a last invocation over all of them (``--report-only``: without training the runs not
+finished) writes the whole report; an interrupted run starts again from step 0, so that its CPU time is
+whole. The budget is ``--steps`` optimiser steps per run; the CPU time each run took (process time, one
+thread) is recorded, so quality is reported per CPU-second too. Variants that a model's recipe cannot take
+(a multi-stage recipe or a model with its own training loss for the two-step and distillation variants, a
+missing zoo teacher) are listed as not applicable with the reason. Indexes are the last validation Q2n, SAM
+and ERGAS (``val`` split; the test split is never read). Writes a Markdown report (``--out``, default
+``docs/recipes.md``) with the settings, the machine, the table and a figure of validation Q2n against CPU
+seconds (``docs/figures/recipes-curves.png``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import binsharp
 from binsharp import models
 from binsharp.errors import BinsharpError
 
-VARIANTS = ("baseline", "warmup", "lr-low", "lr-high", "augment", "distill-fp", "distill-twin", "two-step")
+VARIANTS = ("baseline", "no-warmup", "lr-low", "lr-high", "augment", "distill-fp", "distill-twin", "two-step")
 
 
 def variant_config(variant: str, model: str, steps: int, warmup: int, model_args: dict) -> dict[str, Any]:
@@ -63,8 +64,8 @@ def variant_config(variant: str, model: str, steps: int, warmup: int, model_args
     recipe: dict[str, Any] = {"warmup_steps": warmup}
     data: dict[str, Any] = {}
     registered = models.model_info(model)["recipe"]
-    if variant == "warmup":
-        recipe["warmup_steps"] = max(1, steps // 10)
+    if variant == "no-warmup":
+        recipe["warmup_steps"] = 0
     elif variant in ("lr-low", "lr-high"):
         factor = 0.5 if variant == "lr-low" else 2.0
         recipe["lr"] = float(registered.get("lr", 1e-3)) * factor
@@ -126,6 +127,8 @@ def run_variant(model: str, variant: str, a: argparse.Namespace) -> dict[str, An
         saved = json.loads(done.read_text(encoding="utf-8"))
         if saved.get("settings") == run_settings(a):
             return {k: v for k, v in saved.items() if k != "settings"}
+    if a.report_only:
+        return {**row, "skipped": "not run at this budget"}
     if run_dir.exists():  # an interrupted run: its CPU time is lost, so it starts again
         shutil.rmtree(run_dir)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -223,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-args", type=json.loads, default={}, help="JSON architecture overrides")
     p.add_argument("--runs", default="runs/recipes")
     p.add_argument("--out", default="docs/recipes.md")
+    p.add_argument("--report-only", action="store_true", help="write the report of the finished runs only")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     command = shlex.join(

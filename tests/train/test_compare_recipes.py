@@ -46,3 +46,8 @@ def test_compare_recipes_writes_table_and_curves(tmp_path, monkeypatch):
     assert [x for x in out.read_text().splitlines() if x.startswith("| bbcu")] == [
         x for x in first.splitlines() if x.startswith("| bbcu")
     ]
+
+    # --report-only reports the finished runs and lists a variant not run, without training it
+    assert module.main([*args[:3], "baseline,lr-high", *args[4:], "--report-only"]) == 0
+    rows = {x.split("|")[2].strip(): x for x in out.read_text().splitlines() if x.startswith("| bbcu")}
+    assert "not run" in rows["lr-high"] and "n/a" not in rows["baseline"]
