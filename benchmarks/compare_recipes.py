@@ -53,43 +53,18 @@ from typing import Any
 import torch
 
 import binsharp
-from binsharp import models
 from binsharp.errors import BinsharpError
+from binsharp.train.recipe import RECIPE_VARIANTS, recipe_variant
 
-VARIANTS = ("baseline", "no-warmup", "lr-low", "lr-high", "augment", "distill-fp", "distill-twin", "two-step")
+VARIANTS = RECIPE_VARIANTS
 
 
 def variant_config(variant: str, model: str, steps: int, warmup: int, model_args: dict) -> dict[str, Any]:
     """Run configuration (model arguments, recipe and data keys) of ``variant`` for ``model``."""
-    recipe: dict[str, Any] = {"warmup_steps": warmup}
-    data: dict[str, Any] = {}
-    registered = models.model_info(model)["recipe"]
-    if variant == "no-warmup":
-        recipe["warmup_steps"] = 0
-    elif variant in ("lr-low", "lr-high"):
-        factor = 0.5 if variant == "lr-low" else 2.0
-        recipe["lr"] = float(registered.get("lr", 1e-3)) * factor
-        if "stages" in registered:  # a stage's own learning rate overrides the top-level one
-            recipe["stages"] = [
-                {"name": st["name"], "lr": float(st.get("lr", recipe["lr"] / factor)) * factor}
-                for st in registered["stages"]
-            ]
-    elif variant == "augment":
-        data["augment"] = True
-    elif variant == "distill-fp":
-        recipe["distill"] = {"teacher": "zoo:fusionnet"}
-    elif variant in ("distill-twin", "two-step"):
-        if "stages" in registered:
-            raise BinsharpError("its recipe has stages of its own")
-        binary: dict[str, Any] = {"name": "binary", "steps": steps - steps // 2}
-        if variant == "distill-twin":
-            binary["distill"] = {"teacher": "float_twin", "feature_weight": 0.1}
-        recipe["stages"] = [{"name": "float", "steps": max(1, steps // 2), "float_twin": True}, binary]
-    elif variant != "baseline":
-        raise BinsharpError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
-    if "distill" in variant and callable(getattr(models.create(model, **model_args), "training_loss", None)):
-        raise BinsharpError("it has a training loss of its own")
-    return {"model": dict(model_args), "recipe": recipe, "data": data}
+    return {
+        "model": dict(model_args),
+        **recipe_variant(variant, model, steps, warmup=warmup, model_args=model_args),
+    }
 
 
 def val_curve(run_dir: Path) -> list[tuple[int, float]]:

@@ -22,6 +22,10 @@ The budget (documented, the same for every model):
   that every model sees the same number of samples);
 * ``--warmup W`` linear learning-rate warm-up over the first W steps of every stage (default: the recipe's,
   none);
+* ``--recipe-variant V`` one training-recipe variant for every binary network alike
+  (:func:`binsharp.train.recipe.recipe_variant`: e.g. ``two-step``, ``distill-twin``, ``augment``; the
+  variants are compared by ``benchmarks/compare_recipes.py``); a network whose recipe cannot take it keeps
+  its own, and the zoo manifest records which applied;
 * validation (Q2n, SAM, ERGAS on the dataset's ``val`` split) and a resumable checkpoint every
   ``--val-every`` steps (default N/20);
 * seed ``--seed`` (default 0) for initialisation, data order and every stage;
@@ -77,6 +81,7 @@ import torch
 import binsharp
 from binsharp import models, zoo
 from binsharp.errors import BinsharpError
+from binsharp.train.recipe import RECIPE_VARIANTS
 
 DEFAULT_STEPS = 20_000
 DEFAULT_SEED = 0
@@ -133,6 +138,25 @@ def run_config(model: str, dataset: str, args: argparse.Namespace) -> Path | dic
     return deep_merge(read_config(cfg) if cfg else {}, {"trainer": trainer})
 
 
+def with_recipe_variant(
+    model: str, config: Path | dict[str, Any] | None, args: argparse.Namespace
+) -> tuple[Path | dict[str, Any] | None, str]:
+    """``config`` with the ``--recipe-variant`` layer (:func:`binsharp.train.recipe.recipe_variant`, with
+    ``--warmup`` as the baseline warm-up) for a binary network, and the variant applied: ``"baseline"`` for
+    full-precision networks, and ``"baseline (VARIANT: reason)"`` where the network's recipe cannot take
+    it."""
+    from binsharp.train.recipe import deep_merge, read_config, recipe_variant
+
+    if args.recipe_variant == "baseline" or models.model_info(model)["kind"] != "binary":
+        return config, "baseline"
+    try:
+        layer = recipe_variant(args.recipe_variant, model, args.steps, warmup=args.warmup or 0)
+    except BinsharpError as exc:
+        return config, f"baseline ({args.recipe_variant}: {exc})"
+    base = read_config(config) if isinstance(config, Path) else dict(config or {})
+    return deep_merge(base, layer), args.recipe_variant
+
+
 def stage_logs(run_dir: Path, stages: list[Any], steps: dict[str, int]) -> list[tuple[str, Path, int]]:
     """``(stage name, metrics.csv, steps before the stage)`` of a finished run, in stage order (existing
     files only); ``steps``: optimiser steps run per stage name."""
@@ -158,14 +182,15 @@ def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, An
     overrides: dict[str, Any] = {"val_every": every, "ckpt_every": every}
     if args.batch:
         overrides["batch_size"] = args.batch
-    if args.warmup is not None:
+    config, variant = with_recipe_variant(name, run_config(name, ds, args), args)
+    if args.warmup is not None and variant == "baseline":
         overrides["warmup_steps"] = args.warmup
     t0 = time.perf_counter()
     result = train(
         name,
         args.data,
         out=run_dir,
-        config=run_config(name, ds, args),
+        config=config,
         max_steps=args.steps,
         stage_overrides=overrides,
         seed=args.seed,
@@ -200,6 +225,7 @@ def train_one(name: str, args: argparse.Namespace, command: str) -> dict[str, An
             for s in result.stages
         ],
         "config": str(cfg.relative_to(Path(binsharp.__file__).resolve().parent)) if cfg else None,
+        "recipe_variant": variant,
     }
     from binsharp.nn.complexity import count
 
@@ -269,7 +295,7 @@ def _child_command(args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--data", str(args.data), "--seed", str(args.seed)]
     cmd += ["--accelerator", args.accelerator, "--threads", str(args.threads or 1), "--no-progress"]
     cmd += ["--runs", str(args.runs)] + (["--out", str(args.out)] if args.out else [])
-    for opt in ("batch", "warmup", "val_every", "precision"):
+    for opt in ("batch", "warmup", "val_every", "precision", "recipe_variant"):
         if getattr(args, opt) is not None:
             cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     if args.channels_last:
@@ -405,6 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         "--batch", type=int, default=None, help="batch size of every stage (default: the recipe's)"
     )
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps of every stage (default: none)")
+    p.add_argument(
+        "--recipe-variant",
+        default="baseline",
+        choices=RECIPE_VARIANTS,
+        help="training-recipe variant of every binary network (binsharp.train.recipe.recipe_variant; "
+        "default: baseline, the registered recipes)",
+    )
     p.add_argument("--val-every", type=int, default=None, help="validation/checkpoint period (steps/20)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--out", default=None, help="zoo directory (default: the package's binsharp/zoo/weights)")
@@ -489,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "recipes: each model's registered recipe (batch size, optimiser, lr, schedule); multi-stage recipes"
     )
+    print(f"         binary networks: recipe variant {args.recipe_variant}")
     print(
         "         scaled to the same total steps; validation and checkpoints every "
         f"{args.val_every or 'steps/20'} steps; torch threads {torch.get_num_threads()}"

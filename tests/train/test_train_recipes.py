@@ -9,9 +9,9 @@ import torch
 from test_train import make_h5
 
 from binsharp.errors import BinsharpError
-from binsharp.models import create
+from binsharp.models import create, model_info
 from binsharp.train.engine import train
-from binsharp.train.recipe import resolve_stages
+from binsharp.train.recipe import RECIPE_VARIANTS, deep_merge, recipe_variant, resolve_stages
 
 SMALL = {
     "model": {"dim": 8, "n_units": 2},
@@ -92,3 +92,21 @@ def test_distill_spellings():
     assert resolve_stages({"distill": "zoo:fusionnet"})[0].distill == {
         "teacher": "zoo:fusionnet", "weight": 1.0, "feature_weight": 0.0}  # fmt: skip
     assert resolve_stages({})[0].distill is None and resolve_stages({})[0].float_twin is False
+
+
+def test_recipe_variants_change_one_thing_and_refuse_what_a_recipe_cannot_take():
+    base = recipe_variant("baseline", "bbcu", 400, warmup=40)
+    assert base == {"recipe": {"warmup_steps": 40}, "data": {}}
+    for variant in RECIPE_VARIANTS:
+        if variant in ("distill-twin", "two-step"):
+            with pytest.raises(BinsharpError, match="stages of its own"):
+                recipe_variant(variant, "bnnpan", 400)
+    # a multi-stage recipe's learning rates are scaled stage by stage (a top-level lr would be overridden)
+    lr_high = recipe_variant("lr-high", "bnnpan", 400)["recipe"]
+    merged = resolve_stages(deep_merge(model_info("bnnpan")["recipe"], lr_high))
+    assert [s.lr for s in merged] == pytest.approx([8e-4, 8e-4, 2e-4])
+    two = recipe_variant("two-step", "bbcu", 400)["recipe"]["stages"]
+    assert [s["steps"] for s in two] == [200, 200] and two[0]["float_twin"] is True
+    assert recipe_variant("augment", "bbcu", 400)["data"] == {"augment": True}
+    with pytest.raises(BinsharpError, match="unknown recipe variant"):
+        recipe_variant("warmup", "bbcu", 400)

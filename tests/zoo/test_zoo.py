@@ -15,7 +15,7 @@ from binsharp.cli import main
 from binsharp.errors import BinsharpError
 from binsharp.fileio import sha256_file
 from binsharp.nn.complexity import count
-from tiny_zoo import DATASET, ROOT, ZOO_MODELS, make_scene, tiny_assets
+from tiny_zoo import DATASET, ROOT, ZOO_MODELS, load_train_zoo, make_scene, tiny_assets
 
 
 @pytest.fixture
@@ -185,3 +185,18 @@ def test_shipped_checkpoints_load_and_carry_their_provenance(dataset, name):
     assert json.loads((PACKAGE_ZOO / e["data_manifest"]).read_text())["name"] == dataset
     assert "train_zoo.py" in e["command"] and e["seed"] == meta["seed"]
     assert e["budget"]["steps"] == meta["step"]
+
+
+def test_train_zoo_recipe_variant_applies_to_binary_networks_that_can_take_it():
+    import argparse
+
+    tz = load_train_zoo()
+    args = argparse.Namespace(recipe_variant="two-step", steps=40, warmup=4)
+    cfg, applied = tz.with_recipe_variant("bnn", None, args)
+    assert applied == "two-step" and cfg["recipe"]["warmup_steps"] == 4
+    assert [s["steps"] for s in cfg["recipe"]["stages"]] == [20, 20] and cfg["recipe"]["stages"][0][
+        "float_twin"
+    ]
+    assert tz.with_recipe_variant("pnn", None, args) == (None, "baseline")  # full precision: its own recipe
+    cfg, applied = tz.with_recipe_variant("bnnpan", None, args)  # three stages of its own
+    assert cfg is None and applied.startswith("baseline (two-step: ") and "stages of its own" in applied

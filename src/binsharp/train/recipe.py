@@ -31,18 +31,21 @@ from typing import Any
 
 import yaml
 
+from binsharp import models
 from binsharp.errors import BinsharpError
 from binsharp.models.recipes import DEFAULT_STAGE, Stage, deep_merge, resolve_stages
 
 __all__ = [
     "DEFAULT_RUN",
     "DEFAULT_STAGE",
+    "RECIPE_VARIANTS",
     "RunConfig",
     "Stage",
     "build_run_config",
     "deep_merge",
     "packaged_config",
     "read_config",
+    "recipe_variant",
     "resolve_stages",
     "scale_steps",
 ]
@@ -253,3 +256,66 @@ def build_run_config(
         trainer=dict(run["trainer"]),
         seed=seed,
     )
+
+
+#: Training-recipe variants (:func:`recipe_variant`), compared by ``benchmarks/compare_recipes.py``.
+RECIPE_VARIANTS = (
+    "baseline",
+    "no-warmup",
+    "lr-low",
+    "lr-high",
+    "augment",
+    "distill-fp",
+    "distill-twin",
+    "two-step",
+)
+
+
+def recipe_variant(
+    variant: str, model: str, steps: int, *, warmup: int = 0, model_args: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run-configuration layer (``{"recipe": ..., "data": ...}``) of a training-recipe variant.
+
+    Each variant changes one thing against ``model``'s registered recipe with a linear warm-up over
+    ``warmup`` steps (``baseline``): ``no-warmup`` (no warm-up), ``lr-low`` / ``lr-high`` (learning rate / 2
+    or x 2, of every stage of a multi-stage recipe), ``augment`` (random flips and 90-degree rotations of the
+    training patches), ``distill-fp`` (output-L1 distillation, weight 1, from the zoo's full-precision
+    FusionNet), ``two-step`` (half the ``steps`` as the float twin, then half binarized) and
+    ``distill-twin`` (two-step, the binarized half distilled from the float twin: output L1 + body-feature
+    L1, weights 1 and 0.1).
+
+    Raises:
+        BinsharpError: an unknown variant, or one the model cannot take: two-step variants with a recipe of
+            several stages of its own, distillation with a model's own training loss.
+    """
+    recipe: dict[str, Any] = {"warmup_steps": warmup}
+    data: dict[str, Any] = {}
+    registered = models.model_info(model)["recipe"]
+    if variant == "no-warmup":
+        recipe["warmup_steps"] = 0
+    elif variant in ("lr-low", "lr-high"):
+        factor = 0.5 if variant == "lr-low" else 2.0
+        recipe["lr"] = float(registered.get("lr", 1e-3)) * factor
+        if "stages" in registered:  # a stage's own learning rate overrides the top-level one
+            recipe["stages"] = [
+                {"name": st["name"], "lr": float(st.get("lr", recipe["lr"] / factor)) * factor}
+                for st in registered["stages"]
+            ]
+    elif variant == "augment":
+        data["augment"] = True
+    elif variant == "distill-fp":
+        recipe["distill"] = {"teacher": "zoo:fusionnet"}
+    elif variant in ("distill-twin", "two-step"):
+        if "stages" in registered:
+            raise BinsharpError("its recipe has stages of its own")
+        binary: dict[str, Any] = {"name": "binary", "steps": steps - steps // 2}
+        if variant == "distill-twin":
+            binary["distill"] = {"teacher": "float_twin", "feature_weight": 0.1}
+        recipe["stages"] = [{"name": "float", "steps": max(1, steps // 2), "float_twin": True}, binary]
+    elif variant != "baseline":
+        raise BinsharpError(f"unknown recipe variant {variant!r} (known: {', '.join(RECIPE_VARIANTS)})")
+    if "distill" in variant:
+        net = models.create(model, **dict(model_args or {}))
+        if callable(getattr(net, "training_loss", None)):
+            raise BinsharpError("it has a training loss of its own")
+    return {"recipe": recipe, "data": data}
