@@ -122,6 +122,32 @@ def test_engine_reuses_buffers_without_side_effects(name):
     assert any(eng._pool.values()), "no dead array was kept for reuse"
 
 
+def test_engine_pools_arrays_once_their_views_die():
+    """An array read only through views (the halves of a chunk) goes back to the pool when its last view
+    dies, so the next call reuses it instead of faulting in fresh pages; a view that is an output keeps it."""
+    meta = {"name": "views", "bands": 1, "inputs": ["pan"]}
+    ops = [
+        {"op": "mul_scalar", "in": ["pan"], "out": ["a"], "attrs": {"value": 2.0}},
+        {"op": "cat", "in": ["a", "pan"], "out": ["c"]},
+        {"op": "chunk", "in": ["c"], "out": ["c0", "c1"], "attrs": {"chunks": 2}},
+        {"op": "add", "in": ["c0", "c1"], "out": ["y"]},
+    ]
+    pan = np.random.default_rng(0).random((1, 1, 8, 8), np.float32)
+    eng = Engine(bsp.BspModel(meta, ops, ["y"], {}))
+    y = eng(pan=pan)
+    np.testing.assert_array_equal(y, pan * np.float32(2) + pan)
+    pooled = eng._pool.get((1, 2, 8, 8), [])
+    assert len(pooled) == 1, "the concatenation was not pooled after its halves died"
+    cat_buf = pooled[0]
+    assert eng(pan=pan) is not y
+    assert [b is cat_buf for b in eng._pool[(1, 2, 8, 8)]] == [True]  # reused, then pooled again
+    np.testing.assert_array_equal(y, pan * np.float32(2) + pan)
+    eng = Engine(bsp.BspModel(meta, ops[:3], ["c1"], {}))
+    out = eng(pan=pan)
+    assert not eng._pool.get((1, 2, 8, 8))  # still read through the returned half
+    np.testing.assert_array_equal(out, pan)
+
+
 @pytest.mark.parametrize("path", K.available_paths() if K.have_kernels() else [])
 def test_engine_same_on_every_kernel_path(path, monkeypatch):
     m = _randomised("bbcu", n_units=3)

@@ -57,7 +57,9 @@ F32 = np.float32
 #: ``POOL_LARGEST`` times the largest array it was given, when that is more: fresh pages of large arrays cost
 #: a page fault and a zeroing each)
 POOL_BYTES = 160 << 20
-POOL_LARGEST = 3
+POOL_LARGEST = 8
+#: dead arrays of one shape an engine keeps at most
+POOL_PER_SHAPE = 2
 
 
 # --------------------------------------------------------------------------------------------- float ops
@@ -416,6 +418,7 @@ class Engine:
             last[o] = len(graph)
         T = self.model.tensors
         fresh: set[str] = set()  # names of arrays this call allocated (may be overwritten when they die)
+        orphans: list[np.ndarray] = []  # dead arrays of this call whose views are still in use
         self._cat_bufs = {}
         for i, op in enumerate(graph):
             self._op_index = i
@@ -454,12 +457,24 @@ class Engine:
                         fresh.add(name)
                     else:
                         fresh.discard(name)
+            dead_view = False
             for name in op.get("in", []):
                 if last.get(name) == i and name not in self.inputs:
                     val = env.pop(name, None)
-                    if name in fresh and val is not None and _sole_owner(val, None, env):
-                        self._give(val)
+                    if name in fresh and val is not None:
+                        if _sole_owner(val, None, env):
+                            self._give(val)
+                        else:  # views of it (chunks, reshapes) live on: pooled once they die
+                            orphans.append(val)
+                    elif isinstance(val, np.ndarray) and val.base is not None:
+                        dead_view = True
                     fresh.discard(name)
+            if dead_view and orphans:
+                free = [_sole_owner(o, None, env) for o in orphans]
+                for o, f in zip(orphans, free, strict=True):
+                    if f:
+                        self._give(o)
+                orphans = [o for o, f in zip(orphans, free, strict=True) if not f]
         if self.profile is not None:
             self._profile_calls += 1
         return env[self.model.outputs[0]]
@@ -499,7 +514,7 @@ class Engine:
         """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
         oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in all)."""
         lst = self._pool.setdefault(a.shape, [])
-        if len(lst) < 2 and not any(b is a for b in lst):
+        if len(lst) < POOL_PER_SHAPE and not any(b is a for b in lst):
             lst.append(a)
             self._pool_order.append(a)
             self._pool_bytes += a.nbytes
