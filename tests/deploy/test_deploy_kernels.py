@@ -157,6 +157,36 @@ def test_fused_epilogue_and_packed_output(path, act_first):
     np.testing.assert_array_equal(r["packed"].signs(), expect_bits)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_second_activation_and_channel_sums(path):
+    """``act2`` is a second RPReLU after the residual add (a fused rprelu op); ``sums`` are the per-channel
+    sums of the float output in double, equal to the numpy reference's order bitwise on any thread count and
+    to a float64 sum of the output to rounding; they also come without a float output."""
+    rng = np.random.default_rng(4)
+    ci, co, h, w = 36, 24, 9, 150  # three tiles per row, the last one partial
+    x = rng.standard_normal((2, ci, h, w)).astype(np.float32)
+    wt = rng.standard_normal((co, ci, 3, 3)).astype(np.float32)
+    alpha = np.abs(wt).mean(axis=(1, 2, 3)).astype(np.float32)
+    gamma, zeta, gamma2, zeta2 = (rng.standard_normal(co).astype(np.float32) * 0.1 for _ in range(4))
+    slope, slope2 = (rng.uniform(0.05, 0.3, co).astype(np.float32) for _ in range(2))
+    res = rng.standard_normal((2, co, h, w)).astype(np.float32)
+    pk = K.pack_activations(x, halo=1, path=path)
+    kw = {"out_channels": co, "kernel_size": 3, "padding": 1, "alpha": alpha, "path": path}
+    kw.update(act=(gamma, slope, zeta), residual=res, act2=(gamma2, slope2, zeta2))
+    r = K.binary_conv2d(pk, K.pack_weights(wt), int_out=True, sums=True, threads=1, **kw)
+    c = lambda a: torch.from_numpy(a).view(1, -1, 1, 1)  # noqa: E731
+    v = torch.from_numpy(r["y"].astype(np.float32)) * c(alpha)
+    v = F.prelu(v - c(gamma), torch.from_numpy(slope)) + c(zeta) + torch.from_numpy(res)
+    v = F.prelu(v - c(gamma2), torch.from_numpy(slope2)) + c(zeta2)
+    np.testing.assert_allclose(r["out"], v.numpy(), rtol=1e-6, atol=1e-6)
+    assert r["sums"].shape == (2, co) and r["sums"].dtype == np.float64
+    np.testing.assert_array_equal(r["sums"], K._sums_reference(r["out"]))
+    np.testing.assert_allclose(r["sums"], r["out"].sum(axis=(2, 3), dtype=np.float64), rtol=1e-12, atol=1e-9)
+    only = K.binary_conv2d(pk, K.pack_weights(wt), float_out=False, sums=True, threads=2, **kw)
+    assert "out" not in only
+    np.testing.assert_array_equal(only["sums"], r["sums"])
+
+
 def test_paths_agree_bitwise_on_float_output():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 64, 16, 40)).astype(np.float32)
@@ -297,7 +327,7 @@ def test_c_api_table_matches_the_c_source():
     fields = []
     for decl in filter(None, (d.strip() for d in body.split(";"))):
         base, names = re.match(r"(?:const\s+)?(\w+)\s+(.*)", decl).groups()
-        scalar = {"float": ctypes.c_float, "int": ctypes.c_int}[base]
+        scalar = {"float": ctypes.c_float, "int": ctypes.c_int, "double": ctypes.c_double}[base]
         for item in names.split(","):
             fields.append((item.strip(" *"), ctypes.POINTER(scalar) if "*" in item else scalar))
     assert fields == list(K._Epi._fields_)
@@ -334,8 +364,10 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
             act_first=bool(ci % 2),
             residual=res,
             clamp=(-1.5, 2.0) if k == 3 else None,
+            act2=(vec[3], np.abs(vec[2]), vec[0]) if k == 3 else None,
             int_out=True,
             pack_out={"halo": 1, "groups": 1, "scale": vec[2], "bias": vec[3]},
+            sums=True,
         )
 
     rng_bias = rng.standard_normal(ci).astype(np.float32) * 0.1
@@ -349,3 +381,4 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
     np.testing.assert_array_equal(got["y"], ref["y"])
     np.testing.assert_array_equal(got["out"], ref["out"])
     np.testing.assert_array_equal(got["packed"].data, ref["packed"].data)
+    np.testing.assert_array_equal(got["sums"], ref["sums"])

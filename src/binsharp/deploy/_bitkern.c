@@ -105,7 +105,11 @@ BS_API int bs_openmp(void) {
  *   if act_first: v = act(v); v = v + res            else: v = v + res; v = act(v)
  *     act = PReLU-with-shifts: t = v - gamma[o]; t = t >= 0 ? t : slope[o] * t; v = t + zeta[o]
  *   v = clamp(v, lo, hi) when clamp != 0              (hardtanh)
+ *   v = act2(v) when act2 != 0                        (a second activation, params gamma2, slope2, zeta2)
  *   out = v (float32 NCHW);  packed bit = (v * pscale[o] + pbias[o]) < 0
+ *   sums[n * Co + o] = sum of v over the image when sums != NULL (double; per output row over the tiles in
+ *   order, each tile's 8 lanes summed in order, then the rows in order: the same for every path and thread
+ *   count)
  */
 typedef struct {
     const float *alpha, *bias, *aff_s, *aff_b;
@@ -115,6 +119,9 @@ typedef struct {
     int clamp;
     float lo, hi;
     const float *pscale, *pbias;
+    int act2;
+    const float *gamma2, *slope2, *zeta2;
+    double *sums; /* (N, Co) or NULL */
 } bs_epi;
 
 typedef struct {
@@ -126,6 +133,7 @@ typedef struct {
     /* packed output */
     int halo_o, Hpo, Wpo, go, cgo, nwgo, nwo;
     int64_t plane_o, img_o;
+    double *rowsum; /* (N, Ho, Co) per-row sums of the float output (bs_epi.sums), or NULL */
 } geom_t;
 
 typedef void (*mk_dense_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int, int, int,
@@ -718,7 +726,11 @@ typedef struct {
     const float *rr;
     float *out;
     int pack;
+    float g2, s2, z2;
+    double *sum; /* this row's sum of the channel, or NULL */
 } ep_ch;
+
+typedef double v8d __attribute__((vector_size(64)));
 
 static inline int mm8_generic(v8i c) {
     int m = 0;
@@ -748,7 +760,7 @@ static inline void transpose64(uint64_t *a) {
 /* stages of the epilogue of one channel (epi_chan_*) */
 enum {
     EF_BIAS = 1, EF_AFF = 2, EF_ACTF = 4, EF_RES = 8, EF_ACTL = 16, EF_CLAMP = 32, EF_OUT = 64, EF_PACK = 128,
-    EF_PSCALE = 256
+    EF_PSCALE = 256, EF_ACT2 = 512, EF_SUM = 1024
 };
 /* the combinations of the zoo's binary layers, specialised for full tiles: X(function, stages) */
 #define EF_CASES(X, FN)                                                                                \
@@ -760,6 +772,9 @@ enum {
     X(FN, EF_AFF | EF_RES | EF_CLAMP | EF_OUT | EF_PACK)                                               \
     X(FN, EF_AFF | EF_CLAMP | EF_PACK)                                                                 \
     X(FN, EF_RES | EF_ACTL | EF_OUT | EF_PACK)                                                         \
+    X(FN, EF_ACTF | EF_RES | EF_OUT | EF_SUM)                                                          \
+    X(FN, EF_ACTF | EF_RES | EF_ACT2 | EF_OUT)                                                         \
+    X(FN, EF_ACTF | EF_RES | EF_ACT2 | EF_OUT | EF_SUM)                                                \
     X(FN, EF_OUT)
 #define EF_CASE(FN, F_)                                                                                \
     case (F_):                                                                                         \
@@ -804,6 +819,7 @@ enum {
     static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,        \
                                                                          const int nx, const int F) {              \
         uint64_t bits = 0;                                                                                         \
+        v8d sacc = {0};                                                                                            \
         for (int i0 = 0; i0 < nx; i0 += 8) {                                                                       \
             const int m = nx - i0 < 8 ? nx - i0 : 8;                                                               \
             v8i y;                                                                                                 \
@@ -824,12 +840,23 @@ enum {
                 v = sel8(v < lo, lo, v);                                                                           \
                 v = sel8(v > hi, hi, v);                                                                           \
             }                                                                                                      \
+            if (F & EF_ACT2) v = rprelu8(v, c->g2, c->s2, c->z2);                                                  \
+            if (F & EF_SUM) {                                                                                      \
+                const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                         \
+                const v8f z = {0};                                                                                 \
+                sacc += __builtin_convertvector(m == 8 ? v : sel8(lane < m, v, z), v8d);                           \
+            }                                                                                                      \
             if ((F & EF_OUT) && m == 8) memcpy(c->out + i0, &v, sizeof v);                                         \
             else if (F & EF_OUT) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
             if (F & EF_PACK) {                                                                                     \
                 const v8i neg = (F & EF_PSCALE) ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                   \
                 bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
             }                                                                                                      \
+        }                                                                                                          \
+        if (F & EF_SUM) {                                                                                          \
+            double t = 0;                                                                                          \
+            for (int j = 0; j < 8; j++) t += sacc[j];                                                              \
+            *c->sum += t;                                                                                          \
         }                                                                                                          \
         return bits;                                                                                               \
     }                                                                                                              \
@@ -853,11 +880,14 @@ enum {
             }                                                                                                      \
             const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                             \
             if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                       \
-            if (!out && !pout) continue;                                                                           \
+            if (!out && !pout && !g->rowsum) continue;                                                             \
             const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                       \
             const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                      \
             const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f;   \
             const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                    \
+            const int a2 = e->act2;                                                                                \
+            const float g2 = a2 ? e->gamma2[o] : 0.f, s2 = a2 ? e->slope2[o] : 0.f, z2 = a2 ? e->zeta2[o] : 0.f;   \
+            double *sum = g->rowsum ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL;                     \
             const float *rr = e->res ? e->res + orow : NULL;                                                       \
             /* the next tiles of this channel plane follow in memory: fetch the one after next */                  \
             for (int j = 0; j < TX; j += 16) {                                                                     \
@@ -866,11 +896,12 @@ enum {
             }                                                                                                      \
             const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
                              act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
-                             out ? out + orow : NULL, pout != NULL};                                               \
+                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum};                              \
             /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
             const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
                           (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
-                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0);              \
+                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0) |             \
+                          (a2 ? EF_ACT2 : 0) | (sum ? EF_SUM : 0);                                                 \
             /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */             \
             uint64_t bits;                                                                                         \
             switch (nx == TX ? F : -1) {                                                                       \
@@ -1059,7 +1090,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     if (stride != 1 && stride != 2) return BS_EINVAL;
     if (Ci % groups || Co % groups) return BS_EINVAL;
     if (groups == Ci && groups == Co && groups > 1 && k > 5) return BS_EINVAL; /* 5-bit tap counters */
-    if (!out && !pout && !yout) return BS_EINVAL;
+    if (!out && !pout && !yout && !(epi && epi->sums)) return BS_EINVAL;
     geom_t g;
     memset(&g, 0, sizeof g);
     g.N = N; g.Ci = Ci; g.H = H; g.W = W; g.halo = halo; g.groups = groups;
@@ -1087,6 +1118,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     }
     if (epi && epi->aff_s && !epi->aff_b) return BS_EINVAL;
     if (epi && epi->act && (!epi->gamma || !epi->slope || !epi->zeta)) return BS_EINVAL;
+    if (epi && epi->act2 && (!epi->gamma2 || !epi->slope2 || !epi->zeta2)) return BS_EINVAL;
     bs_epi e0;
     memset(&e0, 0, sizeof e0);
     const bs_epi *e = epi ? epi : &e0;
@@ -1149,6 +1181,13 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
                                                                         << (4 * (gi % 16));
         }
     }
+    if (e->sums) { /* per-row sums, reduced in row order after the parallel loop */
+        g.rowsum = calloc((size_t)N * g.Ho * Co, sizeof(double));
+        if (!g.rowsum) {
+            free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn);
+            return BS_ENOMEM;
+        }
+    }
     const mk_dense_fn mk = MK[path];
     const mkdw_fn mkdw = MKDW[path];
 #if BS_X86
@@ -1192,7 +1231,14 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
         free(acc);
         free(pk);
     }
-    free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn);
+    if (g.rowsum && !err)
+        for (int64_t n = 0; n < N; n++)
+            for (int o = 0; o < Co; o++) {
+                double t = 0;
+                for (int oy = 0; oy < g.Ho; oy++) t += g.rowsum[(n * g.Ho + oy) * Co + o];
+                e->sums[n * Co + o] = t;
+            }
+    free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn); free(g.rowsum);
     return err ? BS_ENOMEM : BS_OK;
 }
 

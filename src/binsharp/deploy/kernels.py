@@ -62,6 +62,11 @@ class _Epi(ctypes.Structure):
         ("hi", ctypes.c_float),
         ("pscale", _f32p),
         ("pbias", _f32p),
+        ("act2", ctypes.c_int),
+        ("gamma2", _f32p),
+        ("slope2", _f32p),
+        ("zeta2", _f32p),
+        ("sums", ctypes.POINTER(ctypes.c_double)),
     ]
 
 
@@ -463,11 +468,11 @@ def conv_reference(
     return y.astype(np.int32)
 
 
-def _rprelu_reference(v: np.ndarray, keep: dict[str, np.ndarray]) -> np.ndarray:
-    t = v - keep["gamma"].reshape(1, -1, 1, 1)
+def _rprelu_reference(v: np.ndarray, keep: dict[str, np.ndarray], which: str = "") -> np.ndarray:
+    t = v - keep["gamma" + which].reshape(1, -1, 1, 1)
     zero = np.float32(0)
     tp, tn = np.where(t > 0, t, zero), np.where(t < 0, t, zero)
-    return (tp + keep["slope"].reshape(1, -1, 1, 1) * tn) + keep["zeta"].reshape(1, -1, 1, 1)
+    return (tp + keep["slope" + which].reshape(1, -1, 1, 1) * tn) + keep["zeta" + which].reshape(1, -1, 1, 1)
 
 
 def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, residual) -> np.ndarray:
@@ -487,7 +492,22 @@ def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, r
     if epi.clamp:
         lo, hi = np.float32(epi.lo), np.float32(epi.hi)
         v = np.where(v < lo, lo, np.where(v > hi, hi, v))
+    if epi.act2:
+        v = _rprelu_reference(v, keep, "2")
     return v.astype(np.float32, copy=False)
+
+
+def _sums_reference(v: np.ndarray) -> np.ndarray:
+    """Per-channel sums (N, Co) float64 of ``v`` (N, Co, Ho, Wo) in the kernels' order: per row, tiles of
+    64 pixels (zero-padded), in each tile 8 double lanes over its 8-pixel vectors in order, the lanes summed
+    in order, then the tiles of the row and the rows in order (``cumsum``: sequential additions)."""
+    n, co, ho, wo = v.shape
+    nt = -(-wo // 64)
+    d = np.zeros((n, co, ho, nt * 64), np.float64)
+    d[..., :wo] = v
+    lanes = np.cumsum(d.reshape(n, co, ho, nt, 8, 8), axis=4)[..., -1, :]  # (n, co, ho, nt, 8 lanes)
+    tiles = np.cumsum(lanes, axis=-1)[..., -1]
+    return np.cumsum(np.cumsum(tiles, axis=-1)[..., -1], axis=-1)[..., -1]
 
 
 def packing_groups(cin: int, cout: int, kernel_size: int, groups: int = 1) -> int:
@@ -519,9 +539,11 @@ def binary_conv2d(
     act_first: bool = True,
     residual: np.ndarray | None = None,
     clamp: tuple[float, float] | None = None,
+    act2: tuple | None = None,
     float_out: bool = True,
     pack_out: dict | None = None,
     int_out: bool = False,
+    sums: bool = False,
     out_buffer: np.ndarray | None = None,
     path: str | None = None,
     threads: int | None = None,
@@ -532,13 +554,17 @@ def binary_conv2d(
     float32, per output channel o: ``v = y*alpha[o] (+ bias[o])``; ``v = v*s[o] + b[o]`` for
     ``affine=(s, b)``; ``act=(gamma, slope, zeta)``: ``t = v - gamma; t = t if t >= 0 else slope*t;
     v = t + zeta`` applied before (``act_first``) or after the residual add ``v += residual``
-    (``(N, Co, Ho, Wo)`` float32); ``clamp=(lo, hi)``.
+    (``(N, Co, Ho, Wo)`` float32); ``clamp=(lo, hi)``; ``act2=(gamma2, slope2, zeta2)``: a second RPReLU
+    after all of these (the activation of a following op fused into the layer).
     ``pack_out=dict(halo=1, groups=1, scale=None, bias=None)`` also writes the packed bits of
-    ``v*scale + bias`` for a following binary op.
+    ``v*scale + bias`` for a following binary op; ``sums`` the per-channel sums of v over the image (a
+    following global mean without another pass over the output).
 
     Returns dict with ``"out"`` float32 ``(N, Co, Ho, Wo)`` (if ``float_out``; written into ``out_buffer``
     when given), ``"packed"`` (:class:`Packed`, if ``pack_out``; into ``pack_out["out"]`` when given), ``"y"``
-    int32 ``(N, Co, Ho, Wo)`` (if ``int_out``).
+    int32 ``(N, Co, Ho, Wo)`` (if ``int_out``), ``"sums"`` float64 ``(N, Co)`` (if ``sums``: in double, per
+    output row over the tiles of 64 pixels in order, each tile's 8 lanes in order, then the rows in order;
+    the same on every path and thread count, see :func:`_sums_reference`).
     """
     lib = _lib()
     n, ci, h, w = x.shape
@@ -586,6 +612,14 @@ def binary_conv2d(
         epi.res = residual.ctypes.data_as(_f32p)
     if clamp is not None:
         epi.clamp, epi.lo, epi.hi = 1, float(clamp[0]), float(clamp[1])
+    if act2 is not None:
+        epi.act2 = 1
+        setv("gamma2", act2[0])
+        setv("slope2", act2[1])
+        setv("zeta2", act2[2])
+    sum_out = np.empty((n, co), np.float64) if sums else None
+    if sum_out is not None:
+        epi.sums = sum_out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
     result: dict = {}
     out = None
     if float_out:
@@ -615,6 +649,8 @@ def binary_conv2d(
             _pack_into(_ch_affine(v, keep.get("pscale"), keep.get("pbias")) < 0, pk)
         if yout is not None:
             yout[...] = y
+        if sum_out is not None:
+            sum_out[...] = _sums_reference(v)
     else:
         rc = lib.bs_conv(
             _ptr(x.data),
@@ -646,6 +682,8 @@ def binary_conv2d(
         result["packed"] = pk
     if yout is not None:
         result["y"] = yout
+    if sum_out is not None:
+        result["sums"] = sum_out
     return result
 
 

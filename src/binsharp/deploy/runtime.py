@@ -19,7 +19,10 @@ op                    semantics (float32)
                       ``wsign`` (dense sign bits, attr ``wshape``), ``alpha``, optional ``bias``,
                       ``aff_s``/``aff_b``, ``gamma``/``slope``/``zeta``, ``pack_scale``/``pack_bias``; attrs
                       ``cin``, ``cout``, ``k``, ``stride``, ``padding``, ``groups``, ``act_first``, ``clamp``,
-                      ``outputs`` [float?, packed?], ``pack_groups``; ``out`` = [float name, packed name]
+                      ``outputs`` [float?, packed?, mean?], ``pack_groups``; optional params
+                      ``gamma2``/``slope2``/``zeta2``: a second RPReLU after the others (a fused rprelu op);
+                      ``out`` = [float name, packed name, mean name?], the mean over H x W of the float
+                      result (N, Co, 1, 1) from sums the epilogue accumulates in double
 ``affine``            ``x * scale[c] + bias[c]`` (either optional)
 ``mul_scalar``        ``x * value``;  ``div_scalar``: ``x / value``;  ``add_scalar``: ``x + value``
 ``add`` / ``mul``     elementwise (broadcasting) ``a + b`` / ``a * b``
@@ -666,9 +669,11 @@ def _op_bconv(e: Engine, a, p, at):
     ho = K.conv_output_size(packed.shape[2], k, stride, pad)
     wo = K.conv_output_size(packed.shape[3], k, stride, pad)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
+    act2 = (p["gamma2"], p["slope2"], p["zeta2"]) if "gamma2" in p else None
     affine = (p["aff_s"], p["aff_b"]) if "aff_s" in p else None
     clamp = at.get("clamp")
     outs = at.get("outputs", [True, False])
+    want_mean = len(outs) > 2 and bool(outs[2])
     pack_out = None
     if outs[1]:
         pack_out = {
@@ -692,7 +697,9 @@ def _op_bconv(e: Engine, a, p, at):
         act_first=bool(at.get("act_first", 1)),
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
+        act2=act2,
         float_out=bool(outs[0]),
+        sums=want_mean,
         out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo, vals.get("res"), roles) if outs[0] else None,
         pack_out=pack_out,
         path=e.path,
@@ -702,7 +709,10 @@ def _op_bconv(e: Engine, a, p, at):
         lst = e._ppool.setdefault(pkey, [])
         if len(lst) < 2:
             lst.append(packed)
-    return r.get("out"), r.get("packed")
+    if not want_mean:
+        return r.get("out"), r.get("packed")
+    mean = (r["sums"] / np.float64(ho * wo)).astype(F32).reshape(packed.shape[0], cout, 1, 1)
+    return r.get("out"), r.get("packed"), mean
 
 
 def _op_affine(e, a, p, at):
