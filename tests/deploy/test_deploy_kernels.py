@@ -119,6 +119,32 @@ def test_pack_roundtrip_and_threshold(path):
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_pack_per_sample_threshold(path, monkeypatch):
+    """Scale and bias of shape (N, C, 1, 1) threshold each sample with its own row, in one call (S2BNet's
+    dynamic thresholds): the same bits as packing the samples one by one, and as the numpy reference."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 40, 6, 70)).astype(np.float32)
+    scale = rng.uniform(0.5, 2, (3, 40, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal((3, 40, 1, 1)).astype(np.float32)
+    pk = K.pack_activations(x, scale=scale, bias=bias, groups=4, halo=1, path=path, threads=2)
+    for i in range(3):
+        one = K.pack_activations(x[i : i + 1], scale=scale[i], bias=bias[i], groups=4, halo=1, path=path)
+        np.testing.assert_array_equal(pk.data[i : i + 1], one.data)
+    swapped = K.pack_activations(x, scale=scale[::-1], bias=bias[::-1], groups=4, halo=1, path=path)
+    assert (swapped.data != pk.data).any()
+    shared = K.pack_activations(x, scale=scale[:1], bias=bias[:1], groups=4, halo=1, path=path)
+    np.testing.assert_array_equal(
+        shared.data[1:2],
+        K.pack_activations(x[1:2], scale=scale[0], bias=bias[0], groups=4, halo=1, path=path).data,
+    )
+    monkeypatch.setattr(K, "_lib", lambda: None)
+    monkeypatch.setattr(K, "_warned_reference", True)
+    np.testing.assert_array_equal(
+        K.pack_activations(x, scale=scale, bias=bias, groups=4, halo=1).data, pk.data
+    )
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("act_first", [True, False])
 def test_fused_epilogue_and_packed_output(path, act_first):
     rng = np.random.default_rng(2)

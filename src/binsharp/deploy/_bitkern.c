@@ -1038,10 +1038,12 @@ static int resolve_path(int path) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Packing: x float32 (N, C, H, W) or (N, H, W, C) -> packed (N, G*nwg, H+2h, W+2h); halo not touched */
+/* Packing: x float32 (N, C, H, W) or (N, H, W, C) -> packed (N, G*nwg, H+2h, W+2h); halo not touched.  */
+/* scale/bias: C values, or N x C (one row per sample) when per_sample.                               */
 
 BS_API int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale,
-                   const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads) {
+                   const float *bias, int per_sample, int groups, uint64_t *out, int halo, int path,
+                   int nthreads) {
     path = resolve_path(path);
     if (path < 0) return BS_EPATH;
     if (N < 1 || C < 1 || H < 1 || W < 1 || groups < 1 || C % groups || halo < 0) return BS_EINVAL;
@@ -1052,9 +1054,11 @@ BS_API int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, con
     nthreads = useful_threads(nthreads, (double)N * C * H * W);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)
-        for (int y = 0; y < H; y++)
-            f(x, n, C, H, W, nhwc, scale, bias, cg, nwg, y, out + n * img + (int64_t)(y + halo) * Wp + halo, plane,
-              groups);
+        for (int y = 0; y < H; y++) {
+            const int64_t row = per_sample ? n * C : 0;
+            f(x, n, C, H, W, nhwc, scale ? scale + row : NULL, bias ? bias + row : NULL, cg, nwg, y,
+              out + n * img + (int64_t)(y + halo) * Wp + halo, plane, groups);
+        }
     return BS_OK;
 }
 

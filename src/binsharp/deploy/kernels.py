@@ -79,7 +79,7 @@ C_API: tuple[str, ...] = (
     "int bs_openmp(void)",
     "int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path)",
     "int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale, "
-    "const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads)",
+    "const float *bias, int per_sample, int groups, uint64_t *out, int halo, int path, int nthreads)",
     "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
     "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
@@ -245,6 +245,16 @@ def _vec(v, n: int, what: str) -> np.ndarray | None:
     return a
 
 
+def _per_sample(v, n: int, c: int, what: str) -> np.ndarray | None:
+    """Per-channel values as (C,) float32, or (N, C) when ``v`` holds one set per sample (N * C values)."""
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float32)
+    if n > 1 and a.size == n * c:
+        return np.ascontiguousarray(a.reshape(n, c))
+    return _vec(a.reshape(-1) if a.size == c else a, c, what)
+
+
 def _check(rc: int, what: str) -> None:
     if rc:
         raise BinsharpError(f"{what}: {_ERRORS.get(rc, f'error {rc}')}")
@@ -308,7 +318,8 @@ def pack_activations(
 
     Bit of channel c = ``(x * scale[c] + bias[c]) < 0`` computed in float32 (scale and bias optional,
     the multiplication skipped without ``scale``), i.e. the sign of an RSign / learnable-bias / ReDistribution
-    input with +1 at 0.
+    input with +1 at 0. ``scale`` and ``bias`` hold C values, or N x C (any shape of N * C values, e.g.
+    (N, C, 1, 1)): one set per sample (a per-sample threshold, as S2BNet's dynamic one), in one call.
     """
     lib = _lib()
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -322,7 +333,7 @@ def pack_activations(
         raise BinsharpError(f"layout must be NCHW or NHWC, got {layout!r}")
     if c % groups:
         raise BinsharpError(f"{c} channels are not divisible into {groups} groups")
-    sc, bi = _vec(scale, c, "scale"), _vec(bias, c, "bias")
+    sc, bi = _per_sample(scale, n, c, "scale"), _per_sample(bias, n, c, "bias")
     if out is None:
         out = Packed.empty(n, c, h, w, groups=groups, halo=halo)
     elif out.shape != (n, c, h, w) or out.groups != groups or out.halo != halo:
@@ -341,6 +352,7 @@ def pack_activations(
         int(layout == "NHWC"),
         _ptr(sc),
         _ptr(bi),
+        int(any(v is not None and v.ndim == 2 for v in (sc, bi))),
         groups,
         _ptr(out.data),
         halo,
@@ -410,9 +422,14 @@ def _warn_reference() -> None:
 
 
 def _ch_affine(x: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
-    """``x * scale[c] + bias[c]`` in float32 as the kernels compute it (``+ 0`` without ``bias``)."""
-    v = x * scale.reshape(1, -1, 1, 1) if scale is not None else x
-    return v + (bias.reshape(1, -1, 1, 1) if bias is not None else np.float32(0))
+    """``x * scale[c] + bias[c]`` in float32 as the kernels compute it (``+ 0`` without ``bias``); scale and
+    bias (C,) or per sample (N, C)."""
+
+    def bc(v: np.ndarray) -> np.ndarray:
+        return v.reshape(v.shape[0] if v.ndim == 2 else 1, -1, 1, 1)
+
+    v = x * bc(scale) if scale is not None else x
+    return v + (bc(bias) if bias is not None else np.float32(0))
 
 
 def _pack_into(neg: np.ndarray, out: Packed) -> None:

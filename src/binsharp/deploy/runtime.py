@@ -632,32 +632,17 @@ def _op_bconv(e: Engine, a, p, at):
             packed = plist.pop()
         else:
             packed = K.Packed.empty(x.shape[0], cin, x.shape[2], x.shape[3], groups=pg, halo=halo)
-        if "scale_t" in vals or "bias_t" in vals:  # per-sample transform (N, C, 1, 1)
-            n = x.shape[0]
-            st, bt = vals.get("scale_t"), vals.get("bias_t")
-            for i in range(n):
-                view = K.Packed(packed.data[i : i + 1], cin, pg, halo)
-                K.pack_activations(
-                    x[i : i + 1],
-                    scale=None if st is None else st[min(i, st.shape[0] - 1)].reshape(-1),
-                    bias=None if bt is None else bt[min(i, bt.shape[0] - 1)].reshape(-1),
-                    groups=pg,
-                    halo=halo,
-                    out=view,
-                    path=e.path,
-                    threads=e.threads,
-                )
-        else:
-            K.pack_activations(
-                x,
-                scale=p.get("in_scale"),
-                bias=p.get("in_bias"),
-                groups=pg,
-                halo=halo,
-                out=packed,
-                path=e.path,
-                threads=e.threads,
-            )
+        # a per-sample transform (N or 1, C, 1, 1) (S2BNet's dynamic thresholds) or a per-channel one
+        K.pack_activations(
+            x,
+            scale=vals["scale_t"] if "scale_t" in vals else p.get("in_scale"),
+            bias=vals["bias_t"] if "bias_t" in vals else p.get("in_bias"),
+            groups=pg,
+            halo=halo,
+            out=packed,
+            path=e.path,
+            threads=e.threads,
+        )
         if e.profile is not None:
             e._record("bconv.pack", time.perf_counter() - t0)
     if e.on_binary_input is not None:
