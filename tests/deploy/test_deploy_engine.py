@@ -103,17 +103,19 @@ def test_forced_parity_detects_export_errors():
 @pytest.mark.parametrize("name", ["s2bnet", "bisrnet"])
 def test_fused_means_and_second_activations(name):
     """The U bodies' RPReLU of (a concatenation of) binary convolutions' outputs is those convolutions'
-    second activation, and S2BNet's global means of such outputs (and of their chunks) come from the
-    epilogues' sums: fed PyTorch's decisions the engine reproduces PyTorch, its own decisions flip only in
-    the tie band; with the halves of a mean swapped the flips leave the tie band."""
+    second activation, their (a + b) * 0.5 a second addend and a scaling of the second convolution, and
+    S2BNet's global means of such outputs (and of their chunks) come from the epilogues' sums: fed
+    PyTorch's decisions the engine reproduces PyTorch, its own decisions flip only in the tie band; with the
+    halves of a mean swapped the flips leave the tie band."""
     m = _randomised(name)
     inp = _inputs(m, size=20, batch=2)
     rec = record(m, inp)
     x = {k: v.numpy() for k, v in inp.items()}
     model = lower_model(m)
     graph = model.graph
-    assert not any(op["op"] == "rprelu" for op in graph)
+    assert not any(op["op"] in ("rprelu", "mul_scalar") for op in graph)
     assert any("gamma2" in op["params"] for op in graph if op["op"] == "bconv")
+    assert any("res2" in op["attrs"].get("in_roles", []) for op in graph if op["op"] == "bconv")
     out, flips = forced_run(Engine(model), x, rec)
     assert np.abs(out - rec.output).max() <= 1e-4 * np.abs(rec.output).max()
     assert all(f.in_tie_band for f in flips), flips

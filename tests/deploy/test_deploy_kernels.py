@@ -184,8 +184,9 @@ def test_fused_epilogue_and_packed_output(path, act_first):
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_second_activation_and_channel_sums(path):
-    """``act2`` is a second RPReLU after the residual add (a fused rprelu op); ``sums`` are the per-channel
+def test_second_activation_addend_scaling_and_channel_sums(path):
+    """``act2`` is a second RPReLU after the residual add (a fused rprelu op), then ``residual2`` is added
+    and the sum scaled by ``mul`` (a fused add and mul_scalar, in that order); ``sums`` are the per-channel
     sums of the float output in double, equal to the numpy reference's order bitwise on any thread count and
     to a float64 sum of the output to rounding; they also come without a float output."""
     rng = np.random.default_rng(4)
@@ -195,15 +196,16 @@ def test_second_activation_and_channel_sums(path):
     alpha = np.abs(wt).mean(axis=(1, 2, 3)).astype(np.float32)
     gamma, zeta, gamma2, zeta2 = (rng.standard_normal(co).astype(np.float32) * 0.1 for _ in range(4))
     slope, slope2 = (rng.uniform(0.05, 0.3, co).astype(np.float32) for _ in range(2))
-    res = rng.standard_normal((2, co, h, w)).astype(np.float32)
+    res, res2 = rng.standard_normal((2, 2, co, h, w)).astype(np.float32)
     pk = K.pack_activations(x, halo=1, path=path)
     kw = {"out_channels": co, "kernel_size": 3, "padding": 1, "alpha": alpha, "path": path}
-    kw.update(act=(gamma, slope, zeta), residual=res, act2=(gamma2, slope2, zeta2))
+    kw.update(act=(gamma, slope, zeta), residual=res, act2=(gamma2, slope2, zeta2), residual2=res2, mul=0.5)
     r = K.binary_conv2d(pk, K.pack_weights(wt), int_out=True, sums=True, threads=1, **kw)
     c = lambda a: torch.from_numpy(a).view(1, -1, 1, 1)  # noqa: E731
     v = torch.from_numpy(r["y"].astype(np.float32)) * c(alpha)
     v = F.prelu(v - c(gamma), torch.from_numpy(slope)) + c(zeta) + torch.from_numpy(res)
     v = F.prelu(v - c(gamma2), torch.from_numpy(slope2)) + c(zeta2)
+    v = (torch.from_numpy(res2) + v) * 0.5
     np.testing.assert_allclose(r["out"], v.numpy(), rtol=1e-6, atol=1e-6)
     assert r["sums"].shape == (2, co) and r["sums"].dtype == np.float64
     np.testing.assert_array_equal(r["sums"], K._sums_reference(r["out"]))
@@ -391,6 +393,8 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
             residual=res,
             clamp=(-1.5, 2.0) if k == 3 else None,
             act2=(vec[3], np.abs(vec[2]), vec[0]) if k == 3 else None,
+            residual2=res[:, ::-1].copy() if k == 3 else None,
+            mul=0.5 if k == 3 else None,
             int_out=True,
             pack_out={"halo": 1, "groups": 1, "scale": vec[2], "bias": vec[3]},
             sums=True,

@@ -106,6 +106,7 @@ BS_API int bs_openmp(void) {
  *     act = PReLU-with-shifts: t = v - gamma[o]; t = t >= 0 ? t : slope[o] * t; v = t + zeta[o]
  *   v = clamp(v, lo, hi) when clamp != 0              (hardtanh)
  *   v = act2(v) when act2 != 0                        (a second activation, params gamma2, slope2, zeta2)
+ *   v = v + res2;  v = v * mv when mul != 0           (a following add and scaling, e.g. (a + b) * 0.5)
  *   out = v (float32 NCHW);  packed bit = (v * pscale[o] + pbias[o]) < 0
  *   sums[n * Co + o] = sum of v over the image when sums != NULL (double; per output row over the tiles in
  *   order, each tile's 8 lanes summed in order, then the rows in order: the same for every path and thread
@@ -122,6 +123,9 @@ typedef struct {
     int act2;
     const float *gamma2, *slope2, *zeta2;
     double *sums; /* (N, Co) or NULL */
+    const float *res2; /* (N, Co, Ho, Wo) or NULL */
+    int mul;
+    float mv;
 } bs_epi;
 
 typedef struct {
@@ -728,6 +732,8 @@ typedef struct {
     int pack;
     float g2, s2, z2;
     double *sum; /* this row's sum of the channel, or NULL */
+    const float *r2;
+    float mv;
 } ep_ch;
 
 typedef double v8d __attribute__((vector_size(64)));
@@ -760,7 +766,7 @@ static inline void transpose64(uint64_t *a) {
 /* stages of the epilogue of one channel (epi_chan_*) */
 enum {
     EF_BIAS = 1, EF_AFF = 2, EF_ACTF = 4, EF_RES = 8, EF_ACTL = 16, EF_CLAMP = 32, EF_OUT = 64, EF_PACK = 128,
-    EF_PSCALE = 256, EF_ACT2 = 512, EF_SUM = 1024
+    EF_PSCALE = 256, EF_ACT2 = 512, EF_SUM = 1024, EF_RES2 = 2048, EF_MUL = 4096
 };
 /* the combinations of the zoo's binary layers, specialised for full tiles: X(function, stages) */
 #define EF_CASES(X, FN)                                                                                \
@@ -775,6 +781,8 @@ enum {
     X(FN, EF_ACTF | EF_RES | EF_OUT | EF_SUM)                                                          \
     X(FN, EF_ACTF | EF_RES | EF_ACT2 | EF_OUT)                                                         \
     X(FN, EF_ACTF | EF_RES | EF_ACT2 | EF_OUT | EF_SUM)                                                \
+    X(FN, EF_ACTF | EF_RES | EF_RES2 | EF_MUL | EF_OUT)                                                \
+    X(FN, EF_ACTF | EF_RES | EF_RES2 | EF_MUL | EF_OUT | EF_SUM)                                       \
     X(FN, EF_OUT)
 #define EF_CASE(FN, F_)                                                                                \
     case (F_):                                                                                         \
@@ -841,6 +849,13 @@ enum {
                 v = sel8(v > hi, hi, v);                                                                           \
             }                                                                                                      \
             if (F & EF_ACT2) v = rprelu8(v, c->g2, c->s2, c->z2);                                                  \
+            if (F & EF_RES2) {                                                                                     \
+                v8f r = {0};                                                                                       \
+                if (m == 8) memcpy(&r, c->r2 + i0, sizeof r);                                                      \
+                else memcpy(&r, c->r2 + i0, sizeof(float) * (size_t)m);                                            \
+                v = v + r;                                                                                         \
+            }                                                                                                      \
+            if (F & EF_MUL) v = v * c->mv;                                                                         \
             if (F & EF_SUM) {                                                                                      \
                 const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                         \
                 const v8f z = {0};                                                                                 \
@@ -888,20 +903,21 @@ enum {
             const int a2 = e->act2;                                                                                \
             const float g2 = a2 ? e->gamma2[o] : 0.f, s2 = a2 ? e->slope2[o] : 0.f, z2 = a2 ? e->zeta2[o] : 0.f;   \
             double *sum = g->rowsum ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL;                     \
-            const float *rr = e->res ? e->res + orow : NULL;                                                       \
+            const float *rr = e->res ? e->res + orow : NULL, *r2 = e->res2 ? e->res2 + orow : NULL;                \
             /* the next tiles of this channel plane follow in memory: fetch the one after next */                  \
             for (int j = 0; j < TX; j += 16) {                                                                     \
                 if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                                   \
+                if (r2) __builtin_prefetch(r2 + nx + TX + j, 0);                                                   \
                 if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                          \
             }                                                                                                      \
             const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
                              act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
-                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum};                              \
+                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum, r2, e->mv};                   \
             /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
             const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
                           (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
                           (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0) |             \
-                          (a2 ? EF_ACT2 : 0) | (sum ? EF_SUM : 0);                                                 \
+                          (a2 ? EF_ACT2 : 0) | (sum ? EF_SUM : 0) | (r2 ? EF_RES2 : 0) | (e->mul ? EF_MUL : 0);    \
             /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */             \
             uint64_t bits;                                                                                         \
             switch (nx == TX ? F : -1) {                                                                       \

@@ -511,7 +511,7 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
                 continue
             j = users[0]
             nxt = ops[j]
-            st = op.setdefault("_stage", 0)  # 0 conv, 1 affine, 2 act, 3 res, 4 clamp
+            st = op.setdefault("_stage", 0)  # 0 conv, 1 affine, 2 act, 3 res, 4 clamp, 5 act2, 6 res2, 7 mul
             has_act, has_res = "gamma" in op["params"], "res" in _roles(op)
             ok = False
             if nxt["op"] == "affine" and st < 1 and not nxt["attrs"].get("redistribution"):
@@ -552,10 +552,18 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
             elif nxt["op"] == "hardtanh" and st < 4:
                 op["attrs"]["clamp"] = [nxt["attrs"]["lo"], nxt["attrs"]["hi"]]
                 op["_stage"], ok = 4, True
-            elif nxt["op"] == "rprelu" and has_act and st < 5:  # the second activation, last
+            elif nxt["op"] == "rprelu" and has_act and st < 5:  # the second activation
                 p = nxt["params"]
                 op["params"].update(gamma2=p["gamma"], slope2=p["slope"], zeta2=p["zeta"])
                 op["_stage"], ok = 5, True
+            elif nxt["op"] == "add" and has_res and st < 6 and out in nxt["in"]:  # a second addend
+                other = nxt["in"][1] if nxt["in"][0] == out else nxt["in"][0]
+                if other != out and _defined_before(ops, other, i):
+                    _set_input(op, "res2", other)
+                    op["_stage"], ok = 6, True
+            elif nxt["op"] == "mul_scalar" and st < 7:  # then a scaling, last
+                op["attrs"]["mul"] = float(nxt["attrs"]["value"])
+                op["_stage"], ok = 7, True
             if ok:
                 op["out"][0] = nxt["out"][0]
                 ops.pop(j)
@@ -686,7 +694,7 @@ def fuse_means(ops: list[dict], outputs: list[str]) -> list[dict]:
 
 
 def _roles(op: dict) -> list[str]:
-    """Roles of a bconv's inputs: ``x`` first, then any of ``res``, ``scale_t``, ``bias_t``."""
+    """Roles of a bconv's inputs: ``x`` first, then any of ``res``, ``scale_t``, ``bias_t``, ``res2``."""
     return list(op["attrs"].get("in_roles") or ["x", "res"][: len(op["in"])])
 
 

@@ -67,6 +67,9 @@ class _Epi(ctypes.Structure):
         ("slope2", _f32p),
         ("zeta2", _f32p),
         ("sums", ctypes.POINTER(ctypes.c_double)),
+        ("res2", _f32p),
+        ("mul", ctypes.c_int),
+        ("mv", ctypes.c_float),
     ]
 
 
@@ -492,7 +495,9 @@ def _rprelu_reference(v: np.ndarray, keep: dict[str, np.ndarray], which: str = "
     return (tp + keep["slope" + which].reshape(1, -1, 1, 1) * tn) + keep["zeta" + which].reshape(1, -1, 1, 1)
 
 
-def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, residual) -> np.ndarray:
+def _epilogue_reference(
+    y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, residual, residual2
+) -> np.ndarray:
     """The fused epilogue of :func:`binary_conv2d` in numpy float32, in the kernels' order of operations."""
     al = keep.get("alpha")
     v = y.astype(np.float32) * (al.reshape(1, -1, 1, 1) if al is not None else np.float32(1))
@@ -511,6 +516,10 @@ def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, r
         v = np.where(v < lo, lo, np.where(v > hi, hi, v))
     if epi.act2:
         v = _rprelu_reference(v, keep, "2")
+    if residual2 is not None:
+        v = v + residual2
+    if epi.mul:
+        v = v * np.float32(epi.mv)
     return v.astype(np.float32, copy=False)
 
 
@@ -557,6 +566,8 @@ def binary_conv2d(
     residual: np.ndarray | None = None,
     clamp: tuple[float, float] | None = None,
     act2: tuple | None = None,
+    residual2: np.ndarray | None = None,
+    mul: float | None = None,
     float_out: bool = True,
     pack_out: dict | None = None,
     int_out: bool = False,
@@ -572,7 +583,8 @@ def binary_conv2d(
     ``affine=(s, b)``; ``act=(gamma, slope, zeta)``: ``t = v - gamma; t = t if t >= 0 else slope*t;
     v = t + zeta`` applied before (``act_first``) or after the residual add ``v += residual``
     (``(N, Co, Ho, Wo)`` float32); ``clamp=(lo, hi)``; ``act2=(gamma2, slope2, zeta2)``: a second RPReLU
-    after all of these (the activation of a following op fused into the layer).
+    after all of these (the activation of a following op fused into the layer); then ``v += residual2``
+    and ``v *= mul`` (a following add and scaling, e.g. the mean of two branches).
     ``pack_out=dict(halo=1, groups=1, scale=None, bias=None)`` also writes the packed bits of
     ``v*scale + bias`` for a following binary op; ``sums`` the per-channel sums of v over the image (a
     following global mean without another pass over the output).
@@ -627,6 +639,13 @@ def binary_conv2d(
         if residual.shape != (n, co, ho, wo):
             raise BinsharpError(f"residual must be {(n, co, ho, wo)}, got {residual.shape}")
         epi.res = residual.ctypes.data_as(_f32p)
+    if residual2 is not None:
+        residual2 = np.ascontiguousarray(residual2, dtype=np.float32)
+        if residual2.shape != (n, co, ho, wo):
+            raise BinsharpError(f"residual2 must be {(n, co, ho, wo)}, got {residual2.shape}")
+        epi.res2 = residual2.ctypes.data_as(_f32p)
+    if mul is not None:
+        epi.mul, epi.mv = 1, float(mul)
     if clamp is not None:
         epi.clamp, epi.lo, epi.hi = 1, float(clamp[0]), float(clamp[1])
     if act2 is not None:
@@ -659,7 +678,7 @@ def binary_conv2d(
         y = conv_reference(
             x, wbits, out_channels=co, kernel_size=k, stride=stride, padding=padding, groups=groups
         )
-        v = _epilogue_reference(y, keep, epi, residual)
+        v = _epilogue_reference(y, keep, epi, residual, residual2)
         if out is not None:
             out[...] = v
         if pk is not None:

@@ -20,7 +20,8 @@ op                    semantics (float32)
                       ``aff_s``/``aff_b``, ``gamma``/``slope``/``zeta``, ``pack_scale``/``pack_bias``; attrs
                       ``cin``, ``cout``, ``k``, ``stride``, ``padding``, ``groups``, ``act_first``, ``clamp``,
                       ``outputs`` [float?, packed?, mean?], ``pack_groups``; optional params
-                      ``gamma2``/``slope2``/``zeta2``: a second RPReLU after the others (a fused rprelu op);
+                      ``gamma2``/``slope2``/``zeta2``: a second RPReLU after the others (a fused rprelu op),
+                      then ``+ res2`` (input role) and ``* mul`` (attr): a fused add and mul_scalar;
                       ``out`` = [float name, packed name, mean name?], the mean over H x W of the float
                       result (N, Co, 1, 1) from sums the epilogue accumulates in double
 ``affine``            ``x * scale[c] + bias[c]`` (either optional)
@@ -683,6 +684,8 @@ def _op_bconv(e: Engine, a, p, at):
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
         act2=act2,
+        residual2=vals.get("res2"),
+        mul=at.get("mul"),
         float_out=bool(outs[0]),
         sums=want_mean,
         out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo, vals.get("res"), roles) if outs[0] else None,
