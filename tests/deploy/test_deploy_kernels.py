@@ -215,6 +215,46 @@ def test_second_activation_addend_scaling_and_channel_sums(path):
     np.testing.assert_array_equal(only["sums"], r["sums"])
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        (256, 256, 3, 1, 1, 64, 5, 2100),  # one output row per band (2 MiB of input rows), 4-channel groups
+        (64, 64, 3, 1, 1, 1, 10, 2100),  # three rows per band, a partial last band
+        (64, 32, 3, 2, 1, 1, 9, 2200),  # stride 2
+        (48, 48, 1, 1, 0, 1, 7, 3000),
+        (40, 40, 3, 1, 1, 40, 12, 6000),  # depthwise
+        (20, 10, 5, 1, 2, 5, 9, 70),  # padding 2, one band
+    ],
+    ids=lambda c: "x".join(map(str, c)),
+)
+def test_float_input_packed_band_by_band(case, monkeypatch):
+    """A float input with a per-sample threshold, packed by the kernels a band of rows at a time, gives the
+    integer accumulators, outputs and sums of the input packed beforehand, on 1 and 2 threads, on the best
+    path (every path for one case with a band per output row) and in the numpy reference."""
+    ci, co, k, s, p, g, h, w = case
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, ci, h, w)).astype(np.float32)
+    scale = rng.uniform(0.5, 2, (2, ci, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal((2, ci, 1, 1)).astype(np.float32) * 0.3
+    wb = K.pack_weights(rng.standard_normal((co, ci // g, k, k)).astype(np.float32), g)
+    kw = {"out_channels": co, "kernel_size": k, "stride": s, "padding": p, "groups": g}
+    kw.update(alpha=rng.random(co).astype(np.float32), int_out=True, sums=True)
+    pk = K.pack_activations(x, scale=scale, bias=bias, groups=K.packing_groups(ci, co, k, g), halo=max(1, p))
+    ref = K.binary_conv2d(pk, wb, threads=1, **kw)
+    for path in PATHS if g == 64 else PATHS[-1:]:
+        for threads in (1, 2):
+            got = K.binary_conv2d(x, wb, in_scale=scale, in_bias=bias, threads=threads, path=path, **kw)
+            for key in ("y", "out", "sums"):
+                np.testing.assert_array_equal(got[key], ref[key])
+    wrong = K.binary_conv2d(x, wb, in_scale=scale[::-1], in_bias=bias[::-1], threads=1, **kw)
+    assert (wrong["y"] != ref["y"]).any()
+    monkeypatch.setattr(K, "_lib", lambda: None)
+    monkeypatch.setattr(K, "_warned_reference", True)
+    got = K.binary_conv2d(x[:, :, :, :80], wb, in_scale=scale, in_bias=bias, **kw)
+    pk = K.pack_activations(x[:, :, :, :80], scale=scale, bias=bias, groups=pk.groups, halo=pk.halo)
+    np.testing.assert_array_equal(got["y"], K.binary_conv2d(pk, wb, **kw)["y"])
+
+
 def test_paths_agree_bitwise_on_float_output():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 64, 16, 40)).astype(np.float32)

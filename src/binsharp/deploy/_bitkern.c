@@ -1099,10 +1099,15 @@ static int axis_classes(int n_out, int n_in, int k, int s, int pad, int *cls, in
     return ncls;
 }
 
+/* Float input (xf != NULL, a unused): xf float32 (N, Ci, H, W) is binarized as by bs_pack (groups_a,
+ * halo, xscale/xbias, per sample when xper_sample) a band of rows at a time into a buffer of each thread,
+ * just before the output rows that read them: the float rows are still in the cache when the epilogue
+ * reads them again as the residual, and no packed copy of the whole input is written and read back. */
 BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
                    const uint64_t *w,
                    int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout,
-                   int halo_o, int groups_o, int32_t *yout, int path, int nthreads) {
+                   int halo_o, int groups_o, int32_t *yout, const float *xf, const float *xscale,
+                   const float *xbias, int xper_sample, int path, int nthreads) {
     path = resolve_path(path);
     if (path < 0) return BS_EPATH;
     if (N < 1 || Ci < 1 || H < 1 || W < 1 || Co < 1 || groups < 1 || k < 1 || k > 15 || pad < 0 || pad > halo)
@@ -1111,6 +1116,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     if (Ci % groups || Co % groups) return BS_EINVAL;
     if (groups == Ci && groups == Co && groups > 1 && k > 5) return BS_EINVAL; /* 5-bit tap counters */
     if (!out && !pout && !yout && !(epi && epi->sums)) return BS_EINVAL;
+    if (!a && !xf) return BS_EINVAL;
     geom_t g;
     memset(&g, 0, sizeof g);
     g.N = N; g.Ci = Ci; g.H = H; g.W = W; g.halo = halo; g.groups = groups;
@@ -1216,19 +1222,63 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     const mknib_fn mknib = mknib_generic;
 #endif
     const epi_fn ep = EPI[path];
+    const pack_fn pf = PACK[path];
     const int ntx = (g.Wo + TX - 1) / TX;
+    /* float input: bands of output rows whose input rows take about 2 MiB of floats */
+    const int64_t row_bytes = (int64_t)Ci * W * (int64_t)sizeof(float) * stride;
+    int band = (int)((2 << 20) / (row_bytes > 0 ? row_bytes : 1));
+    band = band < 1 ? 1 : band > 64 ? 64 : band > g.Ho ? g.Ho : band;
+    const int nband = (g.Ho + band - 1) / band, rows_b = (band - 1) * stride + halo - pad + k;
+    const int cgp = Ci / groups_a, nwgp = (cgp + 63) / 64, nplanes = groups_a * nwgp;
     int err = 0;
     nthreads = useful_threads(nthreads, (double)N * g.Ho * g.Wo * Co * (k * k * (double)(g.depthwise ? 1 : g.nwg) + 4));
 #pragma omp parallel num_threads(nthreads)
     {
         int32_t *acc = aligned_alloc(64, sizeof(int32_t) * (size_t)Co * TX + 64);
         uint64_t *pk = pout ? aligned_alloc(64, sizeof(uint64_t) * (size_t)Co + 64) : NULL; /* sign masks */
-        if (!acc || (pout && !pk)) {
+        geom_t gb = g; /* the band buffer's geometry: rows_b rows per plane */
+        gb.plane = (int64_t)rows_b * g.Wp;
+        gb.img = gb.plane * nplanes;
+        uint64_t *ab = xf ? calloc((size_t)gb.img, sizeof(uint64_t)) : NULL;
+        if (!acc || (pout && !pk) || (xf && !ab)) {
 #pragma omp atomic write
             err = 1;
         }
 #pragma omp barrier
-        if (!err) {
+        if (!err && xf) {
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                for (int bi = 0; bi < nband; bi++) {
+                    const int oy0 = bi * band, oy1 = oy0 + band < g.Ho ? oy0 + band : g.Ho;
+                    const float *sc = xscale ? xscale + (xper_sample ? n * Ci : 0) : NULL;
+                    const float *bs = xbias ? xbias + (xper_sample ? n * Ci : 0) : NULL;
+                    /* buffer row r = padded input row r + oy0 * stride */
+                    for (int r = halo - pad; r < (oy1 - 1 - oy0) * stride + halo - pad + k; r++) {
+                        const int y = r + oy0 * stride - halo;
+                        if (y >= 0 && y < H)
+                            pf(xf, n, Ci, H, W, 0, sc, bs, cgp, nwgp, y, ab + (int64_t)r * g.Wp + halo, gb.plane,
+                               groups_a);
+                        else
+                            for (int q = 0; q < nplanes; q++)
+                                memset(ab + q * gb.plane + (int64_t)r * g.Wp, 0, sizeof(uint64_t) * (size_t)g.Wp);
+                    }
+                    for (int oy = oy0; oy < oy1; oy++) {
+                        const int32_t *base_r = base + (int64_t)rcls[oy] * Co * ncc;
+                        for (int t = 0; t < ntx; t++) {
+                            const int x0 = t * TX, nx = g.Wo - x0 < TX ? g.Wo - x0 : TX;
+                            if (g.nib) {
+                                mknib(&gb, ab, wn, oy - oy0, x0, nx, acc);
+                            } else if (g.depthwise) {
+                                mkdw(&gb, ab, w, oy - oy0, x0, nx, acc);
+                            } else {
+                                for (int gi = 0; gi < groups; gi++)
+                                    mk(&gb, ab, w, gi, gi * g.cg_out, g.cg_out, oy - oy0, x0, nx, acc);
+                            }
+                            ep(&g, e, n, oy, x0, nx, acc, base_r, ncc, bx, nbx, ccls, out, pout, yout, pk);
+                        }
+                    }
+                }
+        } else if (!err) {
 #pragma omp for collapse(2) schedule(static)
             for (int64_t n = 0; n < N; n++)
                 for (int oy = 0; oy < g.Ho; oy++) {
@@ -1250,6 +1300,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
         }
         free(acc);
         free(pk);
+        free(ab);
     }
     if (g.rowsum && !err)
         for (int64_t n = 0; n < N; n++)

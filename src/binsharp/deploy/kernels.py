@@ -85,7 +85,8 @@ C_API: tuple[str, ...] = (
     "const float *bias, int per_sample, int groups, uint64_t *out, int halo, int path, int nthreads)",
     "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
-    "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
+    "int halo_o, int groups_o, int32_t *yout, const float *xf, const float *xscale, const float *xbias, "
+    "int xper_sample, int path, int nthreads)",
     "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
@@ -550,7 +551,7 @@ def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:
 
 
 def binary_conv2d(
-    x: Packed,
+    x: Packed | np.ndarray,
     wbits: np.ndarray,
     *,
     out_channels: int,
@@ -558,6 +559,8 @@ def binary_conv2d(
     stride: int = 1,
     padding: int = 0,
     groups: int = 1,
+    in_scale=None,
+    in_bias=None,
     alpha=None,
     bias=None,
     affine: tuple | None = None,
@@ -578,6 +581,11 @@ def binary_conv2d(
 ) -> dict:
     """Binary convolution of packed activations with packed weights and the fused epilogue.
 
+    ``x`` is :class:`Packed`, or float32 ``(N, Ci, H, W)`` binarized here as by :func:`pack_activations`
+    with ``in_scale``/``in_bias`` (per channel or per sample), the packing :func:`packing_groups` and a halo
+    of ``max(1, padding)``: the kernels pack a band of rows at a time just before the output rows that read
+    them (no packed copy of the whole input; the rows are still in the cache when read as the residual).
+
     y (exact integer) = sum over valid taps of sign(x) * sign(w) (zero padding contributes 0). Then in
     float32, per output channel o: ``v = y*alpha[o] (+ bias[o])``; ``v = v*s[o] + b[o]`` for
     ``affine=(s, b)``; ``act=(gamma, slope, zeta)``: ``t = v - gamma; t = t if t >= 0 else slope*t;
@@ -596,8 +604,23 @@ def binary_conv2d(
     the same on every path and thread count, see :func:`_sums_reference`).
     """
     lib = _lib()
-    n, ci, h, w = x.shape
     co, k = int(out_channels), int(kernel_size)
+    xf = sc = bi = None
+    if not isinstance(x, Packed):
+        xf = np.ascontiguousarray(x, dtype=np.float32)
+        if xf.ndim != 4:
+            raise BinsharpError(f"binary_conv2d expects a 4-D float input, got shape {xf.shape}")
+        n, ci, h, w = xf.shape
+        sc, bi = _per_sample(in_scale, n, ci, "in_scale"), _per_sample(in_bias, n, ci, "in_bias")
+        pg, halo = packing_groups(ci, co, k, groups), max(1, int(padding))
+        if ci % pg:
+            raise BinsharpError(f"{ci} channels are not divisible into {pg} groups")
+        if lib is None:
+            x = pack_activations(xf, scale=sc, bias=bi, groups=pg, halo=halo)
+            xf = None
+        else:  # the geometry of the packing the kernels do band by band
+            x = Packed(np.empty((n, 0, h + 2 * halo, w + 2 * halo), np.uint64), ci, pg, halo)
+    n, ci, h, w = x.shape
     depthwise = groups > 1 and groups == ci == co
     want_groups = packing_groups(ci, co, k, groups)
     if x.groups != want_groups and (depthwise or x.groups != groups):
@@ -689,7 +712,7 @@ def binary_conv2d(
             sum_out[...] = _sums_reference(v)
     else:
         rc = lib.bs_conv(
-            _ptr(x.data),
+            None if xf is not None else _ptr(x.data),
             n,
             ci,
             h,
@@ -708,6 +731,10 @@ def binary_conv2d(
             pk.halo if pk is not None else 0,
             pk.groups if pk is not None else 1,
             _ptr(yout),
+            _ptr(xf),
+            _ptr(sc),
+            _ptr(bi),
+            int(any(v is not None and v.ndim == 2 for v in (sc, bi))),
             PATHS.index(resolve_path(path)),
             resolve_threads(threads),
         )

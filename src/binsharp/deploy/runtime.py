@@ -234,7 +234,9 @@ class Engine:
         threads: kernel threads (default ``$BINSHARP_NUM_THREADS`` or the CPU count).
         path: kernel dispatch path (default ``$BINSHARP_KERNEL_PATH`` or the best one).
         profile: accumulate the wall time of every op by kind over the calls (:meth:`profile_table`); the
-            packing of float inputs of binary convolutions is counted apart as ``bconv.pack``.
+            kernels pack the float inputs of binary convolutions band by band inside ``bconv``, except
+            in runs that inspect or replace the decisions (:attr:`on_binary_input`), where the packing is
+            counted apart as ``bconv.pack``.
 
     Call: ``engine(ms=None, lms=None, pan=None)`` with float32 (N, C, h, w) / (N, C, H, W) / (N, 1, H, W)
     normalised arrays -> fused (N, C, H, W) float32.
@@ -274,8 +276,6 @@ class Engine:
         self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
         self._pool_bytes = 0
         self._pool_largest = 0
-        #: packed activation buffers of float-input binary convolutions, by (N, C, H, W, groups, halo)
-        self._ppool: dict[tuple[int, ...], list[K.Packed]] = {}
         self._lock = threading.Lock()
         self._validate()
         self._wbits: dict[int, np.ndarray] = {}
@@ -618,31 +618,20 @@ def _op_bconv(e: Engine, a, p, at):
     x = vals["x"]
     cin, cout, k = int(at["cin"]), int(at["cout"]), int(at["k"])
     groups, pad, stride = int(at.get("groups", 1)), int(at.get("padding", 0)), int(at.get("stride", 1))
+    # a per-sample transform (N or 1, C, 1, 1) (S2BNet's dynamic thresholds) or a per-channel one
+    scale = vals["scale_t"] if "scale_t" in vals else p.get("in_scale")
+    bias = vals["bias_t"] if "bias_t" in vals else p.get("in_bias")
+    packed = x  # packed, or float: binarized by the kernels band by band
     if at.get("packed_input"):
         if not isinstance(x, K.Packed):
             raise BinsharpError("bconv: expected packed input")
-        packed = x
-    else:
-        if isinstance(x, K.Packed) or x.shape[1] != cin:
-            raise BinsharpError(f"bconv: expected float input with {cin} channels")
+    elif isinstance(x, K.Packed) or x.shape[1] != cin:
+        raise BinsharpError(f"bconv: expected float input with {cin} channels")
+    elif e.on_binary_input is not None:  # decisions inspected or replaced: packed apart
         t0 = time.perf_counter()
         pg, halo = K.packing_groups(cin, cout, k, groups), max(1, pad)
-        pkey = (x.shape[0], cin, x.shape[2], x.shape[3], pg, halo)
-        plist = e._ppool.get(pkey)
-        if plist:  # a packed buffer of an earlier layer: its halo is zero, the interior is rewritten
-            packed = plist.pop()
-        else:
-            packed = K.Packed.empty(x.shape[0], cin, x.shape[2], x.shape[3], groups=pg, halo=halo)
-        # a per-sample transform (N or 1, C, 1, 1) (S2BNet's dynamic thresholds) or a per-channel one
-        K.pack_activations(
-            x,
-            scale=vals["scale_t"] if "scale_t" in vals else p.get("in_scale"),
-            bias=vals["bias_t"] if "bias_t" in vals else p.get("in_bias"),
-            groups=pg,
-            halo=halo,
-            out=packed,
-            path=e.path,
-            threads=e.threads,
+        packed = K.pack_activations(
+            x, scale=scale, bias=bias, groups=pg, halo=halo, path=e.path, threads=e.threads
         )
         if e.profile is not None:
             e._record("bconv.pack", time.perf_counter() - t0)
@@ -676,6 +665,8 @@ def _op_bconv(e: Engine, a, p, at):
         stride=stride,
         padding=pad,
         groups=groups,
+        in_scale=None if isinstance(packed, K.Packed) else scale,
+        in_bias=None if isinstance(packed, K.Packed) else bias,
         alpha=p.get("alpha"),
         bias=p.get("bias"),
         affine=affine,
@@ -693,10 +684,6 @@ def _op_bconv(e: Engine, a, p, at):
         path=e.path,
         threads=e.threads,
     )
-    if not at.get("packed_input") and e.on_binary_input is None:
-        lst = e._ppool.setdefault(pkey, [])
-        if len(lst) < 2:
-            lst.append(packed)
     if not want_mean:
         return r.get("out"), r.get("packed")
     mean = (r["sums"] / np.float64(ho * wo)).astype(F32).reshape(packed.shape[0], cout, 1, 1)
