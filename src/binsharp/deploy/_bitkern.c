@@ -974,6 +974,8 @@ enum {
                             const int c = gi * cg + 64 * j + b;                                            \
                             const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                      \
                             const float *r = x + (((int64_t)n * C + c) * H + y) * W + xb;                  \
+                            if (c + 2 < C) /* the row of the channel after next: one line per 16 floats */ \
+                                for (int i = 0; i < 64 * nt; i += 16) __builtin_prefetch(r + 2 * H * (int64_t)W + i, 0); \
                             for (int q = 0; q < nt; q++) {                                                 \
                                 const int nx = W - xb - 64 * q < 64 ? W - xb - 64 * q : 64;                \
                                 t[q][b] = nx == 64 ? signbits_##SUF(r + 64 * q, 64, s_, b_, sc != NULL)    \

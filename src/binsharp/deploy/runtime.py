@@ -515,8 +515,9 @@ class Engine:
         return "\n".join(lines)
 
     def _give(self, a: np.ndarray) -> None:
-        """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
-        oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in all)."""
+        """Keep a dead float32 array for reuse by a later op of the same shape (at most ``POOL_PER_SHAPE``
+        per shape; the oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in
+        all)."""
         lst = self._pool.setdefault(a.shape, [])
         if len(lst) < POOL_PER_SHAPE and not any(b is a for b in lst):
             lst.append(a)
