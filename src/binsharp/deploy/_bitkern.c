@@ -738,6 +738,14 @@ typedef struct {
 
 typedef double v8d __attribute__((vector_size(64)));
 
+/* the first m (<= 8) floats at p, the other lanes 0 */
+static inline __attribute__((always_inline)) v8f load8(const float *p, int m) {
+    v8f r = {0};
+    if (m == 8) memcpy(&r, p, sizeof r);
+    else memcpy(&r, p, sizeof(float) * (size_t)m);
+    return r;
+}
+
 static inline int mm8_generic(v8i c) {
     int m = 0;
     for (int j = 0; j < 8; j++) m |= (c[j] & 1) << j;
@@ -836,12 +844,7 @@ enum {
             if (F & EF_BIAS) v = v + c->bb;                                                                        \
             if (F & EF_AFF) v = v * c->as + c->ab;                                                                 \
             if (F & EF_ACTF) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
-            if (F & EF_RES) {                                                                                      \
-                v8f r = {0};                                                                                       \
-                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                      \
-                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                            \
-                v = v + r;                                                                                         \
-            }                                                                                                      \
+            if (F & EF_RES) v = v + load8(c->rr + i0, m);                                                          \
             if (F & EF_ACTL) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
             if (F & EF_CLAMP) {                                                                                    \
                 const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                                 \
@@ -849,12 +852,7 @@ enum {
                 v = sel8(v > hi, hi, v);                                                                           \
             }                                                                                                      \
             if (F & EF_ACT2) v = rprelu8(v, c->g2, c->s2, c->z2);                                                  \
-            if (F & EF_RES2) {                                                                                     \
-                v8f r = {0};                                                                                       \
-                if (m == 8) memcpy(&r, c->r2 + i0, sizeof r);                                                      \
-                else memcpy(&r, c->r2 + i0, sizeof(float) * (size_t)m);                                            \
-                v = v + r;                                                                                         \
-            }                                                                                                      \
+            if (F & EF_RES2) v = v + load8(c->r2 + i0, m);                                                         \
             if (F & EF_MUL) v = v * c->mv;                                                                         \
             if (F & EF_SUM) {                                                                                      \
                 const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                         \
