@@ -1103,11 +1103,11 @@ static int axis_classes(int n_out, int n_in, int k, int s, int pad, int *cls, in
  * halo, xscale/xbias, per sample when xper_sample) a band of rows at a time into a buffer of each thread,
  * just before the output rows that read them: the float rows are still in the cache when the epilogue
  * reads them again as the residual, and no packed copy of the whole input is written and read back. */
-BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
+BS_API int bs_conv(const uint64_t *a, const float *xf, const float *xscale, const float *xbias, int xper_sample,
+                   int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
                    const uint64_t *w,
                    int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout,
-                   int halo_o, int groups_o, int32_t *yout, const float *xf, const float *xscale,
-                   const float *xbias, int xper_sample, int path, int nthreads) {
+                   int halo_o, int groups_o, int32_t *yout, int path, int nthreads) {
     path = resolve_path(path);
     if (path < 0) return BS_EPATH;
     if (N < 1 || Ci < 1 || H < 1 || W < 1 || Co < 1 || groups < 1 || k < 1 || k > 15 || pad < 0 || pad > halo)

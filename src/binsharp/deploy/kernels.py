@@ -83,10 +83,10 @@ C_API: tuple[str, ...] = (
     "int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path)",
     "int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale, "
     "const float *bias, int per_sample, int groups, uint64_t *out, int halo, int path, int nthreads)",
-    "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
+    "int bs_conv(const uint64_t *a, const float *xf, const float *xscale, const float *xbias, "
+    "int xper_sample, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
-    "int halo_o, int groups_o, int32_t *yout, const float *xf, const float *xscale, const float *xbias, "
-    "int xper_sample, int path, int nthreads)",
+    "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
     "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
@@ -713,6 +713,10 @@ def binary_conv2d(
     else:
         rc = lib.bs_conv(
             None if xf is not None else _ptr(x.data),
+            _ptr(xf),
+            _ptr(sc),
+            _ptr(bi),
+            int(any(v is not None and v.ndim == 2 for v in (sc, bi))),
             n,
             ci,
             h,
@@ -731,10 +735,6 @@ def binary_conv2d(
             pk.halo if pk is not None else 0,
             pk.groups if pk is not None else 1,
             _ptr(yout),
-            _ptr(xf),
-            _ptr(sc),
-            _ptr(bi),
-            int(any(v is not None and v.ndim == 2 for v in (sc, bi))),
             PATHS.index(resolve_path(path)),
             resolve_threads(threads),
         )
