@@ -100,6 +100,35 @@ def test_forced_parity_detects_export_errors():
     assert np.abs(out - rec.output).max() > 1e-4 * np.abs(rec.output).max()
 
 
+@pytest.mark.parametrize("name", ["s2bnet", "bisrnet"])
+def test_fused_means_and_second_activations(name):
+    """The U bodies' RPReLU of (a concatenation of) binary convolutions' outputs is those convolutions'
+    second activation, their (a + b) * 0.5 a second addend and a scaling of the second convolution, and
+    S2BNet's global means of such outputs (and of their chunks) come from the epilogues' sums: fed
+    PyTorch's decisions the engine reproduces PyTorch, its own decisions flip only in the tie band; with the
+    halves of a mean swapped the flips leave the tie band."""
+    m = _randomised(name)
+    inp = _inputs(m, size=20, batch=2)
+    rec = record(m, inp)
+    x = {k: v.numpy() for k, v in inp.items()}
+    model = lower_model(m)
+    graph = model.graph
+    assert not any(op["op"] in ("rprelu", "mul_scalar") for op in graph)
+    assert any("gamma2" in op["params"] for op in graph if op["op"] == "bconv")
+    assert any("res2" in op["attrs"].get("in_roles", []) for op in graph if op["op"] == "bconv")
+    out, flips = forced_run(Engine(model), x, rec)
+    assert np.abs(out - rec.output).max() <= 1e-4 * np.abs(rec.output).max()
+    assert all(f.in_tie_band for f in flips), flips
+    if name == "bisrnet":  # no dynamic thresholds: no means
+        return
+    with_mean = [op for op in graph if op["op"] == "bconv" and len(op["out"]) > 2]
+    assert with_mean and all(op["attrs"]["outputs"][2] for op in with_mean)
+    halves = next(op for op in graph if op["op"] == "chunk" and op["in"][0].endswith(".mean"))
+    halves["out"].reverse()
+    _, flips = forced_run(Engine(model), x, rec)
+    assert flips and not all(f.in_tie_band for f in flips)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_engine_reuses_buffers_without_side_effects(name):
     """Repeated calls (dead arrays reused, elementwise ops in place) give the same output, leave the
@@ -122,6 +151,32 @@ def test_engine_reuses_buffers_without_side_effects(name):
     assert any(eng._pool.values()), "no dead array was kept for reuse"
 
 
+def test_engine_pools_arrays_once_their_views_die():
+    """An array read only through views (the halves of a chunk) goes back to the pool when its last view
+    dies, so the next call reuses it instead of faulting in fresh pages; a view that is an output keeps it."""
+    meta = {"name": "views", "bands": 1, "inputs": ["pan"]}
+    ops = [
+        {"op": "mul_scalar", "in": ["pan"], "out": ["a"], "attrs": {"value": 2.0}},
+        {"op": "cat", "in": ["a", "pan"], "out": ["c"]},
+        {"op": "chunk", "in": ["c"], "out": ["c0", "c1"], "attrs": {"chunks": 2}},
+        {"op": "add", "in": ["c0", "c1"], "out": ["y"]},
+    ]
+    pan = np.random.default_rng(0).random((1, 1, 8, 8), np.float32)
+    eng = Engine(bsp.BspModel(meta, ops, ["y"], {}))
+    y = eng(pan=pan)
+    np.testing.assert_array_equal(y, pan * np.float32(2) + pan)
+    pooled = eng._pool.get((1, 2, 8, 8), [])
+    assert len(pooled) == 1, "the concatenation was not pooled after its halves died"
+    cat_buf = pooled[0]
+    assert eng(pan=pan) is not y
+    assert [b is cat_buf for b in eng._pool[(1, 2, 8, 8)]] == [True]  # reused, then pooled again
+    np.testing.assert_array_equal(y, pan * np.float32(2) + pan)
+    eng = Engine(bsp.BspModel(meta, ops[:3], ["c1"], {}))
+    out = eng(pan=pan)
+    assert not eng._pool.get((1, 2, 8, 8))  # still read through the returned half
+    np.testing.assert_array_equal(out, pan)
+
+
 @pytest.mark.parametrize("path", K.available_paths() if K.have_kernels() else [])
 def test_engine_same_on_every_kernel_path(path, monkeypatch):
     m = _randomised("bbcu", n_units=3)
@@ -133,7 +188,8 @@ def test_engine_same_on_every_kernel_path(path, monkeypatch):
 
 
 def test_profile_shares_per_op_kind():
-    """``profile=True`` accumulates time per op kind (packing apart) without changing the output."""
+    """``profile=True`` accumulates time per op kind without changing the output (the packing of float
+    inputs apart only where it runs apart: decision-forced runs)."""
     m = _randomised("s2bnet")
     inp = {k: v.numpy() for k, v in _inputs(m, 24).items()}
     model = lower_model(m)
@@ -143,10 +199,13 @@ def test_profile_shares_per_op_kind():
     np.testing.assert_array_equal(out, Engine(model)(**inp))
     rows = eng.profile_table()
     kinds = {r["op"] for r in rows}
-    assert {"bconv", "bconv.pack", "layernorm_c"} <= kinds
+    assert {"bconv", "layernorm_c"} <= kinds and "bconv.pack" not in kinds
     assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
     n_bconv = sum(op["op"] == "bconv" for op in model.graph)
     assert next(r for r in rows if r["op"] == "bconv")["count"] == n_bconv
+    forced = Engine(model, profile=True)
+    forced_run(forced, inp, record(m, {k: torch.from_numpy(v) for k, v in inp.items()}))
+    assert "bconv.pack" in {r["op"] for r in forced.profile_table()}
     assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
     assert "bconv" in eng.format_profile()
     with pytest.raises(BinsharpError, match="profile=True"):

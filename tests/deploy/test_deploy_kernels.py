@@ -119,6 +119,32 @@ def test_pack_roundtrip_and_threshold(path):
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_pack_per_sample_threshold(path, monkeypatch):
+    """Scale and bias of shape (N, C, 1, 1) threshold each sample with its own row, in one call (S2BNet's
+    dynamic thresholds): the same bits as packing the samples one by one, and as the numpy reference."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 40, 6, 70)).astype(np.float32)
+    scale = rng.uniform(0.5, 2, (3, 40, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal((3, 40, 1, 1)).astype(np.float32)
+    pk = K.pack_activations(x, scale=scale, bias=bias, groups=4, halo=1, path=path, threads=2)
+    for i in range(3):
+        one = K.pack_activations(x[i : i + 1], scale=scale[i], bias=bias[i], groups=4, halo=1, path=path)
+        np.testing.assert_array_equal(pk.data[i : i + 1], one.data)
+    swapped = K.pack_activations(x, scale=scale[::-1], bias=bias[::-1], groups=4, halo=1, path=path)
+    assert (swapped.data != pk.data).any()
+    shared = K.pack_activations(x, scale=scale[:1], bias=bias[:1], groups=4, halo=1, path=path)
+    np.testing.assert_array_equal(
+        shared.data[1:2],
+        K.pack_activations(x[1:2], scale=scale[0], bias=bias[0], groups=4, halo=1, path=path).data,
+    )
+    monkeypatch.setattr(K, "_lib", lambda: None)
+    monkeypatch.setattr(K, "_warned_reference", True)
+    np.testing.assert_array_equal(
+        K.pack_activations(x, scale=scale, bias=bias, groups=4, halo=1).data, pk.data
+    )
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("act_first", [True, False])
 def test_fused_epilogue_and_packed_output(path, act_first):
     rng = np.random.default_rng(2)
@@ -155,6 +181,78 @@ def test_fused_epilogue_and_packed_output(path, act_first):
     np.testing.assert_allclose(r["out"], v.numpy(), rtol=1e-6, atol=1e-6)
     expect_bits = np.where(r["out"] + nb[:, None, None] < 0, -1, 1)
     np.testing.assert_array_equal(r["packed"].signs(), expect_bits)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_second_activation_addend_scaling_and_channel_sums(path):
+    """``act2`` is a second RPReLU after the residual add (a fused rprelu op), then ``residual2`` is added
+    and the sum scaled by ``mul`` (a fused add and mul_scalar, in that order); ``sums`` are the per-channel
+    sums of the float output in double, equal to the numpy reference's order bitwise on any thread count and
+    to a float64 sum of the output to rounding; they also come without a float output."""
+    rng = np.random.default_rng(4)
+    ci, co, h, w = 36, 24, 9, 150  # three tiles per row, the last one partial
+    x = rng.standard_normal((2, ci, h, w)).astype(np.float32)
+    wt = rng.standard_normal((co, ci, 3, 3)).astype(np.float32)
+    alpha = np.abs(wt).mean(axis=(1, 2, 3)).astype(np.float32)
+    gamma, zeta, gamma2, zeta2 = (rng.standard_normal(co).astype(np.float32) * 0.1 for _ in range(4))
+    slope, slope2 = (rng.uniform(0.05, 0.3, co).astype(np.float32) for _ in range(2))
+    res, res2 = rng.standard_normal((2, 2, co, h, w)).astype(np.float32)
+    pk = K.pack_activations(x, halo=1, path=path)
+    kw = {"out_channels": co, "kernel_size": 3, "padding": 1, "alpha": alpha, "path": path}
+    kw.update(act=(gamma, slope, zeta), residual=res, act2=(gamma2, slope2, zeta2), residual2=res2, mul=0.5)
+    r = K.binary_conv2d(pk, K.pack_weights(wt), int_out=True, sums=True, threads=1, **kw)
+    c = lambda a: torch.from_numpy(a).view(1, -1, 1, 1)  # noqa: E731
+    v = torch.from_numpy(r["y"].astype(np.float32)) * c(alpha)
+    v = F.prelu(v - c(gamma), torch.from_numpy(slope)) + c(zeta) + torch.from_numpy(res)
+    v = F.prelu(v - c(gamma2), torch.from_numpy(slope2)) + c(zeta2)
+    v = (torch.from_numpy(res2) + v) * 0.5
+    np.testing.assert_allclose(r["out"], v.numpy(), rtol=1e-6, atol=1e-6)
+    assert r["sums"].shape == (2, co) and r["sums"].dtype == np.float64
+    np.testing.assert_array_equal(r["sums"], K._sums_reference(r["out"]))
+    np.testing.assert_allclose(r["sums"], r["out"].sum(axis=(2, 3), dtype=np.float64), rtol=1e-12, atol=1e-9)
+    only = K.binary_conv2d(pk, K.pack_weights(wt), float_out=False, sums=True, threads=2, **kw)
+    assert "out" not in only
+    np.testing.assert_array_equal(only["sums"], r["sums"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (256, 256, 3, 1, 1, 64, 5, 2100),  # one output row per band (2 MiB of input rows), 4-channel groups
+        (64, 64, 3, 1, 1, 1, 10, 2100),  # three rows per band, a partial last band
+        (64, 32, 3, 2, 1, 1, 9, 2200),  # stride 2
+        (48, 48, 1, 1, 0, 1, 7, 3000),
+        (40, 40, 3, 1, 1, 40, 12, 6000),  # depthwise
+        (20, 10, 5, 1, 2, 5, 9, 70),  # padding 2, one band
+    ],
+    ids=lambda c: "x".join(map(str, c)),
+)
+def test_float_input_packed_band_by_band(case, monkeypatch):
+    """A float input with a per-sample threshold, packed by the kernels a band of rows at a time, gives the
+    integer accumulators, outputs and sums of the input packed beforehand, on 1 and 2 threads, on the best
+    path (every path for one case with a band per output row) and in the numpy reference."""
+    ci, co, k, s, p, g, h, w = case
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, ci, h, w)).astype(np.float32)
+    scale = rng.uniform(0.5, 2, (2, ci, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal((2, ci, 1, 1)).astype(np.float32) * 0.3
+    wb = K.pack_weights(rng.standard_normal((co, ci // g, k, k)).astype(np.float32), g)
+    kw = {"out_channels": co, "kernel_size": k, "stride": s, "padding": p, "groups": g}
+    kw.update(alpha=rng.random(co).astype(np.float32), int_out=True, sums=True)
+    pk = K.pack_activations(x, scale=scale, bias=bias, groups=K.packing_groups(ci, co, k, g), halo=max(1, p))
+    ref = K.binary_conv2d(pk, wb, threads=1, **kw)
+    for path in PATHS if g == 64 else PATHS[-1:]:
+        for threads in (1, 2):
+            got = K.binary_conv2d(x, wb, in_scale=scale, in_bias=bias, threads=threads, path=path, **kw)
+            for key in ("y", "out", "sums"):
+                np.testing.assert_array_equal(got[key], ref[key])
+    wrong = K.binary_conv2d(x, wb, in_scale=scale[::-1], in_bias=bias[::-1], threads=1, **kw)
+    assert (wrong["y"] != ref["y"]).any()
+    monkeypatch.setattr(K, "_lib", lambda: None)
+    monkeypatch.setattr(K, "_warned_reference", True)
+    got = K.binary_conv2d(x[:, :, :, :80], wb, in_scale=scale, in_bias=bias, **kw)
+    pk = K.pack_activations(x[:, :, :, :80], scale=scale, bias=bias, groups=pk.groups, halo=pk.halo)
+    np.testing.assert_array_equal(got["y"], K.binary_conv2d(pk, wb, **kw)["y"])
 
 
 def test_paths_agree_bitwise_on_float_output():
@@ -297,7 +395,7 @@ def test_c_api_table_matches_the_c_source():
     fields = []
     for decl in filter(None, (d.strip() for d in body.split(";"))):
         base, names = re.match(r"(?:const\s+)?(\w+)\s+(.*)", decl).groups()
-        scalar = {"float": ctypes.c_float, "int": ctypes.c_int}[base]
+        scalar = {"float": ctypes.c_float, "int": ctypes.c_int, "double": ctypes.c_double}[base]
         for item in names.split(","):
             fields.append((item.strip(" *"), ctypes.POINTER(scalar) if "*" in item else scalar))
     assert fields == list(K._Epi._fields_)
@@ -334,8 +432,12 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
             act_first=bool(ci % 2),
             residual=res,
             clamp=(-1.5, 2.0) if k == 3 else None,
+            act2=(vec[3], np.abs(vec[2]), vec[0]) if k == 3 else None,
+            residual2=res[:, ::-1].copy() if k == 3 else None,
+            mul=0.5 if k == 3 else None,
             int_out=True,
             pack_out={"halo": 1, "groups": 1, "scale": vec[2], "bias": vec[3]},
+            sums=True,
         )
 
     rng_bias = rng.standard_normal(ci).astype(np.float32) * 0.1
@@ -349,3 +451,4 @@ def test_numpy_reference_equals_compiled_kernels(case, monkeypatch):
     np.testing.assert_array_equal(got["y"], ref["y"])
     np.testing.assert_array_equal(got["out"], ref["out"])
     np.testing.assert_array_equal(got["packed"].data, ref["packed"].data)
+    np.testing.assert_array_equal(got["sums"], ref["sums"])

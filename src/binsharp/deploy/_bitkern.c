@@ -105,7 +105,12 @@ BS_API int bs_openmp(void) {
  *   if act_first: v = act(v); v = v + res            else: v = v + res; v = act(v)
  *     act = PReLU-with-shifts: t = v - gamma[o]; t = t >= 0 ? t : slope[o] * t; v = t + zeta[o]
  *   v = clamp(v, lo, hi) when clamp != 0              (hardtanh)
+ *   v = act2(v) when act2 != 0                        (a second activation, params gamma2, slope2, zeta2)
+ *   v = v + res2;  v = v * mv when mul != 0           (a following add and scaling, e.g. (a + b) * 0.5)
  *   out = v (float32 NCHW);  packed bit = (v * pscale[o] + pbias[o]) < 0
+ *   sums[n * Co + o] = sum of v over the image when sums != NULL (double; per output row over the tiles in
+ *   order, each tile's 8 lanes summed in order, then the rows in order: the same for every path and thread
+ *   count)
  */
 typedef struct {
     const float *alpha, *bias, *aff_s, *aff_b;
@@ -115,6 +120,12 @@ typedef struct {
     int clamp;
     float lo, hi;
     const float *pscale, *pbias;
+    int act2;
+    const float *gamma2, *slope2, *zeta2;
+    double *sums; /* (N, Co) or NULL */
+    const float *res2; /* (N, Co, Ho, Wo) or NULL */
+    int mul;
+    float mv;
 } bs_epi;
 
 typedef struct {
@@ -126,6 +137,7 @@ typedef struct {
     /* packed output */
     int halo_o, Hpo, Wpo, go, cgo, nwgo, nwo;
     int64_t plane_o, img_o;
+    double *rowsum; /* (N, Ho, Co) per-row sums of the float output (bs_epi.sums), or NULL */
 } geom_t;
 
 typedef void (*mk_dense_fn)(const geom_t *, const uint64_t *, const uint64_t *, int, int, int, int, int, int,
@@ -718,7 +730,21 @@ typedef struct {
     const float *rr;
     float *out;
     int pack;
+    float g2, s2, z2;
+    double *sum; /* this row's sum of the channel, or NULL */
+    const float *r2;
+    float mv;
 } ep_ch;
+
+typedef double v8d __attribute__((vector_size(64)));
+
+/* the first m (<= 8) floats at p, the other lanes 0 */
+static inline __attribute__((always_inline)) v8f load8(const float *p, int m) {
+    v8f r = {0};
+    if (m == 8) memcpy(&r, p, sizeof r);
+    else memcpy(&r, p, sizeof(float) * (size_t)m);
+    return r;
+}
 
 static inline int mm8_generic(v8i c) {
     int m = 0;
@@ -748,7 +774,7 @@ static inline void transpose64(uint64_t *a) {
 /* stages of the epilogue of one channel (epi_chan_*) */
 enum {
     EF_BIAS = 1, EF_AFF = 2, EF_ACTF = 4, EF_RES = 8, EF_ACTL = 16, EF_CLAMP = 32, EF_OUT = 64, EF_PACK = 128,
-    EF_PSCALE = 256
+    EF_PSCALE = 256, EF_ACT2 = 512, EF_SUM = 1024, EF_RES2 = 2048, EF_MUL = 4096
 };
 /* the combinations of the zoo's binary layers, specialised for full tiles: X(function, stages) */
 #define EF_CASES(X, FN)                                                                                \
@@ -760,6 +786,11 @@ enum {
     X(FN, EF_AFF | EF_RES | EF_CLAMP | EF_OUT | EF_PACK)                                               \
     X(FN, EF_AFF | EF_CLAMP | EF_PACK)                                                                 \
     X(FN, EF_RES | EF_ACTL | EF_OUT | EF_PACK)                                                         \
+    X(FN, EF_ACTF | EF_RES | EF_OUT | EF_SUM)                                                          \
+    X(FN, EF_ACTF | EF_RES | EF_ACT2 | EF_OUT)                                                         \
+    X(FN, EF_ACTF | EF_RES | EF_ACT2 | EF_OUT | EF_SUM)                                                \
+    X(FN, EF_ACTF | EF_RES | EF_RES2 | EF_MUL | EF_OUT)                                                \
+    X(FN, EF_ACTF | EF_RES | EF_RES2 | EF_MUL | EF_OUT | EF_SUM)                                       \
     X(FN, EF_OUT)
 #define EF_CASE(FN, F_)                                                                                \
     case (F_):                                                                                         \
@@ -804,6 +835,7 @@ enum {
     static inline __attribute__((always_inline)) uint64_t epi_chan_##SUF(const ep_ch *c, const int32_t *yi,        \
                                                                          const int nx, const int F) {              \
         uint64_t bits = 0;                                                                                         \
+        v8d sacc = {0};                                                                                            \
         for (int i0 = 0; i0 < nx; i0 += 8) {                                                                       \
             const int m = nx - i0 < 8 ? nx - i0 : 8;                                                               \
             v8i y;                                                                                                 \
@@ -812,17 +844,20 @@ enum {
             if (F & EF_BIAS) v = v + c->bb;                                                                        \
             if (F & EF_AFF) v = v * c->as + c->ab;                                                                 \
             if (F & EF_ACTF) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
-            if (F & EF_RES) {                                                                                      \
-                v8f r = {0};                                                                                       \
-                if (m == 8) memcpy(&r, c->rr + i0, sizeof r);                                                      \
-                else memcpy(&r, c->rr + i0, sizeof(float) * (size_t)m);                                            \
-                v = v + r;                                                                                         \
-            }                                                                                                      \
+            if (F & EF_RES) v = v + load8(c->rr + i0, m);                                                          \
             if (F & EF_ACTL) v = rprelu8(v, c->ga, c->sl, c->ze);                                                  \
             if (F & EF_CLAMP) {                                                                                    \
                 const v8f z = {0}, lo = z + c->lo, hi = z + c->hi;                                                 \
                 v = sel8(v < lo, lo, v);                                                                           \
                 v = sel8(v > hi, hi, v);                                                                           \
+            }                                                                                                      \
+            if (F & EF_ACT2) v = rprelu8(v, c->g2, c->s2, c->z2);                                                  \
+            if (F & EF_RES2) v = v + load8(c->r2 + i0, m);                                                         \
+            if (F & EF_MUL) v = v * c->mv;                                                                         \
+            if (F & EF_SUM) {                                                                                      \
+                const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                         \
+                const v8f z = {0};                                                                                 \
+                sacc += __builtin_convertvector(m == 8 ? v : sel8(lane < m, v, z), v8d);                           \
             }                                                                                                      \
             if ((F & EF_OUT) && m == 8) memcpy(c->out + i0, &v, sizeof v);                                         \
             else if (F & EF_OUT) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
@@ -830,6 +865,11 @@ enum {
                 const v8i neg = (F & EF_PSCALE) ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                   \
                 bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
             }                                                                                                      \
+        }                                                                                                          \
+        if (F & EF_SUM) {                                                                                          \
+            double t = 0;                                                                                          \
+            for (int j = 0; j < 8; j++) t += sacc[j];                                                              \
+            *c->sum += t;                                                                                          \
         }                                                                                                          \
         return bits;                                                                                               \
     }                                                                                                              \
@@ -853,24 +893,29 @@ enum {
             }                                                                                                      \
             const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                             \
             if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                       \
-            if (!out && !pout) continue;                                                                           \
+            if (!out && !pout && !g->rowsum) continue;                                                             \
             const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                       \
             const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                      \
             const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f;   \
             const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                    \
-            const float *rr = e->res ? e->res + orow : NULL;                                                       \
+            const int a2 = e->act2;                                                                                \
+            const float g2 = a2 ? e->gamma2[o] : 0.f, s2 = a2 ? e->slope2[o] : 0.f, z2 = a2 ? e->zeta2[o] : 0.f;   \
+            double *sum = g->rowsum ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL;                     \
+            const float *rr = e->res ? e->res + orow : NULL, *r2 = e->res2 ? e->res2 + orow : NULL;                \
             /* the next tiles of this channel plane follow in memory: fetch the one after next */                  \
             for (int j = 0; j < TX; j += 16) {                                                                     \
                 if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                                   \
+                if (r2) __builtin_prefetch(r2 + nx + TX + j, 0);                                                   \
                 if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                          \
             }                                                                                                      \
             const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
                              act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
-                             out ? out + orow : NULL, pout != NULL};                                               \
+                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum, r2, e->mv};                   \
             /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
             const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
                           (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
-                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0);              \
+                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0) |             \
+                          (a2 ? EF_ACT2 : 0) | (sum ? EF_SUM : 0) | (r2 ? EF_RES2 : 0) | (e->mul ? EF_MUL : 0);    \
             /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */             \
             uint64_t bits;                                                                                         \
             switch (nx == TX ? F : -1) {                                                                       \
@@ -927,6 +972,8 @@ enum {
                             const int c = gi * cg + 64 * j + b;                                            \
                             const float s_ = sc ? sc[c] : 1.f, b_ = bi ? bi[c] : 0.f;                      \
                             const float *r = x + (((int64_t)n * C + c) * H + y) * W + xb;                  \
+                            if (c + 2 < C) /* the row of the channel after next: one line per 16 floats */ \
+                                for (int i = 0; i < 64 * nt; i += 16) __builtin_prefetch(r + 2 * H * (int64_t)W + i, 0); \
                             for (int q = 0; q < nt; q++) {                                                 \
                                 const int nx = W - xb - 64 * q < 64 ? W - xb - 64 * q : 64;                \
                                 t[q][b] = nx == 64 ? signbits_##SUF(r + 64 * q, 64, s_, b_, sc != NULL)    \
@@ -1007,10 +1054,12 @@ static int resolve_path(int path) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Packing: x float32 (N, C, H, W) or (N, H, W, C) -> packed (N, G*nwg, H+2h, W+2h); halo not touched */
+/* Packing: x float32 (N, C, H, W) or (N, H, W, C) -> packed (N, G*nwg, H+2h, W+2h); halo not touched.  */
+/* scale/bias: C values, or N x C (one row per sample) when per_sample.                               */
 
 BS_API int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale,
-                   const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads) {
+                   const float *bias, int per_sample, int groups, uint64_t *out, int halo, int path,
+                   int nthreads) {
     path = resolve_path(path);
     if (path < 0) return BS_EPATH;
     if (N < 1 || C < 1 || H < 1 || W < 1 || groups < 1 || C % groups || halo < 0) return BS_EINVAL;
@@ -1021,9 +1070,11 @@ BS_API int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, con
     nthreads = useful_threads(nthreads, (double)N * C * H * W);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)
-        for (int y = 0; y < H; y++)
-            f(x, n, C, H, W, nhwc, scale, bias, cg, nwg, y, out + n * img + (int64_t)(y + halo) * Wp + halo, plane,
-              groups);
+        for (int y = 0; y < H; y++) {
+            const int64_t row = per_sample ? n * C : 0;
+            f(x, n, C, H, W, nhwc, scale ? scale + row : NULL, bias ? bias + row : NULL, cg, nwg, y,
+              out + n * img + (int64_t)(y + halo) * Wp + halo, plane, groups);
+        }
     return BS_OK;
 }
 
@@ -1048,7 +1099,12 @@ static int axis_classes(int n_out, int n_in, int k, int s, int pad, int *cls, in
     return ncls;
 }
 
-BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
+/* Float input (xf != NULL, a unused): xf float32 (N, Ci, H, W) is binarized as by bs_pack (groups_a,
+ * halo, xscale/xbias, per sample when xper_sample) a band of rows at a time into a buffer of each thread,
+ * just before the output rows that read them: the float rows are still in the cache when the epilogue
+ * reads them again as the residual, and no packed copy of the whole input is written and read back. */
+BS_API int bs_conv(const uint64_t *a, const float *xf, const float *xscale, const float *xbias, int xper_sample,
+                   int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a,
                    const uint64_t *w,
                    int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout,
                    int halo_o, int groups_o, int32_t *yout, int path, int nthreads) {
@@ -1059,7 +1115,8 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     if (stride != 1 && stride != 2) return BS_EINVAL;
     if (Ci % groups || Co % groups) return BS_EINVAL;
     if (groups == Ci && groups == Co && groups > 1 && k > 5) return BS_EINVAL; /* 5-bit tap counters */
-    if (!out && !pout && !yout) return BS_EINVAL;
+    if (!out && !pout && !yout && !(epi && epi->sums)) return BS_EINVAL;
+    if (!a && !xf) return BS_EINVAL;
     geom_t g;
     memset(&g, 0, sizeof g);
     g.N = N; g.Ci = Ci; g.H = H; g.W = W; g.halo = halo; g.groups = groups;
@@ -1087,6 +1144,7 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     }
     if (epi && epi->aff_s && !epi->aff_b) return BS_EINVAL;
     if (epi && epi->act && (!epi->gamma || !epi->slope || !epi->zeta)) return BS_EINVAL;
+    if (epi && epi->act2 && (!epi->gamma2 || !epi->slope2 || !epi->zeta2)) return BS_EINVAL;
     bs_epi e0;
     memset(&e0, 0, sizeof e0);
     const bs_epi *e = epi ? epi : &e0;
@@ -1149,6 +1207,13 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
                                                                         << (4 * (gi % 16));
         }
     }
+    if (e->sums) { /* per-row sums, reduced in row order after the parallel loop */
+        g.rowsum = calloc((size_t)N * g.Ho * Co, sizeof(double));
+        if (!g.rowsum) {
+            free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn);
+            return BS_ENOMEM;
+        }
+    }
     const mk_dense_fn mk = MK[path];
     const mkdw_fn mkdw = MKDW[path];
 #if BS_X86
@@ -1157,19 +1222,63 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
     const mknib_fn mknib = mknib_generic;
 #endif
     const epi_fn ep = EPI[path];
+    const pack_fn pf = PACK[path];
     const int ntx = (g.Wo + TX - 1) / TX;
+    /* float input: bands of output rows whose input rows take about 2 MiB of floats */
+    const int64_t row_bytes = (int64_t)Ci * W * (int64_t)sizeof(float) * stride;
+    int band = (int)((2 << 20) / (row_bytes > 0 ? row_bytes : 1));
+    band = band < 1 ? 1 : band > 64 ? 64 : band > g.Ho ? g.Ho : band;
+    const int nband = (g.Ho + band - 1) / band, rows_b = (band - 1) * stride + halo - pad + k;
+    const int cgp = Ci / groups_a, nwgp = (cgp + 63) / 64, nplanes = groups_a * nwgp;
     int err = 0;
     nthreads = useful_threads(nthreads, (double)N * g.Ho * g.Wo * Co * (k * k * (double)(g.depthwise ? 1 : g.nwg) + 4));
 #pragma omp parallel num_threads(nthreads)
     {
         int32_t *acc = aligned_alloc(64, sizeof(int32_t) * (size_t)Co * TX + 64);
         uint64_t *pk = pout ? aligned_alloc(64, sizeof(uint64_t) * (size_t)Co + 64) : NULL; /* sign masks */
-        if (!acc || (pout && !pk)) {
+        geom_t gb = g; /* the band buffer's geometry: rows_b rows per plane */
+        gb.plane = (int64_t)rows_b * g.Wp;
+        gb.img = gb.plane * nplanes;
+        uint64_t *ab = xf ? calloc((size_t)gb.img, sizeof(uint64_t)) : NULL;
+        if (!acc || (pout && !pk) || (xf && !ab)) {
 #pragma omp atomic write
             err = 1;
         }
 #pragma omp barrier
-        if (!err) {
+        if (!err && xf) {
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                for (int bi = 0; bi < nband; bi++) {
+                    const int oy0 = bi * band, oy1 = oy0 + band < g.Ho ? oy0 + band : g.Ho;
+                    const float *sc = xscale ? xscale + (xper_sample ? n * Ci : 0) : NULL;
+                    const float *bs = xbias ? xbias + (xper_sample ? n * Ci : 0) : NULL;
+                    /* buffer row r = padded input row r + oy0 * stride */
+                    for (int r = halo - pad; r < (oy1 - 1 - oy0) * stride + halo - pad + k; r++) {
+                        const int y = r + oy0 * stride - halo;
+                        if (y >= 0 && y < H)
+                            pf(xf, n, Ci, H, W, 0, sc, bs, cgp, nwgp, y, ab + (int64_t)r * g.Wp + halo, gb.plane,
+                               groups_a);
+                        else
+                            for (int q = 0; q < nplanes; q++)
+                                memset(ab + q * gb.plane + (int64_t)r * g.Wp, 0, sizeof(uint64_t) * (size_t)g.Wp);
+                    }
+                    for (int oy = oy0; oy < oy1; oy++) {
+                        const int32_t *base_r = base + (int64_t)rcls[oy] * Co * ncc;
+                        for (int t = 0; t < ntx; t++) {
+                            const int x0 = t * TX, nx = g.Wo - x0 < TX ? g.Wo - x0 : TX;
+                            if (g.nib) {
+                                mknib(&gb, ab, wn, oy - oy0, x0, nx, acc);
+                            } else if (g.depthwise) {
+                                mkdw(&gb, ab, w, oy - oy0, x0, nx, acc);
+                            } else {
+                                for (int gi = 0; gi < groups; gi++)
+                                    mk(&gb, ab, w, gi, gi * g.cg_out, g.cg_out, oy - oy0, x0, nx, acc);
+                            }
+                            ep(&g, e, n, oy, x0, nx, acc, base_r, ncc, bx, nbx, ccls, out, pout, yout, pk);
+                        }
+                    }
+                }
+        } else if (!err) {
 #pragma omp for collapse(2) schedule(static)
             for (int64_t n = 0; n < N; n++)
                 for (int oy = 0; oy < g.Ho; oy++) {
@@ -1191,8 +1300,16 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
         }
         free(acc);
         free(pk);
+        free(ab);
     }
-    free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn);
+    if (g.rowsum && !err)
+        for (int64_t n = 0; n < N; n++)
+            for (int o = 0; o < Co; o++) {
+                double t = 0;
+                for (int oy = 0; oy < g.Ho; oy++) t += g.rowsum[(n * g.Ho + oy) * Co + o];
+                e->sums[n * Co + o] = t;
+            }
+    free(rcls); free(ccls); free(bx); free(pcw); free(base); free(wn); free(g.rowsum);
     return err ? BS_ENOMEM : BS_OK;
 }
 

@@ -511,7 +511,7 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
                 continue
             j = users[0]
             nxt = ops[j]
-            st = op.setdefault("_stage", 0)  # 0 conv, 1 affine, 2 act, 3 res, 4 clamp
+            st = op.setdefault("_stage", 0)  # 0 conv, 1 affine, 2 act, 3 res, 4 clamp, 5 act2, 6 res2, 7 mul
             has_act, has_res = "gamma" in op["params"], "res" in _roles(op)
             ok = False
             if nxt["op"] == "affine" and st < 1 and not nxt["attrs"].get("redistribution"):
@@ -552,12 +552,54 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
             elif nxt["op"] == "hardtanh" and st < 4:
                 op["attrs"]["clamp"] = [nxt["attrs"]["lo"], nxt["attrs"]["hi"]]
                 op["_stage"], ok = 4, True
+            elif nxt["op"] == "rprelu" and has_act and st < 5:  # the second activation
+                p = nxt["params"]
+                op["params"].update(gamma2=p["gamma"], slope2=p["slope"], zeta2=p["zeta"])
+                op["_stage"], ok = 5, True
+            elif nxt["op"] == "add" and has_res and st < 6 and out in nxt["in"]:  # a second addend
+                other = nxt["in"][1] if nxt["in"][0] == out else nxt["in"][0]
+                if other != out and _defined_before(ops, other, i):
+                    _set_input(op, "res2", other)
+                    op["_stage"], ok = 6, True
+            elif nxt["op"] == "mul_scalar" and st < 7:  # then a scaling, last
+                op["attrs"]["mul"] = float(nxt["attrs"]["value"])
+                op["_stage"], ok = 7, True
             if ok:
                 op["out"][0] = nxt["out"][0]
                 ops.pop(j)
                 changed = True
                 break
             op["_sealed"] = True
+    # 2b. an RPReLU of a concatenation of binary convolutions' float outputs (read only there, as the
+    #     concatenation) becomes the second activation of each convolution, with its channels' parameters
+    cons = consumers()
+    producer = {o: i for i, op in enumerate(ops) for o in op["out"] if o}
+    dead = set()
+    for j, cat in enumerate(ops):
+        users = cons.get(cat["out"][0], []) if cat["op"] == "cat" else []
+        if len(users) != 1 or users[0] < 0 or ops[users[0]]["op"] != "rprelu":
+            continue
+        parts = [producer.get(n, -1) for n in cat["in"]]
+        if len(set(cat["in"])) != len(cat["in"]) or not all(
+            k >= 0
+            and ops[k]["op"] == "bconv"
+            and ops[k]["out"][0] == n
+            and cons.get(n) == [j]
+            and "gamma2" not in ops[k]["params"]
+            for k, n in zip(parts, cat["in"], strict=True)
+        ):
+            continue
+        act = ops[users[0]]
+        off = 0
+        for k in parts:
+            co = ops[k]["attrs"]["cout"]
+            for role in ("gamma", "slope", "zeta"):
+                v = tensors[act["params"][role]].reshape(-1)[off : off + co].copy()
+                ops[k]["params"][role + "2"] = tensor_of(tensors, v, role + "2")
+            off += co
+        cat["out"][0] = act["out"][0]
+        dead.add(users[0])
+    ops = [op for i, op in enumerate(ops) if i not in dead]
     # 3. packed hand-over: a bconv whose float output feeds binary convs packs it for the first of them
     cons = consumers()
     for op in ops:
@@ -598,8 +640,61 @@ def fold_epilogues(ops: list[dict], tensors: dict[str, np.ndarray], outputs: lis
     return ops
 
 
+def fuse_means(ops: list[dict], outputs: list[str]) -> list[dict]:
+    """Take every global mean (``mean_hw``) of a binary convolution's float output, of a concatenation of
+    such outputs or of chunks of them from the sums the convolutions' epilogues accumulate (their third
+    output, attr ``outputs[2]``) rather than from another pass over the tensor: the mean of a concatenation
+    is the concatenation of the means, the mean of a chunk the chunk of the mean (small ops on (N, C, 1, 1)
+    tensors, placed before the mean they replace). ``outputs`` is renamed in place."""
+    producer = {o: i for i, op in enumerate(ops) for o in op["out"] if o}
+
+    def source(name: str) -> dict:
+        i = producer.get(name, -1)
+        return ops[i] if i >= 0 else {"op": None}
+
+    def fusable(name: str) -> bool:
+        op = source(name)
+        if op["op"] == "chunk":
+            return fusable(op["in"][0])
+        if op["op"] == "cat":
+            return all(fusable(n) for n in op["in"])
+        return op["op"] == "bconv" and op["out"][0] == name
+
+    memo: dict[str, str] = {}
+    kept: list[dict] = []
+
+    def mean_of(name: str) -> str:
+        if name not in memo:
+            op = source(name)
+            if op["op"] == "bconv":
+                if len(op["out"]) < 3:
+                    op["out"] += [""] * (2 - len(op["out"])) + [name + ".mean"]
+                    op["attrs"]["outputs"] = [*op["attrs"].get("outputs", [True, False])[:2], True]
+                memo[name] = op["out"][2]
+            elif op["op"] == "chunk":
+                outs = [o + ".mean" if o else "" for o in op["out"]]
+                src = mean_of(op["in"][0])
+                kept.append({"op": "chunk", "in": [src], "out": outs, "attrs": {**op["attrs"]}, "params": {}})
+                memo.update({o: m for o, m in zip(op["out"], outs, strict=True) if o})
+            else:
+                parts = [mean_of(n) for n in op["in"]]
+                kept.append({"op": "cat", "in": parts, "out": [name + ".mean"], "attrs": {}, "params": {}})
+                memo[name] = name + ".mean"
+        return memo[name]
+
+    rename: dict[str, str] = {}
+    for op in ops:
+        op["in"] = [rename.get(n, n) for n in op["in"]]
+        if op["op"] == "mean_hw" and fusable(op["in"][0]):
+            rename[op["out"][0]] = mean_of(op["in"][0])
+        else:
+            kept.append(op)
+    outputs[:] = [rename.get(n, n) for n in outputs]
+    return kept
+
+
 def _roles(op: dict) -> list[str]:
-    """Roles of a bconv's inputs: ``x`` first, then any of ``res``, ``scale_t``, ``bias_t``."""
+    """Roles of a bconv's inputs: ``x`` first, then any of ``res``, ``scale_t``, ``bias_t``, ``res2``."""
     return list(op["attrs"].get("in_roles") or ["x", "res"][: len(op["in"])])
 
 
@@ -687,6 +782,7 @@ def lower_model(model: nn.Module, *, fold: bool = True) -> bsp.BspModel:
         op["params"] = {k: v for k, v in op["params"].items() if v is not None}
     if fold:
         ops = fold_epilogues(ops, tensors, outputs)
+        ops = fuse_means(ops, outputs)
     ops = merge_duplicates(ops, outputs)
     ops, tensors = _prune(ops, tensors, outputs)
     bands = int(model.bands)

@@ -62,6 +62,14 @@ class _Epi(ctypes.Structure):
         ("hi", ctypes.c_float),
         ("pscale", _f32p),
         ("pbias", _f32p),
+        ("act2", ctypes.c_int),
+        ("gamma2", _f32p),
+        ("slope2", _f32p),
+        ("zeta2", _f32p),
+        ("sums", ctypes.POINTER(ctypes.c_double)),
+        ("res2", _f32p),
+        ("mul", ctypes.c_int),
+        ("mv", ctypes.c_float),
     ]
 
 
@@ -74,8 +82,9 @@ C_API: tuple[str, ...] = (
     "int bs_openmp(void)",
     "int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_t reps, int path)",
     "int bs_pack(const float *x, int64_t N, int C, int H, int W, int nhwc, const float *scale, "
-    "const float *bias, int groups, uint64_t *out, int halo, int path, int nthreads)",
-    "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
+    "const float *bias, int per_sample, int groups, uint64_t *out, int halo, int path, int nthreads)",
+    "int bs_conv(const uint64_t *a, const float *xf, const float *xscale, const float *xbias, "
+    "int xper_sample, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
     "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
     "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
@@ -240,6 +249,16 @@ def _vec(v, n: int, what: str) -> np.ndarray | None:
     return a
 
 
+def _per_sample(v, n: int, c: int, what: str) -> np.ndarray | None:
+    """Per-channel values as (C,) float32, or (N, C) when ``v`` holds one set per sample (N * C values)."""
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float32)
+    if n > 1 and a.size == n * c:
+        return np.ascontiguousarray(a.reshape(n, c))
+    return _vec(a.reshape(-1) if a.size == c else a, c, what)
+
+
 def _check(rc: int, what: str) -> None:
     if rc:
         raise BinsharpError(f"{what}: {_ERRORS.get(rc, f'error {rc}')}")
@@ -303,7 +322,8 @@ def pack_activations(
 
     Bit of channel c = ``(x * scale[c] + bias[c]) < 0`` computed in float32 (scale and bias optional,
     the multiplication skipped without ``scale``), i.e. the sign of an RSign / learnable-bias / ReDistribution
-    input with +1 at 0.
+    input with +1 at 0. ``scale`` and ``bias`` hold C values, or N x C (any shape of N * C values, e.g.
+    (N, C, 1, 1)): one set per sample (a per-sample threshold, as S2BNet's dynamic one), in one call.
     """
     lib = _lib()
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -317,7 +337,7 @@ def pack_activations(
         raise BinsharpError(f"layout must be NCHW or NHWC, got {layout!r}")
     if c % groups:
         raise BinsharpError(f"{c} channels are not divisible into {groups} groups")
-    sc, bi = _vec(scale, c, "scale"), _vec(bias, c, "bias")
+    sc, bi = _per_sample(scale, n, c, "scale"), _per_sample(bias, n, c, "bias")
     if out is None:
         out = Packed.empty(n, c, h, w, groups=groups, halo=halo)
     elif out.shape != (n, c, h, w) or out.groups != groups or out.halo != halo:
@@ -336,6 +356,7 @@ def pack_activations(
         int(layout == "NHWC"),
         _ptr(sc),
         _ptr(bi),
+        int(any(v is not None and v.ndim == 2 for v in (sc, bi))),
         groups,
         _ptr(out.data),
         halo,
@@ -405,9 +426,14 @@ def _warn_reference() -> None:
 
 
 def _ch_affine(x: np.ndarray, scale: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
-    """``x * scale[c] + bias[c]`` in float32 as the kernels compute it (``+ 0`` without ``bias``)."""
-    v = x * scale.reshape(1, -1, 1, 1) if scale is not None else x
-    return v + (bias.reshape(1, -1, 1, 1) if bias is not None else np.float32(0))
+    """``x * scale[c] + bias[c]`` in float32 as the kernels compute it (``+ 0`` without ``bias``); scale and
+    bias (C,) or per sample (N, C)."""
+
+    def bc(v: np.ndarray) -> np.ndarray:
+        return v.reshape(v.shape[0] if v.ndim == 2 else 1, -1, 1, 1)
+
+    v = x * bc(scale) if scale is not None else x
+    return v + (bc(bias) if bias is not None else np.float32(0))
 
 
 def _pack_into(neg: np.ndarray, out: Packed) -> None:
@@ -463,14 +489,16 @@ def conv_reference(
     return y.astype(np.int32)
 
 
-def _rprelu_reference(v: np.ndarray, keep: dict[str, np.ndarray]) -> np.ndarray:
-    t = v - keep["gamma"].reshape(1, -1, 1, 1)
+def _rprelu_reference(v: np.ndarray, keep: dict[str, np.ndarray], which: str = "") -> np.ndarray:
+    t = v - keep["gamma" + which].reshape(1, -1, 1, 1)
     zero = np.float32(0)
     tp, tn = np.where(t > 0, t, zero), np.where(t < 0, t, zero)
-    return (tp + keep["slope"].reshape(1, -1, 1, 1) * tn) + keep["zeta"].reshape(1, -1, 1, 1)
+    return (tp + keep["slope" + which].reshape(1, -1, 1, 1) * tn) + keep["zeta" + which].reshape(1, -1, 1, 1)
 
 
-def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, residual) -> np.ndarray:
+def _epilogue_reference(
+    y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, residual, residual2
+) -> np.ndarray:
     """The fused epilogue of :func:`binary_conv2d` in numpy float32, in the kernels' order of operations."""
     al = keep.get("alpha")
     v = y.astype(np.float32) * (al.reshape(1, -1, 1, 1) if al is not None else np.float32(1))
@@ -487,7 +515,26 @@ def _epilogue_reference(y: np.ndarray, keep: dict[str, np.ndarray], epi: _Epi, r
     if epi.clamp:
         lo, hi = np.float32(epi.lo), np.float32(epi.hi)
         v = np.where(v < lo, lo, np.where(v > hi, hi, v))
+    if epi.act2:
+        v = _rprelu_reference(v, keep, "2")
+    if residual2 is not None:
+        v = v + residual2
+    if epi.mul:
+        v = v * np.float32(epi.mv)
     return v.astype(np.float32, copy=False)
+
+
+def _sums_reference(v: np.ndarray) -> np.ndarray:
+    """Per-channel sums (N, Co) float64 of ``v`` (N, Co, Ho, Wo) in the kernels' order: per row, tiles of
+    64 pixels (zero-padded), in each tile 8 double lanes over its 8-pixel vectors in order, the lanes summed
+    in order, then the tiles of the row and the rows in order (``cumsum``: sequential additions)."""
+    n, co, ho, wo = v.shape
+    nt = -(-wo // 64)
+    d = np.zeros((n, co, ho, nt * 64), np.float64)
+    d[..., :wo] = v
+    lanes = np.cumsum(d.reshape(n, co, ho, nt, 8, 8), axis=4)[..., -1, :]  # (n, co, ho, nt, 8 lanes)
+    tiles = np.cumsum(lanes, axis=-1)[..., -1]
+    return np.cumsum(np.cumsum(tiles, axis=-1)[..., -1], axis=-1)[..., -1]
 
 
 def packing_groups(cin: int, cout: int, kernel_size: int, groups: int = 1) -> int:
@@ -504,7 +551,7 @@ def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:
 
 
 def binary_conv2d(
-    x: Packed,
+    x: Packed | np.ndarray,
     wbits: np.ndarray,
     *,
     out_channels: int,
@@ -512,6 +559,8 @@ def binary_conv2d(
     stride: int = 1,
     padding: int = 0,
     groups: int = 1,
+    in_scale=None,
+    in_bias=None,
     alpha=None,
     bias=None,
     affine: tuple | None = None,
@@ -519,30 +568,59 @@ def binary_conv2d(
     act_first: bool = True,
     residual: np.ndarray | None = None,
     clamp: tuple[float, float] | None = None,
+    act2: tuple | None = None,
+    residual2: np.ndarray | None = None,
+    mul: float | None = None,
     float_out: bool = True,
     pack_out: dict | None = None,
     int_out: bool = False,
+    sums: bool = False,
     out_buffer: np.ndarray | None = None,
     path: str | None = None,
     threads: int | None = None,
 ) -> dict:
     """Binary convolution of packed activations with packed weights and the fused epilogue.
 
+    ``x`` is :class:`Packed`, or float32 ``(N, Ci, H, W)`` binarized here as by :func:`pack_activations`
+    with ``in_scale``/``in_bias`` (per channel or per sample), the packing :func:`packing_groups` and a halo
+    of ``max(1, padding)``: the kernels pack a band of rows at a time just before the output rows that read
+    them (no packed copy of the whole input; the rows are still in the cache when read as the residual).
+
     y (exact integer) = sum over valid taps of sign(x) * sign(w) (zero padding contributes 0). Then in
     float32, per output channel o: ``v = y*alpha[o] (+ bias[o])``; ``v = v*s[o] + b[o]`` for
     ``affine=(s, b)``; ``act=(gamma, slope, zeta)``: ``t = v - gamma; t = t if t >= 0 else slope*t;
     v = t + zeta`` applied before (``act_first``) or after the residual add ``v += residual``
-    (``(N, Co, Ho, Wo)`` float32); ``clamp=(lo, hi)``.
+    (``(N, Co, Ho, Wo)`` float32); ``clamp=(lo, hi)``; ``act2=(gamma2, slope2, zeta2)``: a second RPReLU
+    after all of these (the activation of a following op fused into the layer); then ``v += residual2``
+    and ``v *= mul`` (a following add and scaling, e.g. the mean of two branches).
     ``pack_out=dict(halo=1, groups=1, scale=None, bias=None)`` also writes the packed bits of
-    ``v*scale + bias`` for a following binary op.
+    ``v*scale + bias`` for a following binary op; ``sums`` the per-channel sums of v over the image (a
+    following global mean without another pass over the output).
 
     Returns dict with ``"out"`` float32 ``(N, Co, Ho, Wo)`` (if ``float_out``; written into ``out_buffer``
     when given), ``"packed"`` (:class:`Packed`, if ``pack_out``; into ``pack_out["out"]`` when given), ``"y"``
-    int32 ``(N, Co, Ho, Wo)`` (if ``int_out``).
+    int32 ``(N, Co, Ho, Wo)`` (if ``int_out``), ``"sums"`` float64 ``(N, Co)`` (if ``sums``: in double, per
+    output row over the tiles of 64 pixels in order, each tile's 8 lanes in order, then the rows in order;
+    the same on every path and thread count, see :func:`_sums_reference`).
     """
     lib = _lib()
-    n, ci, h, w = x.shape
     co, k = int(out_channels), int(kernel_size)
+    xf = sc = bi = None
+    if not isinstance(x, Packed):
+        xf = np.ascontiguousarray(x, dtype=np.float32)
+        if xf.ndim != 4:
+            raise BinsharpError(f"binary_conv2d expects a 4-D float input, got shape {xf.shape}")
+        n, ci, h, w = xf.shape
+        sc, bi = _per_sample(in_scale, n, ci, "in_scale"), _per_sample(in_bias, n, ci, "in_bias")
+        pg, halo = packing_groups(ci, co, k, groups), max(1, int(padding))
+        if ci % pg:
+            raise BinsharpError(f"{ci} channels are not divisible into {pg} groups")
+        if lib is None:
+            x = pack_activations(xf, scale=sc, bias=bi, groups=pg, halo=halo)
+            xf = None
+        else:  # the geometry of the packing the kernels do band by band
+            x = Packed(np.empty((n, 0, h + 2 * halo, w + 2 * halo), np.uint64), ci, pg, halo)
+    n, ci, h, w = x.shape
     depthwise = groups > 1 and groups == ci == co
     want_groups = packing_groups(ci, co, k, groups)
     if x.groups != want_groups and (depthwise or x.groups != groups):
@@ -584,8 +662,23 @@ def binary_conv2d(
         if residual.shape != (n, co, ho, wo):
             raise BinsharpError(f"residual must be {(n, co, ho, wo)}, got {residual.shape}")
         epi.res = residual.ctypes.data_as(_f32p)
+    if residual2 is not None:
+        residual2 = np.ascontiguousarray(residual2, dtype=np.float32)
+        if residual2.shape != (n, co, ho, wo):
+            raise BinsharpError(f"residual2 must be {(n, co, ho, wo)}, got {residual2.shape}")
+        epi.res2 = residual2.ctypes.data_as(_f32p)
+    if mul is not None:
+        epi.mul, epi.mv = 1, float(mul)
     if clamp is not None:
         epi.clamp, epi.lo, epi.hi = 1, float(clamp[0]), float(clamp[1])
+    if act2 is not None:
+        epi.act2 = 1
+        setv("gamma2", act2[0])
+        setv("slope2", act2[1])
+        setv("zeta2", act2[2])
+    sum_out = np.empty((n, co), np.float64) if sums else None
+    if sum_out is not None:
+        epi.sums = sum_out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
     result: dict = {}
     out = None
     if float_out:
@@ -608,16 +701,22 @@ def binary_conv2d(
         y = conv_reference(
             x, wbits, out_channels=co, kernel_size=k, stride=stride, padding=padding, groups=groups
         )
-        v = _epilogue_reference(y, keep, epi, residual)
+        v = _epilogue_reference(y, keep, epi, residual, residual2)
         if out is not None:
             out[...] = v
         if pk is not None:
             _pack_into(_ch_affine(v, keep.get("pscale"), keep.get("pbias")) < 0, pk)
         if yout is not None:
             yout[...] = y
+        if sum_out is not None:
+            sum_out[...] = _sums_reference(v)
     else:
         rc = lib.bs_conv(
-            _ptr(x.data),
+            None if xf is not None else _ptr(x.data),
+            _ptr(xf),
+            _ptr(sc),
+            _ptr(bi),
+            int(any(v is not None and v.ndim == 2 for v in (sc, bi))),
             n,
             ci,
             h,
@@ -646,6 +745,8 @@ def binary_conv2d(
         result["packed"] = pk
     if yout is not None:
         result["y"] = yout
+    if sum_out is not None:
+        result["sums"] = sum_out
     return result
 
 

@@ -19,7 +19,11 @@ op                    semantics (float32)
                       ``wsign`` (dense sign bits, attr ``wshape``), ``alpha``, optional ``bias``,
                       ``aff_s``/``aff_b``, ``gamma``/``slope``/``zeta``, ``pack_scale``/``pack_bias``; attrs
                       ``cin``, ``cout``, ``k``, ``stride``, ``padding``, ``groups``, ``act_first``, ``clamp``,
-                      ``outputs`` [float?, packed?], ``pack_groups``; ``out`` = [float name, packed name]
+                      ``outputs`` [float?, packed?, mean?], ``pack_groups``; optional params
+                      ``gamma2``/``slope2``/``zeta2``: a second RPReLU after the others (a fused rprelu op),
+                      then ``+ res2`` (input role) and ``* mul`` (attr): a fused add and mul_scalar;
+                      ``out`` = [float name, packed name, mean name?], the mean over H x W of the float
+                      result (N, Co, 1, 1) from sums the epilogue accumulates in double
 ``affine``            ``x * scale[c] + bias[c]`` (either optional)
 ``mul_scalar``        ``x * value``;  ``div_scalar``: ``x / value``;  ``add_scalar``: ``x + value``
 ``add`` / ``mul``     elementwise (broadcasting) ``a + b`` / ``a * b``
@@ -57,7 +61,9 @@ F32 = np.float32
 #: ``POOL_LARGEST`` times the largest array it was given, when that is more: fresh pages of large arrays cost
 #: a page fault and a zeroing each)
 POOL_BYTES = 160 << 20
-POOL_LARGEST = 3
+POOL_LARGEST = 8
+#: dead arrays of one shape an engine keeps at most
+POOL_PER_SHAPE = 2
 
 
 # --------------------------------------------------------------------------------------------- float ops
@@ -228,7 +234,9 @@ class Engine:
         threads: kernel threads (default ``$BINSHARP_NUM_THREADS`` or the CPU count).
         path: kernel dispatch path (default ``$BINSHARP_KERNEL_PATH`` or the best one).
         profile: accumulate the wall time of every op by kind over the calls (:meth:`profile_table`); the
-            packing of float inputs of binary convolutions is counted apart as ``bconv.pack``.
+            kernels pack the float inputs of binary convolutions band by band inside ``bconv``, except
+            in runs that inspect or replace the decisions (:attr:`on_binary_input`), where the packing is
+            counted apart as ``bconv.pack``.
 
     Call: ``engine(ms=None, lms=None, pan=None)`` with float32 (N, C, h, w) / (N, C, H, W) / (N, 1, H, W)
     normalised arrays -> fused (N, C, H, W) float32.
@@ -268,8 +276,6 @@ class Engine:
         self._pool_order: list[np.ndarray] = []  # pooled arrays, oldest first
         self._pool_bytes = 0
         self._pool_largest = 0
-        #: packed activation buffers of float-input binary convolutions, by (N, C, H, W, groups, halo)
-        self._ppool: dict[tuple[int, ...], list[K.Packed]] = {}
         self._lock = threading.Lock()
         self._validate()
         self._wbits: dict[int, np.ndarray] = {}
@@ -416,6 +422,7 @@ class Engine:
             last[o] = len(graph)
         T = self.model.tensors
         fresh: set[str] = set()  # names of arrays this call allocated (may be overwritten when they die)
+        orphans: list[np.ndarray] = []  # dead arrays of this call whose views are still in use
         self._cat_bufs = {}
         for i, op in enumerate(graph):
             self._op_index = i
@@ -454,12 +461,24 @@ class Engine:
                         fresh.add(name)
                     else:
                         fresh.discard(name)
+            dead_view = False
             for name in op.get("in", []):
                 if last.get(name) == i and name not in self.inputs:
                     val = env.pop(name, None)
-                    if name in fresh and val is not None and _sole_owner(val, None, env):
-                        self._give(val)
+                    if name in fresh and val is not None:
+                        if _sole_owner(val, None, env):
+                            self._give(val)
+                        else:  # views of it (chunks, reshapes) live on: pooled once they die
+                            orphans.append(val)
+                    elif isinstance(val, np.ndarray) and val.base is not None:
+                        dead_view = True
                     fresh.discard(name)
+            if dead_view and orphans:
+                free = [_sole_owner(o, None, env) for o in orphans]
+                for o, f in zip(orphans, free, strict=True):
+                    if f:
+                        self._give(o)
+                orphans = [o for o, f in zip(orphans, free, strict=True) if not f]
         if self.profile is not None:
             self._profile_calls += 1
         return env[self.model.outputs[0]]
@@ -496,10 +515,11 @@ class Engine:
         return "\n".join(lines)
 
     def _give(self, a: np.ndarray) -> None:
-        """Keep a dead float32 array for reuse by a later op of the same shape (at most 2 per shape; the
-        oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in all)."""
+        """Keep a dead float32 array for reuse by a later op of the same shape (at most ``POOL_PER_SHAPE``
+        per shape; the oldest ones are dropped beyond ``POOL_BYTES``, or ``POOL_LARGEST`` largest arrays, in
+        all)."""
         lst = self._pool.setdefault(a.shape, [])
-        if len(lst) < 2 and not any(b is a for b in lst):
+        if len(lst) < POOL_PER_SHAPE and not any(b is a for b in lst):
             lst.append(a)
             self._pool_order.append(a)
             self._pool_bytes += a.nbytes
@@ -599,47 +619,21 @@ def _op_bconv(e: Engine, a, p, at):
     x = vals["x"]
     cin, cout, k = int(at["cin"]), int(at["cout"]), int(at["k"])
     groups, pad, stride = int(at.get("groups", 1)), int(at.get("padding", 0)), int(at.get("stride", 1))
+    # a per-sample transform (N or 1, C, 1, 1) (S2BNet's dynamic thresholds) or a per-channel one
+    scale = vals["scale_t"] if "scale_t" in vals else p.get("in_scale")
+    bias = vals["bias_t"] if "bias_t" in vals else p.get("in_bias")
+    packed = x  # packed, or float: binarized by the kernels band by band
     if at.get("packed_input"):
         if not isinstance(x, K.Packed):
             raise BinsharpError("bconv: expected packed input")
-        packed = x
-    else:
-        if isinstance(x, K.Packed) or x.shape[1] != cin:
-            raise BinsharpError(f"bconv: expected float input with {cin} channels")
+    elif isinstance(x, K.Packed) or x.shape[1] != cin:
+        raise BinsharpError(f"bconv: expected float input with {cin} channels")
+    elif e.on_binary_input is not None:  # decisions inspected or replaced: packed apart
         t0 = time.perf_counter()
         pg, halo = K.packing_groups(cin, cout, k, groups), max(1, pad)
-        pkey = (x.shape[0], cin, x.shape[2], x.shape[3], pg, halo)
-        plist = e._ppool.get(pkey)
-        if plist:  # a packed buffer of an earlier layer: its halo is zero, the interior is rewritten
-            packed = plist.pop()
-        else:
-            packed = K.Packed.empty(x.shape[0], cin, x.shape[2], x.shape[3], groups=pg, halo=halo)
-        if "scale_t" in vals or "bias_t" in vals:  # per-sample transform (N, C, 1, 1)
-            n = x.shape[0]
-            st, bt = vals.get("scale_t"), vals.get("bias_t")
-            for i in range(n):
-                view = K.Packed(packed.data[i : i + 1], cin, pg, halo)
-                K.pack_activations(
-                    x[i : i + 1],
-                    scale=None if st is None else st[min(i, st.shape[0] - 1)].reshape(-1),
-                    bias=None if bt is None else bt[min(i, bt.shape[0] - 1)].reshape(-1),
-                    groups=pg,
-                    halo=halo,
-                    out=view,
-                    path=e.path,
-                    threads=e.threads,
-                )
-        else:
-            K.pack_activations(
-                x,
-                scale=p.get("in_scale"),
-                bias=p.get("in_bias"),
-                groups=pg,
-                halo=halo,
-                out=packed,
-                path=e.path,
-                threads=e.threads,
-            )
+        packed = K.pack_activations(
+            x, scale=scale, bias=bias, groups=pg, halo=halo, path=e.path, threads=e.threads
+        )
         if e.profile is not None:
             e._record("bconv.pack", time.perf_counter() - t0)
     if e.on_binary_input is not None:
@@ -651,9 +645,11 @@ def _op_bconv(e: Engine, a, p, at):
     ho = K.conv_output_size(packed.shape[2], k, stride, pad)
     wo = K.conv_output_size(packed.shape[3], k, stride, pad)
     act = (p["gamma"], p["slope"], p["zeta"]) if "gamma" in p else None
+    act2 = (p["gamma2"], p["slope2"], p["zeta2"]) if "gamma2" in p else None
     affine = (p["aff_s"], p["aff_b"]) if "aff_s" in p else None
     clamp = at.get("clamp")
     outs = at.get("outputs", [True, False])
+    want_mean = len(outs) > 2 and bool(outs[2])
     pack_out = None
     if outs[1]:
         pack_out = {
@@ -670,6 +666,8 @@ def _op_bconv(e: Engine, a, p, at):
         stride=stride,
         padding=pad,
         groups=groups,
+        in_scale=None if isinstance(packed, K.Packed) else scale,
+        in_bias=None if isinstance(packed, K.Packed) else bias,
         alpha=p.get("alpha"),
         bias=p.get("bias"),
         affine=affine,
@@ -677,17 +675,20 @@ def _op_bconv(e: Engine, a, p, at):
         act_first=bool(at.get("act_first", 1)),
         residual=vals.get("res"),
         clamp=tuple(clamp) if clamp else None,
+        act2=act2,
+        residual2=vals.get("res2"),
+        mul=at.get("mul"),
         float_out=bool(outs[0]),
+        sums=want_mean,
         out_buffer=_bconv_out(e, packed.shape[0], cout, ho, wo, vals.get("res"), roles) if outs[0] else None,
         pack_out=pack_out,
         path=e.path,
         threads=e.threads,
     )
-    if not at.get("packed_input") and e.on_binary_input is None:
-        lst = e._ppool.setdefault(pkey, [])
-        if len(lst) < 2:
-            lst.append(packed)
-    return r.get("out"), r.get("packed")
+    if not want_mean:
+        return r.get("out"), r.get("packed")
+    mean = (r["sums"] / np.float64(ho * wo)).astype(F32).reshape(packed.shape[0], cout, 1, 1)
+    return r.get("out"), r.get("packed"), mean
 
 
 def _op_affine(e, a, p, at):
