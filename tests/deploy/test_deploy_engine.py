@@ -193,7 +193,7 @@ def test_inference_does_not_import_torch(tmp_path):
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("name", ["bbcu", "s2bnet"])
+@pytest.mark.parametrize("name", ["bbcu", "s2bnet", "bnnpan"])
 def test_engine_without_compiled_kernels_matches(name, tmp_path):
     """``BINSHARP_NO_EXT=1`` (as an install without a C compiler): a binary model runs on the numpy reference
     kernels with one warning and gives the compiled engine's output."""

@@ -287,6 +287,65 @@ def test_upsample_and_avgpool_kernels_equal_numpy_bitwise(shape):
         np.testing.assert_array_equal(K.avgpool2(x, threads=2), v.sum(axis=(3, 5), dtype=np.float32) / 4)
 
 
+@pytest.mark.parametrize("act,residual", [(True, True), (False, False)])
+def test_restd_kernel_equals_numpy_and_the_nbc_tail(act, residual):
+    """The fused re-standardisation (op ``restd``) equals its numpy form bitwise, in place too, and the
+    PyTorch NBC tail ``RPReLU(restd(xb, xf)) + xf``; dropping a step (eta, the activation, the residual)
+    does not pass."""
+    from binsharp.deploy.runtime import restd
+    from binsharp.models.bnnpan import StatisticsRestandardization
+    from binsharp.nn import RPReLU
+
+    rng = np.random.default_rng(9)
+    xb = (rng.standard_normal((2, 5, 6, 11)) * 7 + 3).astype(np.float32)  # a binary branch: wide range
+    xf = (rng.standard_normal((2, 5, 6, 11)) * 0.2 - 0.1).astype(np.float32)
+    mod, rp = StatisticsRestandardization(5), RPReLU(5)
+    with torch.no_grad():
+        for p in (mod.lam, mod.eta, rp.gamma, rp.slope, rp.zeta):
+            p.copy_(torch.from_numpy(rng.uniform(0.3, 1.5, p.shape).astype(np.float32)))
+        ref = mod(torch.from_numpy(xb), torch.from_numpy(xf))
+        ref = (rp(ref) if act else ref) + (torch.from_numpy(xf) if residual else 0)
+    lam, eta = mod.lam.detach().numpy().reshape(-1), mod.eta.detach().numpy().reshape(-1)
+    terms = tuple(p.detach().numpy().reshape(-1) for p in (rp.gamma, rp.slope, rp.zeta)) if act else None
+    out = K.restd(xb, xf, lam, eta, mod.eps, act=terms, residual=residual, threads=2)
+    np.testing.assert_array_equal(out, restd(xb, xf, lam, eta, mod.eps, terms, residual))
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
+    wrong = K.restd(xb, xf, lam, eta * 0, mod.eps, act=terms, residual=not residual)
+    assert np.abs(wrong - ref.numpy()).max() > 1e-2
+    inplace = xb.copy()
+    assert K.restd(inplace, xf, lam, eta, mod.eps, act=terms, residual=residual, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, out)
+
+
+@pytest.mark.parametrize("modulated", [True, False])
+def test_calibrate_kernels_equal_numpy_and_ldpc_cdc(modulated):
+    """Channel calibration of the modulated features (op ``calibrate``): the compiled statistics and output
+    pass give the numpy form bitwise and PyTorch's ``CDC(LDPC(y, z), y)`` (per-sample modulation, batch 2);
+    without the modulation terms the statistics differ."""
+    from binsharp.deploy.runtime import calibrate, calibration_weights
+    from binsharp.models.bnnpan import ChannelCalibration, LatentPriorModulation
+
+    rng = np.random.default_rng(10)
+    y = (rng.standard_normal((2, 6, 8, 10)) * 2 + 0.5).astype(np.float32)
+    torch.manual_seed(0)
+    ldpc, cdc = LatentPriorModulation(4, 6, "offset"), ChannelCalibration(6)
+    z = torch.randn(2, 4)
+    with torch.no_grad():
+        yt = torch.from_numpy(y)
+        ref = cdc(ldpc(yt, z) if modulated else yt, yt).numpy()
+        zw, zb = ldpc.linear(z).reshape(2, 12, 1, 1).chunk(2, dim=1)
+    zw, zb = ((zw + 1).numpy(), zb.numpy()) if modulated else (None, None)
+    wt, bias = cdc.linear.weight.detach().numpy(), cdc.linear.bias.detach().numpy()
+    mu, sd, am = K.affine_stats(y, zw, zb, cdc.eps, threads=2)
+    out = K.calibrate(y, zw, zb, calibration_weights(wt, bias, mu, sd, am), threads=2)
+    np.testing.assert_array_equal(out, calibrate(y, zw, zb, wt, bias, cdc.eps))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    if modulated:
+        assert np.abs(K.affine_stats(y, None, None, cdc.eps)[0] - mu).max() > 1e-3
+    with pytest.raises(BinsharpError):
+        K.calibrate(y, mu, None, mu)  # scale without bias
+
+
 def test_c_api_table_matches_the_c_source():
     """The ctypes signatures come from ``kernels.C_API``: the same prototypes as the C source, and the
     epilogue struct has the C struct's fields in order with the same types."""

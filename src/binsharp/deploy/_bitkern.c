@@ -1285,15 +1285,18 @@ BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const fl
 /* ------------------------------------------------------------------------------------------------ */
 /* RPReLU on float planes: out = prelu(x - gamma[c], slope[c]) + zeta[c]; gamma/zeta may be NULL (PReLU) */
 
+/* t = x - g; (max(t, 0) + sl * min(t, 0)) + z */
+static inline __attribute__((always_inline)) float rprelu1(float x, float g, float sl, float z) {
+    const float t = x - g;
+    const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;
+    return (tp + sl * tn) + z;
+}
+
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static void rprelu_plane(const float *x, int64_t n, float g, float sl, float z, float *out) {
-    for (int64_t i = 0; i < n; i++) {
-        const float t = x[i] - g;
-        const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;
-        out[i] = (tp + sl * tn) + z;
-    }
+    for (int64_t i = 0; i < n; i++) out[i] = rprelu1(x[i], g, sl, z);
 }
 
 BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope,
@@ -1313,27 +1316,58 @@ BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *
 /* Per-plane statistics: mean and sqrt(population variance + eps) of each of NC planes of HW floats     */
 /* (two passes, double accumulators; results rounded to float32, then + eps and sqrt in float32).       */
 
-/* Sum of r[i] (and of (r[i] - m)^2 when sq) in double with 8 independent partial sums (vectorisable; no
-   serial dependency chain on one accumulator). */
-static double plane_sum(const float *r, int64_t HW, double m, int sq) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+/* Sum over one plane of v = r[i] * s + b (float32; s = 1, b = 0 gives r[i] itself), with the sum of |v| into
+   *asum when given, or of (v - m)^2 when sq, in double with 8 independent partial sums: element i goes to
+   partial i % 8 (explicit vectors, no serial dependency chain on one accumulator). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static double plane_sum(const float *r, int64_t HW, float s, float b, double m, int sq, double *asum) {
+    v4d a0 = {0, 0, 0, 0}, a1 = a0, q0 = a0, q1 = a0;
+    const v4l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
     int64_t i = 0;
-    if (sq) {
-        for (; i + 8 <= HW; i += 8)
-            for (int j = 0; j < 8; j++) {
-                const double d = (double)r[i + j] - m;
-                a[j] += d * d;
-            }
-        for (; i < HW; i++) {
-            const double d = (double)r[i] - m;
-            a[0] += d * d;
+    for (; i + 8 <= HW; i += 8) {
+        v4f f0, f1;
+        memcpy(&f0, r + i, sizeof f0);
+        memcpy(&f1, r + i + 4, sizeof f1);
+        v4d d0 = __builtin_convertvector(f0 * s + b, v4d), d1 = __builtin_convertvector(f1 * s + b, v4d);
+        if (sq) {
+            d0 -= m, d1 -= m;
+            a0 += d0 * d0, a1 += d1 * d1;
+        } else {
+            a0 += d0, a1 += d1;
+            q0 += (v4d)((v4l)d0 & nosign), q1 += (v4d)((v4l)d1 & nosign);
         }
-    } else {
-        for (; i + 8 <= HW; i += 8)
-            for (int j = 0; j < 8; j++) a[j] += (double)r[i + j];
-        for (; i < HW; i++) a[0] += (double)r[i];
     }
+    double a[8] = {a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3]};
+    double q[8] = {q0[0], q0[1], q0[2], q0[3], q1[0], q1[1], q1[2], q1[3]};
+    for (; i < HW; i++) {
+        const double v = (double)(r[i] * s + b);
+        if (sq) {
+            a[0] += (v - m) * (v - m);
+        } else {
+            a[0] += v;
+            q[0] += fabs(v);
+        }
+    }
+    if (asum) *asum = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* Mean, sqrt(population variance + eps) (when sd) and mean |v| (when amean) of v = r[i] * s + b over one
+   plane of HW floats: two passes, double accumulators, results rounded to float32, then + eps and sqrt in
+   float32. */
+static void plane_moments(const float *r, int64_t HW, float s, float b, float eps, float *mean, float *sd,
+                          float *amean) {
+    double as = 0.0;
+    const double m = plane_sum(r, HW, s, b, 0.0, 0, &as) / (double)HW;
+    *mean = (float)m;
+    if (amean) *amean = (float)(as / (double)HW);
+    if (sd) *sd = sqrtf((float)(plane_sum(r, HW, s, b, m, 1, NULL) / (double)HW) + eps);
 }
 
 /* Per-plane mean and sqrt(population variance + eps) in double accumulation; sd may be NULL (mean only). */
@@ -1342,12 +1376,7 @@ BS_API int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, flo
     if (NC < 1 || HW < 1) return BS_EINVAL;
     nthreads = useful_threads(nthreads, (sd ? 2.0 : 1.0) * NC * HW);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t p = 0; p < NC; p++) {
-        const float *r = x + p * HW;
-        const double m = plane_sum(r, HW, 0.0, 0) / (double)HW;
-        mean[p] = (float)m;
-        if (sd) sd[p] = sqrtf((float)(plane_sum(r, HW, m, 1) / (double)HW) + eps);
-    }
+    for (int64_t p = 0; p < NC; p++) plane_moments(x + p * HW, HW, 1.f, 0.f, eps, mean + p, sd ? sd + p : NULL, NULL);
     return BS_OK;
 }
 
@@ -1505,6 +1534,81 @@ BS_API int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *o
             for (int64_t j = 0; j < w; j++)
                 o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) / 4.f;
         }
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Fused float glue of BNNPan's units, one plane (n, c) at a time (statistics as bs_plane_stats, every   */
+/* elementwise step a float32 operation in the PyTorch order, so the results equal the op-by-op graph).  */
+/* restd: re-standardised binary branch, its RPReLU and the residual add of the NBC:                     */
+/*   t = (((sd_f / lam[c]) * (xb - mu_b)) / sd_b + mu_f) + eta[c]; t = rprelu(t) (slope given);          */
+/*   out = t + xf (residual), with mu and sd = sqrt(var + eps) of xb and xf over the plane.              */
+/* calibrate: v = x * s[p] + b[p] (s, b per plane, optional: v = x), out = w[p] * v + x, with            */
+/*   bs_affine_stats giving the mean, sd and mean |v| that w is computed from.                            */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void restd_plane(const float *xb, const float *xf, int64_t n, float mb, float r, float sb, float mf,
+                        float e, int act, float g, float sl, float z, int residual, float *out) {
+    for (int64_t i0 = 0; i0 < n; i0 += 512) { /* blocks of L1-resident steps, branch-free inner loops */
+        const int64_t m = n - i0 < 512 ? n - i0 : 512;
+        const float *b = xb + i0, *f = xf + i0;
+        float *o = out + i0;
+        for (int64_t i = 0; i < m; i++) o[i] = (((r * (b[i] - mb)) / sb) + mf) + e;
+        if (act)
+            for (int64_t i = 0; i < m; i++) o[i] = rprelu1(o[i], g, sl, z);
+        if (residual)
+            for (int64_t i = 0; i < m; i++) o[i] = o[i] + f[i];
+    }
+}
+
+BS_API int bs_restd(const float *xb, const float *xf, int64_t N, int C, int64_t HW, const float *lam,
+                    const float *eta, const float *gamma, const float *slope, const float *zeta, float eps,
+                    int residual, float *out, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !lam || !eta) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 6.0 * N * C * HW);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t off = (n * C + c) * HW;
+            float mb, sb, mf, sf;
+            plane_moments(xb + off, HW, 1.f, 0.f, eps, &mb, &sb, NULL);
+            plane_moments(xf + off, HW, 1.f, 0.f, eps, &mf, &sf, NULL);
+            restd_plane(xb + off, xf + off, HW, mb, sf / lam[c], sb, mf, eta[c], slope != NULL,
+                        gamma ? gamma[c] : 0.f, slope ? slope[c] : 0.f, zeta ? zeta[c] : 0.f, residual,
+                        out + off);
+        }
+    return BS_OK;
+}
+
+BS_API int bs_affine_stats(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, float eps,
+                           float *mean, float *sd, float *amean, int nthreads) {
+    if (NC < 1 || HW < 1 || !mean || !sd || !amean) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 4.0 * NC * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < NC; p++)
+        plane_moments(x + p * HW, HW, s ? s[p] : 1.f, b ? b[p] : 0.f, eps, mean + p, sd + p, amean + p);
+    return BS_OK;
+}
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void calibrate_plane(const float *x, int64_t n, int aff, float s, float b, float w, float *out) {
+    if (aff)
+        for (int64_t i = 0; i < n; i++) out[i] = w * (x[i] * s + b) + x[i];
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = w * x[i] + x[i];
+}
+
+BS_API int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, const float *w,
+                        float *out, int nthreads) {
+    if (NC < 1 || HW < 1 || !w || !s != !b) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 3.0 * NC * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < NC; p++)
+        calibrate_plane(x + p * HW, HW, s != NULL, s ? s[p] : 1.f, b ? b[p] : 0.f, w[p], out + p * HW);
     return BS_OK;
 }
 

@@ -92,6 +92,13 @@ C_API: tuple[str, ...] = (
     "int64_t h, int64_t w, int64_t pstride, float *out, int nthreads)",
     "int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
     "int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
+    "int bs_restd(const float *xb, const float *xf, int64_t N, int C, int64_t HW, const float *lam, "
+    "const float *eta, const float *gamma, const float *slope, const float *zeta, float eps, int residual, "
+    "float *out, int nthreads)",
+    "int bs_affine_stats(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, float eps, "
+    "float *mean, float *sd, float *amean, int nthreads)",
+    "int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, "
+    "const float *w, float *out, int nthreads)",
 )
 _SCALARS = {
     "int": ctypes.c_int,
@@ -875,3 +882,92 @@ def avgpool2(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | Non
     if h < 2 or w < 2:
         raise BinsharpError(f"avgpool2: input {x.shape} is smaller than the window")
     return _planes_op("avgpool2", x, (n, c, h // 2, w // 2), out, threads)
+
+
+def restd(
+    xb: np.ndarray,
+    xf: np.ndarray,
+    lam,
+    eta,
+    eps: float,
+    *,
+    act: tuple | None = None,
+    residual: bool = False,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Re-standardisation of a binary branch ``xb`` by the statistics of its float input ``xf`` (both
+    (N, C, H, W) float32): ``t = (sd_f / lam[c]) * (xb - mu_b) / sd_b + mu_f + eta[c]`` with per-plane mean
+    ``mu`` and ``sd = sqrt(var + eps)`` (as :func:`plane_stats`), then ``act=(gamma, slope, zeta)``: RPReLU,
+    then ``residual``: ``t + xf``; each step in float32 in that order (into ``out`` if given, which may be
+    ``xb``)."""
+    lib = _require_lib()
+    xb = np.ascontiguousarray(xb, dtype=np.float32)
+    xf = np.ascontiguousarray(xf, dtype=np.float32)
+    if xb.ndim != 4 or xf.shape != xb.shape:
+        raise BinsharpError(f"restd: branch {xb.shape} and input {xf.shape} must be one (N, C, H, W) shape")
+    n, c, h, w = xb.shape
+    g = s = z = None
+    if act is not None:
+        g, s, z = (_vec(v, c, role) for v, role in zip(act, ("gamma", "slope", "zeta"), strict=True))
+    if act is not None and s is None:
+        raise BinsharpError("restd: the activation needs a slope")
+    out = _out_buffer("restd", out, xb.shape)
+    lam_v, eta_v = _vec(lam, c, "lam"), _vec(eta, c, "eta")
+    rc = lib.bs_restd(
+        _ptr(xb), _ptr(xf), n, c, h * w, _ptr(lam_v), _ptr(eta_v), _ptr(g), _ptr(s), _ptr(z), float(eps),
+        int(bool(residual)), _ptr(out), resolve_threads(threads),
+    )  # fmt: skip
+    _check(rc, "restd")
+    return out
+
+
+def _plane_vec(v, n: int, c: int, what: str) -> np.ndarray | None:
+    """A per-sample, per-channel value ((N, C, 1, 1), (1, C, 1, 1) or (C,)) as N*C contiguous float32."""
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float32).reshape(-1, c) if np.size(v) % c == 0 else None
+    if a is None or a.shape[0] not in (1, n):
+        raise BinsharpError(f"{what} must have {c} values per sample, got shape {np.shape(v)}")
+    return np.ascontiguousarray(np.broadcast_to(a, (n, c)))
+
+
+def affine_stats(
+    x: np.ndarray, scale, bias, eps: float, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, ``sqrt(var + eps)`` and mean ``|v|`` over H x W of ``v = x * scale + bias`` (``x`` (N, C, H, W)
+    float32; ``scale``/``bias`` per sample and channel, (N, C, 1, 1), both or neither), each (N, C, 1, 1)
+    float32 (``v`` in float32, double accumulation as :func:`plane_stats`)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    if (s is None) != (b is None):
+        raise BinsharpError("affine_stats: give both scale and bias, or neither")
+    res = [np.empty((n, c, 1, 1), np.float32) for _ in range(3)]
+    rc = lib.bs_affine_stats(
+        _ptr(x), n * c, x.size // max(1, n * c), _ptr(s), _ptr(b), float(eps), *(_ptr(r) for r in res),
+        resolve_threads(threads),
+    )  # fmt: skip
+    _check(rc, "affine_stats")
+    return res[0], res[1], res[2]
+
+
+def calibrate(
+    x: np.ndarray, scale, bias, weight, *, out: np.ndarray | None = None, threads: int | None = None
+) -> np.ndarray:
+    """``weight * (x * scale + bias) + x`` (``x`` (N, C, H, W) float32; ``scale``/``bias``/``weight`` per
+    sample and channel (N, C, 1, 1); scale and bias both or neither: ``weight * x + x``), float32 in that
+    order (into ``out`` if given, which may be ``x``)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    wt = _plane_vec(weight, n, c, "weight")
+    if (s is None) != (b is None) or wt is None:
+        raise BinsharpError("calibrate: give a weight, and both scale and bias or neither")
+    out = _out_buffer("calibrate", out, x.shape)
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_calibrate(_ptr(x), n * c, hw, _ptr(s), _ptr(b), _ptr(wt), _ptr(out), resolve_threads(threads))
+    _check(rc, "calibrate")
+    return out

@@ -597,9 +597,15 @@ def _lower_bnnpan(lw: Lowerer, m, ins):
 
 
 def _lower_pibf(lw: Lowerer, m, ins, name: str = "pibf"):
+    """BWTC, then LDPC and CDC as one ``calibrate`` op (the modulation terms ``zw``, ``zb`` as its inputs)."""
     y = lw.emit(m.bwtc, [ins[0]], f"{name}.bwtc")[0]
-    y_mod = _lower_ldpc(lw, m.ldpc, [y, ins[1]])[0] if m.ldpc is not None else y
-    return _lower_cdc(lw, m.cdc, [y_mod, y])
+    terms = _ldpc_terms(lw, m.ldpc, ins[1]) if m.ldpc is not None else []
+    return lw.b.op(
+        "calibrate",
+        [y, *terms],
+        attrs={"eps": float(m.cdc.eps)},
+        params={"weight": as_array(m.cdc.linear.weight), "bias": as_array(m.cdc.linear.bias)},
+    )
 
 
 def _lower_bwtc(lw: Lowerer, m, ins):
@@ -610,40 +616,42 @@ def _lower_bwtc(lw: Lowerer, m, ins):
     return lw.b.op("haar_idwt", lw.b.op("merge_bands", outs))
 
 
-def _lower_restd(lw: Lowerer, m, ins):
-    """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` in the PyTorch evaluation order."""
-    xb, xf = ins
-    mu_b, sd_b = lw.stats(xb, m.eps)
-    mu_f, sd_f = lw.stats(xf, m.eps)
-    lam = lw.b.op("const", [], params={"value": as_array(m.lam)})[0]
-    eta = lw.b.op("const", [], params={"value": as_array(m.eta)})[0]
-    r = lw.b.op("div", [sd_f, lam])[0]
-    d = lw.b.op("sub", [xb, mu_b])[0]
-    t = lw.b.op("div", [lw.b.op("mul", [r, d])[0], sd_b])[0]
-    return lw.b.op("add", [lw.b.op("add", [t, mu_f])[0], eta])
+def _lower_nbc(lw: Lowerer, m, ins):
+    """Binary convolution, then the re-standardisation, RPReLU and residual add as one ``restd`` op."""
+    x = ins[0]
+    xb = lw.emit(m.conv, lw.emit(m.bias, [x], "bias"), "conv")[0]
+    if m.restd is None:
+        return lw.b.op("add", [lw.emit(m.act, [xb], "act")[0], x])
+    return _lower_restd(lw, m.restd, [xb, x], act=m.act)
 
 
-def _lower_ldpc(lw: Lowerer, m, ins):
-    y, z = ins
+def _lower_restd(lw: Lowerer, m, ins, act: RPReLU | None = None):
+    """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` (op ``restd``), with ``act`` (the NBC's RPReLU)
+    and the residual add of ``xf`` fused when given."""
+    params = {"lam": as_array(m.lam).reshape(-1), "eta": as_array(m.eta).reshape(-1)}
+    if act is not None:
+        params.update({k: as_array(getattr(act, k)).reshape(-1) for k in ("gamma", "slope", "zeta")})
+    return lw.b.op("restd", ins, attrs={"eps": float(m.eps), "residual": act is not None}, params=params)
+
+
+def _ldpc_terms(lw: Lowerer, m, z: str) -> list[str]:
+    """``[zw, zb]`` (B, D, 1, 1) of the modulation ``y * zw + zb`` from the latent ``z``."""
     zz = lw.b.op("unflatten", lw.emit(m.linear, [z]))[0]
     zw, zb = lw.b.op("chunk", [zz], nout=2, attrs={"chunks": 2})
     if m.offset:
         zw = lw.b.op("add_scalar", [zw], attrs={"value": float(m.offset)})[0]
+    return [zw, zb]
+
+
+def _lower_ldpc(lw: Lowerer, m, ins):
+    y, z = ins
+    zw, zb = _ldpc_terms(lw, m, z)
     return lw.b.op("add", [lw.b.op("mul", [y, zw])[0], zb])
-
-
-def _lower_cdc(lw: Lowerer, m, ins):
-    y_mod, y = ins
-    mu, sd = lw.stats(y_mod, m.eps)
-    am = lw.b.op("flatten", lw.b.op("mean_hw", lw.b.op("abs", [y_mod])))[0]
-    stats = lw.b.op("cat", [am, lw.b.op("flatten", [mu])[0], lw.b.op("flatten", [sd])[0]])[0]
-    w = lw.b.op("unflatten", lw.emit(m.gate, lw.emit(m.linear, [stats])))[0]
-    return lw.b.op("add", [lw.b.op("mul", [w, y_mod])[0], y])
 
 
 register_lowering(BNNPan, _lower_bnnpan)
 register_lowering(PIBF, _lower_pibf)
 register_lowering(BinaryWaveletConv, _lower_bwtc)
+register_lowering(NormalizedBinaryConv, _lower_nbc)
 register_lowering(StatisticsRestandardization, _lower_restd)
 register_lowering(LatentPriorModulation, _lower_ldpc)
-register_lowering(ChannelCalibration, _lower_cdc)
