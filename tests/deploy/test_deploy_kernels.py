@@ -208,6 +208,9 @@ def test_bad_arguments_raise():
 
 @pytest.mark.parametrize("shape", [(1, 9, 37, 45, 32, 3, 1), (2, 32, 8, 70, 8, 3, 1), (1, 5, 6, 6, 3, 1, 0)])
 def test_float_conv_matches_torch(shape):
+    """The compiled float convolution and the engine's numpy one (one GEMM for 1 x 1) equal PyTorch's."""
+    from binsharp.deploy.runtime import conv2d
+
     n, ci, h, w, co, k, p = shape
     rng = np.random.default_rng(4)
     x = rng.standard_normal((n, ci, h, w)).astype(np.float32)
@@ -217,6 +220,7 @@ def test_float_conv_matches_torch(shape):
     out = K.float_conv2d(x, wt, b, padding=p, threads=2)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(conv2d(x, wt, b, 1, p, 1), ref, rtol=1e-5, atol=1e-4)
 
 
 def test_elementwise_kernels_match_torch():

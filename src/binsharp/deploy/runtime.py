@@ -74,9 +74,10 @@ def conv2d(
 ) -> np.ndarray:
     """Float convolution (cross-correlation, zero padding) ``x`` (N, Ci, H, W), ``w`` (Co, Ci/g, k, k).
 
-    Stride 1: per block of output rows, one GEMM per kernel tap on the flattened padded input (each tap is a
-    constant shift of the flat index; the 2*padding wrap-around columns are computed and dropped), so no
-    im2col copy is made. Other strides: im2col + GEMM per block of rows.
+    1 x 1, stride 1, no padding, one group: one GEMM per sample. Other stride 1: per block of output rows,
+    one GEMM per kernel tap on the flattened padded input (each tap is a constant shift of the flat index;
+    the 2*padding wrap-around columns are computed and dropped), so no im2col copy is made. Other strides:
+    im2col + GEMM per block of rows.
     """
     n, ci, h, wd = x.shape
     co, cig, k, _ = w.shape
@@ -85,7 +86,9 @@ def conv2d(
     ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
     out = np.empty((n, co, ho, wo), F32)
     cog = co // groups
-    if stride == 1:
+    if k == 1 and stride == 1 and padding == 0 and groups == 1:
+        np.matmul(w.reshape(co, ci), x.reshape(n, ci, h * wd), out=out.reshape(n, co, h * wd))
+    elif stride == 1:
         hp, wp = h + 2 * padding, wd + 2 * padding
         # one spare row so that the last tap's flat slice stays inside the buffer
         xp = np.zeros((n, ci, hp + 1, wp), F32)
@@ -662,7 +665,8 @@ def _sole_owner(x: object, name: str | None, env: dict) -> bool:
 # ------------------------------------------------------------------------------------------ op table
 def _op_conv2d(e: Engine, a, p, at):
     stride, groups = int(at.get("stride", 1)), int(at.get("groups", 1))
-    if stride == 1 and groups == 1 and K.have_kernels():
+    pointwise = p["weight"].shape[2] == 1 and not int(at.get("padding", 0))  # one GEMM (numpy) is faster
+    if stride == 1 and groups == 1 and not pointwise and K.have_kernels():
         return K.float_conv2d(
             a[0],
             p["weight"],
