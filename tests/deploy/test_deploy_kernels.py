@@ -350,6 +350,33 @@ def test_calibrate_kernels_equal_numpy_and_ldpc_cdc(modulated):
         K.calibrate(y, mu, None, mu)  # scale without bias
 
 
+@pytest.mark.parametrize("modulated", [True, False])
+def test_haar_calibrate_kernels_equal_the_transforms_and_calibrate(modulated):
+    """Calibration of features given by their Haar bands (inverse transform on the fly, output as it is or as
+    its Haar bands) equals ``haar_idwt``, ``affine_stats``/``calibrate`` and ``haar_dwt`` one after the
+    other, bitwise, for separate and interleaved bands."""
+    rng = np.random.default_rng(11)
+    n, c, h, w = 2, 3, 5, 8
+    bands = [(rng.standard_normal((n, c, h, w)) * 3 + 1).astype(np.float32) for _ in range(4)]
+    inter = np.ascontiguousarray(np.stack(bands, axis=2).reshape(n, 4 * c, h, w))
+    zw, zb = (rng.standard_normal((2, n, c, 1, 1)).astype(np.float32)) if modulated else (None, None)
+    wt = rng.uniform(0, 1, (n, c, 1, 1)).astype(np.float32)
+    y = K.haar_idwt(inter)
+    stats = K.affine_stats(y, zw, zb, 1e-5)
+    ref = K.calibrate(y, zw, zb, wt)
+    for given in (bands, inter):
+        for got, want in zip(K.haar_affine_stats(given, zw, zb, 1e-5, threads=2), stats, strict=True):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(K.haar_calibrate(given, zw, zb, wt, threads=2), ref)
+        np.testing.assert_array_equal(K.haar_calibrate(given, zw, zb, wt, dwt=True), K.haar_dwt(ref))
+    outs = [np.empty_like(bands[0]) for _ in range(4)]
+    K.haar_calibrate(bands, zw, zb, wt, dwt=True, out=outs)
+    for b in range(4):
+        np.testing.assert_array_equal(outs[b], K.haar_dwt(ref)[:, b::4])
+    with pytest.raises(BinsharpError, match="divisible by 4"):
+        K.haar_affine_stats([np.ascontiguousarray(b[..., :6]) for b in bands], zw, zb, 1e-5)
+
+
 def test_c_api_table_matches_the_c_source():
     """The ctypes signatures come from ``kernels.C_API``: the same prototypes as the C source, and the
     epilogue struct has the C struct's fields in order with the same types."""

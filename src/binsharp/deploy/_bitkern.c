@@ -1323,51 +1323,107 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4l __attribute__((vector_size(32)));
 
+/* adds the 8 consecutive values f0, f1 to the partials a[0] (0..3) and a[1] (4..7), |v| to q (not sq) */
+static inline __attribute__((always_inline)) void acc8(v4f f0, v4f f1, float s, float b, double m, int sq,
+                                                       v4d *a, v4d *q) {
+    const v4l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    v4d d0 = __builtin_convertvector(f0 * s + b, v4d), d1 = __builtin_convertvector(f1 * s + b, v4d);
+    if (sq) {
+        d0 -= m, d1 -= m;
+        a[0] += d0 * d0, a[1] += d1 * d1;
+    } else {
+        a[0] += d0, a[1] += d1;
+        q[0] += (v4d)((v4l)d0 & nosign), q[1] += (v4d)((v4l)d1 & nosign);
+    }
+}
+
+/* the total of the partials a[0] (0..3) and a[1] (4..7), pairwise */
+static inline double sum8(const v4d *a) {
+    return ((a[0][0] + a[0][1]) + (a[0][2] + a[0][3])) + ((a[1][0] + a[1][1]) + (a[1][2] + a[1][3]));
+}
+
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static double plane_sum(const float *r, int64_t HW, float s, float b, double m, int sq, double *asum) {
-    v4d a0 = {0, 0, 0, 0}, a1 = a0, q0 = a0, q1 = a0;
-    const v4l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    v4d a[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}}, q[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
     int64_t i = 0;
     for (; i + 8 <= HW; i += 8) {
         v4f f0, f1;
         memcpy(&f0, r + i, sizeof f0);
         memcpy(&f1, r + i + 4, sizeof f1);
-        v4d d0 = __builtin_convertvector(f0 * s + b, v4d), d1 = __builtin_convertvector(f1 * s + b, v4d);
-        if (sq) {
-            d0 -= m, d1 -= m;
-            a0 += d0 * d0, a1 += d1 * d1;
-        } else {
-            a0 += d0, a1 += d1;
-            q0 += (v4d)((v4l)d0 & nosign), q1 += (v4d)((v4l)d1 & nosign);
-        }
+        acc8(f0, f1, s, b, m, sq, a, q);
     }
-    double a[8] = {a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3]};
-    double q[8] = {q0[0], q0[1], q0[2], q0[3], q1[0], q1[1], q1[2], q1[3]};
-    for (; i < HW; i++) {
+    for (; i < HW; i++) { /* the remainder, in order, into partial 0 */
         const double v = (double)(r[i] * s + b);
         if (sq) {
-            a[0] += (v - m) * (v - m);
+            a[0][0] += (v - m) * (v - m);
         } else {
-            a[0] += v;
-            q[0] += fabs(v);
+            a[0][0] += v;
+            q[0][0] += fabs(v);
         }
     }
-    if (asum) *asum = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    if (asum) *asum = sum8(q);
+    return sum8(a);
 }
 
-/* Mean, sqrt(population variance + eps) (when sd) and mean |v| (when amean) of v = r[i] * s + b over one
-   plane of HW floats: two passes, double accumulators, results rounded to float32, then + eps and sqrt in
-   float32. */
+/* The same sums over the plane y (2h, 2w) = inverse Haar of the bands (h, w) bd[0..3] (LL, LH, HL, HH; see
+   bs_haar_idwt), y never formed: row by row in raster order, so with w % 4 == 0 (8 | 2w) every value goes to
+   the partial and in the order plane_sum gives it on y (the same result). */
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static double haar_plane_sum(const float *const *bd, int64_t h, int64_t w, float s, float b, double m, int sq,
+                             double *asum) {
+    v4d a[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}}, q[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+    for (int64_t i = 0; i < h; i++)
+        for (int r = 0; r < 2; r++) /* output rows 2i and 2i + 1 */
+            for (int64_t j = 0; j < w; j += 4) {
+                v4f va, vb, vc, vd, e, o;
+                memcpy(&va, bd[0] + i * w + j, sizeof va);
+                memcpy(&vb, bd[1] + i * w + j, sizeof vb);
+                memcpy(&vc, bd[2] + i * w + j, sizeof vc);
+                memcpy(&vd, bd[3] + i * w + j, sizeof vd);
+                if (r == 0) {
+                    const v4f s1 = va + vb;
+                    e = ((s1 + vc) + vd) * 0.5f, o = ((s1 - vc) - vd) * 0.5f;
+                } else {
+                    const v4f d1 = va - vb;
+                    e = ((d1 + vc) - vd) * 0.5f, o = ((d1 - vc) + vd) * 0.5f;
+                }
+                acc8(__builtin_shufflevector(e, o, 0, 4, 1, 5), __builtin_shufflevector(e, o, 2, 6, 3, 7), s, b, m,
+                     sq, a, q);
+            }
+    if (asum) *asum = sum8(q);
+    return sum8(a);
+}
+
+/* A plane: HW floats at x, or (bd != NULL) the inverse Haar transform of four (h, w) bands, HW = 4hw. */
+typedef struct {
+    const float *x;
+    const float *bd[4];
+    int64_t HW, h, w;
+} plane_src;
+
+static double src_sum(const plane_src *p, float s, float b, double m, int sq, double *asum) {
+    if (p->bd[0]) return haar_plane_sum(p->bd, p->h, p->w, s, b, m, sq, asum);
+    return plane_sum(p->x, p->HW, s, b, m, sq, asum);
+}
+
+/* Mean, sqrt(population variance + eps) (when sd) and mean |v| (when amean) of v = y * s + b over one
+   plane y: two passes, double accumulators, results rounded to float32, then + eps and sqrt in float32. */
+static void src_moments(const plane_src *p, float s, float b, float eps, float *mean, float *sd, float *amean) {
+    double as = 0.0;
+    const double m = src_sum(p, s, b, 0.0, 0, &as) / (double)p->HW;
+    *mean = (float)m;
+    if (amean) *amean = (float)(as / (double)p->HW);
+    if (sd) *sd = sqrtf((float)(src_sum(p, s, b, m, 1, NULL) / (double)p->HW) + eps);
+}
+
 static void plane_moments(const float *r, int64_t HW, float s, float b, float eps, float *mean, float *sd,
                           float *amean) {
-    double as = 0.0;
-    const double m = plane_sum(r, HW, s, b, 0.0, 0, &as) / (double)HW;
-    *mean = (float)m;
-    if (amean) *amean = (float)(as / (double)HW);
-    if (sd) *sd = sqrtf((float)(plane_sum(r, HW, s, b, m, 1, NULL) / (double)HW) + eps);
+    const plane_src p = {r, {NULL, NULL, NULL, NULL}, HW, 0, 0};
+    src_moments(&p, s, b, eps, mean, sd, amean);
 }
 
 /* Per-plane mean and sqrt(population variance + eps) in double accumulation; sd may be NULL (mean only). */
@@ -1592,14 +1648,16 @@ BS_API int bs_affine_stats(const float *x, int64_t NC, int64_t HW, const float *
     return BS_OK;
 }
 
+/* w * (y * s + b) + y, or w * y + y without the affine (aff = 0) */
+static inline __attribute__((always_inline)) float calib1(float y, int aff, float s, float b, float wt) {
+    return aff ? wt * (y * s + b) + y : wt * y + y;
+}
+
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static void calibrate_plane(const float *x, int64_t n, int aff, float s, float b, float w, float *out) {
-    if (aff)
-        for (int64_t i = 0; i < n; i++) out[i] = w * (x[i] * s + b) + x[i];
-    else
-        for (int64_t i = 0; i < n; i++) out[i] = w * x[i] + x[i];
+    for (int64_t i = 0; i < n; i++) out[i] = calib1(x[i], aff, s, b, w);
 }
 
 BS_API int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, const float *w,
@@ -1609,6 +1667,68 @@ BS_API int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, 
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < NC; p++)
         calibrate_plane(x + p * HW, HW, s != NULL, s ? s[p] : 1.f, b ? b[p] : 0.f, w[p], out + p * HW);
+    return BS_OK;
+}
+
+/* Haar forms of calibrate: the input y is given by its Haar bands (inverse transform done on the fly) and */
+/* the output written as it is (out) or as its Haar bands (o[0..3]), the same values as bs_haar_idwt,     */
+/* bs_affine_stats / bs_calibrate and bs_haar_dwt one after the other. Bands: P planes, band b of plane p */
+/* at bd[b] + p * pstride (as bs_haar_idwt); output bands at o[b] + p * opstride.                          */
+
+BS_API int bs_haar_affine_stats(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P,
+                                int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, float eps,
+                                float *mean, float *sd, float *amean, int nthreads) {
+    if (P < 1 || h < 1 || w < 4 || w % 4 || pstride < h * w || !mean || !sd || !amean) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 16.0 * P * h * w);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < P; p++) {
+        const int64_t q = p * pstride;
+        const plane_src src = {NULL, {ll + q, lh + q, hl + q, hh + q}, 4 * h * w, h, w};
+        src_moments(&src, s ? s[p] : 1.f, b ? b[p] : 0.f, eps, mean + p, sd + p, amean + p);
+    }
+    return BS_OK;
+}
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void haar_calibrate_row(const float *A, const float *B, const float *C, const float *D, int64_t w, int aff,
+                               float s, float b, float wt, float *o0, float *o1, float *oll, float *olh,
+                               float *ohl, float *ohh) {
+    for (int64_t j = 0; j < w; j++) {
+        const float s1 = A[j] + B[j], d1 = A[j] - B[j];
+        const float y00 = calib1(((s1 + C[j]) + D[j]) * 0.5f, aff, s, b, wt);
+        const float y01 = calib1(((s1 - C[j]) - D[j]) * 0.5f, aff, s, b, wt);
+        const float y10 = calib1(((d1 + C[j]) - D[j]) * 0.5f, aff, s, b, wt);
+        const float y11 = calib1(((d1 - C[j]) + D[j]) * 0.5f, aff, s, b, wt);
+        if (o0) {
+            o0[2 * j] = y00, o0[2 * j + 1] = y01, o1[2 * j] = y10, o1[2 * j + 1] = y11;
+        } else {
+            const float t1 = y00 + y01, u1 = y00 - y01;
+            oll[j] = ((t1 + y10) + y11) * 0.5f;
+            olh[j] = ((t1 - y10) - y11) * 0.5f;
+            ohl[j] = ((u1 + y10) - y11) * 0.5f;
+            ohh[j] = ((u1 - y10) + y11) * 0.5f;
+        }
+    }
+}
+
+BS_API int bs_haar_calibrate(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P,
+                             int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, const float *wt,
+                             float *out, float *oll, float *olh, float *ohl, float *ohh, int64_t opstride,
+                             int nthreads) {
+    if (P < 1 || h < 1 || w < 1 || pstride < h * w || !wt || !s != !b) return BS_EINVAL;
+    if (!out && (!oll || !olh || !ohl || !ohh || opstride < h * w)) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 12.0 * P * h * w);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < h; i++) {
+            const int64_t q = p * pstride + i * w, r = p * opstride + i * w;
+            float *o0 = out ? out + (p * 2 * h + 2 * i) * 2 * w : NULL;
+            haar_calibrate_row(ll + q, lh + q, hl + q, hh + q, w, s != NULL, s ? s[p] : 1.f, b ? b[p] : 0.f, wt[p],
+                               o0, o0 ? o0 + 2 * w : NULL, out ? NULL : oll + r, out ? NULL : olh + r,
+                               out ? NULL : ohl + r, out ? NULL : ohh + r);
+        }
     return BS_OK;
 }
 

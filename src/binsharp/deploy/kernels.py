@@ -99,6 +99,12 @@ C_API: tuple[str, ...] = (
     "float *mean, float *sd, float *amean, int nthreads)",
     "int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, "
     "const float *w, float *out, int nthreads)",
+    "int bs_haar_affine_stats(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, "
+    "int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, float eps, float *mean, "
+    "float *sd, float *amean, int nthreads)",
+    "int bs_haar_calibrate(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, "
+    "int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, const float *wt, float *out, "
+    "float *oll, float *olh, float *ohl, float *ohh, int64_t opstride, int nthreads)",
 )
 _SCALARS = {
     "int": ctypes.c_int,
@@ -970,4 +976,81 @@ def calibrate(
     hw = x.size // max(1, n * c)
     rc = lib.bs_calibrate(_ptr(x), n * c, hw, _ptr(s), _ptr(b), _ptr(wt), _ptr(out), resolve_threads(threads))
     _check(rc, "calibrate")
+    return out
+
+
+def _band_planes(bands, what: str) -> tuple[list[int], tuple[int, int, int, int], int]:
+    """Pointers of the four Haar bands [LL, LH, HL, HH], given as four (N, C, h, w) float32 arrays or one
+    interleaved (N, 4C, h, w) array (:func:`haar_dwt`'s layout); -> (pointers, (N, C, h, w), plane stride)."""
+    if isinstance(bands, np.ndarray):
+        if bands.ndim != 4 or bands.shape[1] % 4 or bands.dtype != np.float32 or not bands.flags.c_contiguous:
+            raise BinsharpError(f"{what}: interleaved bands must be C-contiguous float32 (N, 4C, h, w)")
+        n, c4, h, w = bands.shape
+        return [bands.ctypes.data + 4 * b * h * w for b in range(4)], (n, c4 // 4, h, w), 4 * h * w
+    arrs = list(bands)
+    if len(arrs) != 4 or any(
+        b.shape != arrs[0].shape or b.ndim != 4 or b.dtype != np.float32 or not b.flags.c_contiguous
+        for b in arrs
+    ):
+        raise BinsharpError(f"{what}: needs four C-contiguous float32 (N, C, h, w) bands of one shape")
+    n, c, h, w = arrs[0].shape
+    return [b.ctypes.data for b in arrs], (n, c, h, w), h * w
+
+
+def haar_affine_stats(
+    bands, scale, bias, eps: float, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`affine_stats` of ``y = haar_idwt(bands)`` without forming ``y`` (bands as in
+    :func:`haar_calibrate`; band width a multiple of 4), bitwise the same."""
+    lib = _require_lib()
+    ptrs, (n, c, h, w), pstride = _band_planes(bands, "haar_affine_stats")
+    if w % 4:
+        raise BinsharpError(f"haar_affine_stats needs a band width divisible by 4, got {w}")
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    if (s is None) != (b is None):
+        raise BinsharpError("haar_affine_stats: give both scale and bias, or neither")
+    res = [np.empty((n, c, 1, 1), np.float32) for _ in range(3)]
+    rc = lib.bs_haar_affine_stats(
+        *ptrs,
+        n * c,
+        h,
+        w,
+        pstride,
+        _ptr(s),
+        _ptr(b),
+        float(eps),
+        *(_ptr(r) for r in res),
+        resolve_threads(threads),
+    )
+    _check(rc, "haar_affine_stats")
+    return res[0], res[1], res[2]
+
+
+def haar_calibrate(bands, scale, bias, weight, *, dwt: bool = False, out=None, threads: int | None = None):
+    """:func:`calibrate` of ``y = haar_idwt(bands)`` without forming ``y``; ``bands``: the four Haar bands
+    [LL, LH, HL, HH] of y as four (N, C, h, w) float32 arrays or one interleaved (N, 4C, h, w) array.
+    Returns (N, C, 2h, 2w), or with ``dwt`` the Haar bands of the result (:func:`haar_dwt`), bitwise the same
+    as the transforms and :func:`calibrate` one after the other. ``out``: the output array, or with ``dwt``
+    four band arrays or one interleaved array (default: a new interleaved array)."""
+    lib = _require_lib()
+    ptrs, (n, c, h, w), pstride = _band_planes(bands, "haar_calibrate")
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    wt = _plane_vec(weight, n, c, "weight")
+    if (s is None) != (b is None) or wt is None:
+        raise BinsharpError("haar_calibrate: give a weight, and both scale and bias or neither")
+    if dwt:
+        if out is None:
+            out = np.empty((n, 4 * c, h, w), np.float32)
+        optrs, oshape, opstride = _band_planes(out, "haar_calibrate output")
+        if oshape != (n, c, h, w):
+            raise BinsharpError(f"haar_calibrate: output bands must be (N, C, h, w) = {(n, c, h, w)}")
+        full = None
+    else:
+        full = out = _out_buffer("haar_calibrate", out, (n, c, 2 * h, 2 * w))
+        optrs, opstride = [None] * 4, 0
+    rc = lib.bs_haar_calibrate(
+        *ptrs, n * c, h, w, pstride, _ptr(s), _ptr(b), _ptr(wt), _ptr(full), *optrs, opstride,
+        resolve_threads(threads),
+    )  # fmt: skip
+    _check(rc, "haar_calibrate")
     return out

@@ -36,7 +36,9 @@ op                    semantics (float32)
                       are given, then ``t + xf`` when attr ``residual``; params ``lam``, ``eta`` (NBC)
 ``calibrate``         ``in`` = [y, zw?, zb?]: ``v = y * zw + zb`` (per sample and channel; ``v = y`` without),
                       ``w = sigmoid(linear(cat(mean|v|, mean v, sd v)))`` (params ``weight``, ``bias``; ``sd``
-                      as ``stats``, attr ``eps``), ``out = w * v + y`` (BNNPan's LDPC + CDC)
+                      as ``stats``, attr ``eps``), ``out = w * v + y`` (BNNPan's LDPC + CDC); attr
+                      ``haar_in``: ``in[0]`` holds y's Haar bands (``haar_idwt`` first), ``haar_out``: the
+                      output is ``haar_dwt(out)``
 ``haar_dwt``          orthonormal Haar, (N, C, H, W) -> (N, 4C, H/2, W/2) interleaved [LL, LH, HL, HH]
 ``haar_idwt``         its inverse
 ``split_bands``       (N, 4C, h, w) -> four (N, C, h, w);  ``merge_bands``: the inverse
@@ -418,9 +420,10 @@ class Engine:
         return plan
 
     def _plan_bands(self) -> set[int]:
-        """Haar transforms whose bands need no interleaved copy: a ``haar_dwt`` read only by a ``split_bands``
-        writes each band into an array of its own; a ``merge_bands`` read only by a ``haar_idwt`` passes its
-        four bands on as they are (:class:`_Bands`). Returns those ops' indices."""
+        """Haar transforms whose bands need no interleaved copy: a ``haar_dwt`` (or a ``calibrate`` with Haar
+        output) read only by a ``split_bands`` writes each band into an array of its own; a ``merge_bands``
+        read only by a ``haar_idwt`` (or a ``calibrate`` with Haar input) passes its four bands on as they
+        are (:class:`_Bands`). Returns those ops' indices."""
         graph = self.model.graph
         readers: dict[str, list[int]] = {}
         for i, op in enumerate(graph):
@@ -429,8 +432,14 @@ class Engine:
         plan = set()
         for i, op in enumerate(graph):
             pair = {"haar_dwt": "split_bands", "merge_bands": "haar_idwt"}.get(op["op"])
+            if op["op"] == "calibrate" and op.get("attrs", {}).get("haar_out"):
+                pair = "split_bands"
             out = op.get("out", [None])[0]
             r = readers.get(out, [])
+            if len(r) == 1 and op["op"] == "merge_bands":  # a calibrate reading Haar bands takes them as well
+                rd = graph[r[0]]
+                if rd["op"] == "calibrate" and rd.get("attrs", {}).get("haar_in") and rd["in"][0] == out:
+                    pair = "calibrate"
             if pair and out not in self.model.outputs and len(r) == 1 and graph[r[0]]["op"] == pair:
                 plan.add(i)
         return plan
@@ -810,15 +819,33 @@ def _op_restd(e, a, p, at):
 
 
 def _op_calibrate(e, a, p, at):
-    y = a[0]
+    x = a[0]
     zw, zb = (a[1], a[2]) if len(a) == 3 else (None, None)
     eps = float(at.get("eps", 1e-5))
-    if not (K.have_kernels() and y.ndim == 4 and y.dtype == F32):
-        return calibrate(y, zw, zb, p["weight"], p["bias"], eps)
-    mu, sd, am = K.affine_stats(y, zw, zb, eps, threads=e.threads)
-    w = calibration_weights(p["weight"], p["bias"], mu, sd, am)
-    out = y if e._reuse0 else e._take(y.shape)
-    return K.calibrate(y, zw, zb, w, out=out, threads=e.threads)
+    haar_in, haar_out = bool(at.get("haar_in")), bool(at.get("haar_out"))
+    bands = x.arrays if isinstance(x, _Bands) else x
+    bshape = bands[0].shape if isinstance(x, _Bands) else (x.shape[0], x.shape[1] // 4, *x.shape[2:])
+    if haar_in and K.have_kernels() and bshape[3] % 4 == 0:  # one pass for the statistics, one for the output
+        mu, sd, am = K.haar_affine_stats(bands, zw, zb, eps, threads=e.threads)
+        w = calibration_weights(p["weight"], p["bias"], mu, sd, am)
+        n, c, h, wd = bshape
+        if not haar_out:
+            out = e._take((n, c, 2 * h, 2 * wd))
+        elif e._op_index in e._band_plan:
+            out = [e._take(bshape) for _ in range(4)]
+        else:
+            out = e._take((n, 4 * c, h, wd))
+        res = K.haar_calibrate(bands, zw, zb, w, dwt=haar_out, out=out, threads=e.threads)
+        return _Bands(res) if isinstance(res, list) else res
+    y = _op_haar_idwt(e, [x], p, at) if haar_in else x
+    if K.have_kernels() and y.ndim == 4 and y.dtype == F32:
+        mu, sd, am = K.affine_stats(y, zw, zb, eps, threads=e.threads)
+        w = calibration_weights(p["weight"], p["bias"], mu, sd, am)
+        out = y if haar_in or e._reuse0 else e._take(y.shape)
+        y = K.calibrate(y, zw, zb, w, out=out, threads=e.threads)
+    else:
+        y = calibrate(y, zw, zb, p["weight"], p["bias"], eps)
+    return _op_haar_dwt(e, [y], p, at) if haar_out else y
 
 
 def _op_prelu(e, a, p, at):
