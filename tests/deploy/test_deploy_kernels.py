@@ -206,7 +206,16 @@ def test_bad_arguments_raise():
         K.pack_activations(np.zeros((8, 4, 4), np.float32))
 
 
-@pytest.mark.parametrize("shape", [(1, 9, 37, 45, 32, 3, 1), (2, 32, 8, 70, 8, 3, 1), (1, 5, 6, 6, 3, 1, 0)])
+# (N, Ci, H, W, Co, k, padding): the last one in the kernel's own layout (Co % 4 == 0, 32 | Wo)
+FLOAT_CONVS = [
+    (1, 9, 37, 45, 32, 3, 1),
+    (2, 32, 8, 70, 8, 3, 1),
+    (1, 5, 6, 6, 3, 1, 0),
+    (1, 4, 5, 64, 8, 3, 1),
+]
+
+
+@pytest.mark.parametrize("shape", FLOAT_CONVS)
 def test_float_conv_matches_torch(shape):
     """The compiled float convolution and the engine's numpy one (one GEMM for 1 x 1) equal PyTorch's."""
     from binsharp.deploy.runtime import conv2d
@@ -221,6 +230,9 @@ def test_float_conv_matches_torch(shape):
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(conv2d(x, wt, b, 1, p, 1), ref, rtol=1e-5, atol=1e-4)
+    buf = np.empty_like(ref)  # a given output buffer, whether the kernel's padded layout fits it or not
+    assert K.float_conv2d(x, wt, b, padding=p, out=buf) is buf
+    np.testing.assert_array_equal(buf, out)
 
 
 def test_elementwise_kernels_match_torch():

@@ -1197,9 +1197,10 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Float convolution, stride 1 (head/tail layers): direct, on a zero-padded input prepared by the caller */
-/* (N, Ci, Hp, Wq) with Wq >= roundup(Wo, 32) + k - 1; output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32),   */
-/* Co4 = roundup(Co, 4) (weights padded with zero channels). Register tile: 4 channels x 32 columns.   */
+/* Float convolution, stride 1 (head/tail layers): direct; input (N, Ci, H, W), zero padding pad, each   */
+/* output row computed on a copy of its k input rows, zero-padded to (Ci, k, Wq), Wq = Wr + k - 1;       */
+/* output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32), Co4 = roundup(Co, 4) (weights padded with zero        */
+/* channels). Register tile: 4 channels x 32 columns.                                                   */
 /* FMA contraction is allowed here: float layers are not bit-exact with any reference anyway.          */
 
 typedef float v16f __attribute__((vector_size(64)));
@@ -1260,12 +1261,13 @@ FCONV_ROWS(avx512, v16f, 16)
 typedef void (*fconv_fn)(const float *, int, int, int, const float *, int, int, int, int, const float *, float *,
                          int64_t);
 
-BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, int Ho,
-                    int Wr, const float *bias, float *out, int path, int nthreads) {
+BS_API int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, const float *w, int Co4, int k,
+                    int Ho, int Wr, const float *bias, float *out, int path, int nthreads) {
     path = resolve_path(path);
     if (path < 0) return BS_EPATH;
     if (N < 1 || Ci < 1 || Co4 < 4 || Co4 % 4 || k < 1 || Ho < 1 || Wr < 32 || Wr % 32) return BS_EINVAL;
-    if (Hp < Ho + k - 1 || Wq < Wr + k - 1) return BS_EINVAL;
+    const int Wq = Wr + k - 1; /* the padded rows the row kernel reads */
+    if (pad < 0 || H < 1 || W < 1 || Ho != H + 2 * pad - k + 1 || W + 2 * pad > Wq) return BS_EINVAL;
     fconv_fn f = fconv_rows_any;
 #if BS_X86
     if (path == BS_PATH_AVX2) f = fconv_rows_avx2;
@@ -1273,13 +1275,35 @@ BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const fl
 #endif
     nthreads = useful_threads(nthreads, (double)N * Ho * Wr * Co4 * Ci * k * k / 4.0);
     const int nob = Co4 / 4;
-#pragma omp parallel for collapse(3) schedule(static) num_threads(nthreads)
-    for (int64_t n = 0; n < N; n++)
-        for (int ob = 0; ob < nob; ob++)
-            for (int oy = 0; oy < Ho; oy++)
-                f(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
-                  out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
-    return BS_OK;
+    int err = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        /* the k zero-padded input rows of one output row, every channel: (Ci, k, Wq) */
+        float *rows = malloc(sizeof(float) * (size_t)Ci * k * Wq);
+        if (!rows) {
+#pragma omp atomic write
+            err = 1;
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int oy = 0; oy < Ho; oy++) {
+                if (!rows) continue;
+                for (int c = 0; c < Ci; c++)
+                    for (int ky = 0; ky < k; ky++) {
+                        float *r = rows + ((int64_t)c * k + ky) * Wq;
+                        const int iy = oy - pad + ky;
+                        memset(r, 0, sizeof(float) * Wq);
+                        if (iy >= 0 && iy < H)
+                            memcpy(r + pad, x + ((n * Ci + c) * H + iy) * (int64_t)W, sizeof(float) * W);
+                    }
+                /* every block of output channels of the row in turn, on the rows in cache */
+                for (int ob = 0; ob < nob; ob++)
+                    f(rows, Ci, k, Wq, w, ob * 4, k, 0, Wr, bias,
+                      out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
+            }
+        free(rows);
+    }
+    return err ? BS_ENOMEM : BS_OK;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -78,7 +78,7 @@ C_API: tuple[str, ...] = (
     "int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
     "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
-    "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
+    "int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, const float *w, int Co4, int k, "
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
     "const float *zeta, float *out, int nthreads)",
@@ -668,14 +668,16 @@ def float_conv2d(
     bias: np.ndarray | None = None,
     *,
     padding: int = 0,
+    out: np.ndarray | None = None,
     path: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Float32 convolution, stride 1, zero padding: ``x`` (N, Ci, H, W), ``w`` (Co, Ci, k, k), ``bias`` (Co,)
-    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (direct, register-tiled, multi-threaded compiled kernel; the
-    AVX2 and AVX-512 paths use their instructions, the others the best of the CPU; the same results)."""
+    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (into ``out`` if given; direct, register-tiled,
+    multi-threaded compiled kernel; the AVX2 and AVX-512 paths use their instructions, the others the best of
+    the CPU; the same results)."""
     lib = _require_lib()
-    x = np.asarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
     n, ci, h, wd = x.shape
     co, ci2, k, k2 = w.shape
@@ -684,37 +686,26 @@ def float_conv2d(
     ho, wo = h + 2 * padding - k + 1, wd + 2 * padding - k + 1
     if ho < 1 or wo < 1:
         raise BinsharpError(f"float_conv2d: input {x.shape} is smaller than the kernel")
+    if out is not None:
+        out = _out_buffer("float_conv2d", out, (n, co, ho, wo))
     wr = (wo + 31) // 32 * 32
     co4 = (co + 3) // 4 * 4
-    hp, wq = ho + k - 1, wr + k - 1
-    xp = np.zeros((n, ci, hp, wq), np.float32)
-    xp[:, :, padding : padding + h, padding : padding + wd] = x
     wp = np.zeros((co4, ci, k, k), np.float32)
     wp[:co] = w
     b = np.zeros(co4, np.float32)
     if bias is not None:
         b[:co] = _vec(bias, co, "bias")
-    out = np.empty((n, co4, ho, wr), np.float32)
-    rc = lib.bs_fconv(
-        _ptr(xp),
-        n,
-        ci,
-        hp,
-        wq,
-        _ptr(wp),
-        co4,
-        k,
-        ho,
-        wr,
-        _ptr(b),
-        _ptr(out),
-        PATHS.index(resolve_path(path)),
-        resolve_threads(threads),
-    )
+    aligned = co4 == co and wr == wo  # the kernel's layout is the output's
+    res = out if aligned and out is not None else np.empty((n, co4, ho, wr), np.float32)
+    pi, nt = PATHS.index(resolve_path(path)), resolve_threads(threads)
+    rc = lib.bs_fconv(_ptr(x), n, ci, h, wd, padding, _ptr(wp), co4, k, ho, wr, _ptr(b), _ptr(res), pi, nt)
     _check(rc, "float_conv2d")
-    if co4 == co and wr == wo:
-        return out
-    return np.ascontiguousarray(out[:, :co, :, :wo])
+    if aligned:
+        return res
+    if out is None:
+        return np.ascontiguousarray(res[:, :co, :, :wo])
+    out[...] = res[:, :co, :, :wo]
+    return out
 
 
 def rprelu(

@@ -675,12 +675,16 @@ def _sole_owner(x: object, name: str | None, env: dict) -> bool:
 def _op_conv2d(e: Engine, a, p, at):
     stride, groups = int(at.get("stride", 1)), int(at.get("groups", 1))
     pointwise = p["weight"].shape[2] == 1 and not int(at.get("padding", 0))  # one GEMM (numpy) is faster
-    if stride == 1 and groups == 1 and not pointwise and K.have_kernels():
+    if stride == 1 and groups == 1 and not pointwise and K.have_kernels() and a[0].ndim == 4:
+        pad, (co, _, k, _) = int(at.get("padding", 0)), p["weight"].shape
+        n, _, h, w = a[0].shape
+        shape = (n, co, h + 2 * pad - k + 1, w + 2 * pad - k + 1)
         return K.float_conv2d(
             a[0],
             p["weight"],
             p.get("bias"),
-            padding=int(at.get("padding", 0)),
+            padding=pad,
+            out=e._take(shape) if min(shape) > 0 else None,
             path=e.path,
             threads=e.threads,
         )
