@@ -368,7 +368,7 @@ def test_haar_calibrate_kernels_equal_the_transforms_and_calibrate(modulated):
     its Haar bands) equals ``haar_idwt``, ``affine_stats``/``calibrate`` and ``haar_dwt`` one after the
     other, bitwise, for separate and interleaved bands."""
     rng = np.random.default_rng(11)
-    n, c, h, w = 2, 3, 5, 8
+    n, c, h, w = 2, 3, 5, 12  # vectors of 8 band columns and a remainder
     bands = [(rng.standard_normal((n, c, h, w)) * 3 + 1).astype(np.float32) for _ in range(4)]
     inter = np.ascontiguousarray(np.stack(bands, axis=2).reshape(n, 4 * c, h, w))
     zw, zb = (rng.standard_normal((2, n, c, 1, 1)).astype(np.float32)) if modulated else (None, None)

@@ -1374,6 +1374,7 @@ static double plane_sum(const float *r, int64_t HW, float s, float b, double m, 
     int64_t i = 0;
     for (; i + 8 <= HW; i += 8) {
         v4f f0, f1;
+        if (!sq && !(i & 15)) __builtin_prefetch(r + i + 1024); /* the first pass streams from memory */
         memcpy(&f0, r + i, sizeof f0);
         memcpy(&f1, r + i + 4, sizeof f1);
         acc8(f0, f1, s, b, m, sq, a, q);
@@ -1404,6 +1405,8 @@ static double haar_plane_sum(const float *const *bd, int64_t h, int64_t w, float
         for (int r = 0; r < 2; r++) /* output rows 2i and 2i + 1 */
             for (int64_t j = 0; j < w; j += 4) {
                 v4f va, vb, vc, vd, e, o;
+                if (!sq && !r && !(j & 15)) /* the rows of the bands four rows on (a memory stream each) */
+                    for (int q = 0; q < 4; q++) __builtin_prefetch(bd[q] + (i + 4) * w + j);
                 memcpy(&va, bd[0] + i * w + j, sizeof va);
                 memcpy(&vb, bd[1] + i * w + j, sizeof vb);
                 memcpy(&vc, bd[2] + i * w + j, sizeof vc);
@@ -1713,27 +1716,60 @@ BS_API int bs_haar_affine_stats(const float *ll, const float *lh, const float *h
     return BS_OK;
 }
 
+/* the inverse transform of one 2 x 2 block of band values (lanes of VT, a float vector or float), each
+   output calibrated: w * (y * s + b) + y (aff) or w * y + y */
+#define HAAR_CALIB_BLOCK(VT, A, B, C, D)                                                                   \
+    const VT s1 = (A) + (B), d1 = (A) - (B);                                                              \
+    VT y00 = ((s1 + (C)) + (D)) * 0.5f, y01 = ((s1 - (C)) - (D)) * 0.5f;                                  \
+    VT y10 = ((d1 + (C)) - (D)) * 0.5f, y11 = ((d1 - (C)) + (D)) * 0.5f;                                  \
+    if (aff) {                                                                                            \
+        y00 = wt * (y00 * s + b) + y00, y01 = wt * (y01 * s + b) + y01;                                   \
+        y10 = wt * (y10 * s + b) + y10, y11 = wt * (y11 * s + b) + y11;                                   \
+    } else {                                                                                              \
+        y00 = wt * y00 + y00, y01 = wt * y01 + y01, y10 = wt * y10 + y10, y11 = wt * y11 + y11;           \
+    }
+/* the forward transform of the calibrated block into the band values at index J */
+#define HAAR_CALIB_DWT(VT, J)                                                                              \
+    {                                                                                                     \
+        const VT t1 = y00 + y01, u1 = y00 - y01;                                                          \
+        const VT ll = ((t1 + y10) + y11) * 0.5f, lh = ((t1 - y10) - y11) * 0.5f;                          \
+        const VT hl = ((u1 + y10) - y11) * 0.5f, hh = ((u1 - y10) + y11) * 0.5f;                          \
+        memcpy(oll + (J), &ll, sizeof ll), memcpy(olh + (J), &lh, sizeof lh);                             \
+        memcpy(ohl + (J), &hl, sizeof hl), memcpy(ohh + (J), &hh, sizeof hh);                             \
+    }
+
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static void haar_calibrate_row(const float *A, const float *B, const float *C, const float *D, int64_t w, int aff,
                                float s, float b, float wt, float *o0, float *o1, float *oll, float *olh,
                                float *ohl, float *ohh) {
-    for (int64_t j = 0; j < w; j++) {
-        const float s1 = A[j] + B[j], d1 = A[j] - B[j];
-        const float y00 = calib1(((s1 + C[j]) + D[j]) * 0.5f, aff, s, b, wt);
-        const float y01 = calib1(((s1 - C[j]) - D[j]) * 0.5f, aff, s, b, wt);
-        const float y10 = calib1(((d1 + C[j]) - D[j]) * 0.5f, aff, s, b, wt);
-        const float y11 = calib1(((d1 - C[j]) + D[j]) * 0.5f, aff, s, b, wt);
-        if (o0) {
-            o0[2 * j] = y00, o0[2 * j + 1] = y01, o1[2 * j] = y10, o1[2 * j + 1] = y11;
-        } else {
-            const float t1 = y00 + y01, u1 = y00 - y01;
-            oll[j] = ((t1 + y10) + y11) * 0.5f;
-            olh[j] = ((t1 - y10) - y11) * 0.5f;
-            ohl[j] = ((u1 + y10) - y11) * 0.5f;
-            ohh[j] = ((u1 - y10) + y11) * 0.5f;
+    int64_t j = 0;
+    for (; j + 8 <= w; j += 8) {
+        if (!(j & 15)) { /* the rows of the bands four rows on (a memory stream each) */
+            __builtin_prefetch(A + 4 * w + j), __builtin_prefetch(B + 4 * w + j);
+            __builtin_prefetch(C + 4 * w + j), __builtin_prefetch(D + 4 * w + j);
         }
+        v8f va, vb, vc, vd;
+        memcpy(&va, A + j, sizeof va), memcpy(&vb, B + j, sizeof vb);
+        memcpy(&vc, C + j, sizeof vc), memcpy(&vd, D + j, sizeof vd);
+        HAAR_CALIB_BLOCK(v8f, va, vb, vc, vd)
+        if (o0) { /* even and odd columns interleaved */
+            const v8f e0 = __builtin_shufflevector(y00, y01, 0, 8, 1, 9, 2, 10, 3, 11);
+            const v8f e1 = __builtin_shufflevector(y00, y01, 4, 12, 5, 13, 6, 14, 7, 15);
+            const v8f f0 = __builtin_shufflevector(y10, y11, 0, 8, 1, 9, 2, 10, 3, 11);
+            const v8f f1 = __builtin_shufflevector(y10, y11, 4, 12, 5, 13, 6, 14, 7, 15);
+            memcpy(o0 + 2 * j, &e0, sizeof e0), memcpy(o0 + 2 * j + 8, &e1, sizeof e1);
+            memcpy(o1 + 2 * j, &f0, sizeof f0), memcpy(o1 + 2 * j + 8, &f1, sizeof f1);
+        } else
+            HAAR_CALIB_DWT(v8f, j)
+    }
+    for (; j < w; j++) {
+        HAAR_CALIB_BLOCK(float, A[j], B[j], C[j], D[j])
+        if (o0)
+            o0[2 * j] = y00, o0[2 * j + 1] = y01, o1[2 * j] = y10, o1[2 * j + 1] = y11;
+        else
+            HAAR_CALIB_DWT(float, j)
     }
 }
 
