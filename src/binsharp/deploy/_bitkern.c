@@ -1208,35 +1208,36 @@ typedef float v16f __attribute__((vector_size(64)));
 /* rows of 4 output channels x 2 vectors of NV columns; every output element accumulates in the same order
  * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width */
 #define FCONV_ROWS(SUF, VT, NV)                                                                        \
-    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, \
+    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int nob, int k, \
                                  int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
-        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) {                                                      \
-            VT acc[4][2];                                                                              \
-            for (int q = 0; q < 4; q++) {                                                              \
-                const VT zero = {0};                                                                   \
-                acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                            \
-            }                                                                                          \
-            for (int c = 0; c < Ci; c++)                                                               \
-                for (int ky = 0; ky < k; ky++) {                                                       \
-                    const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                     \
-                    const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                       \
-                    const int64_t wq = (int64_t)Ci * k * k;                                            \
-                    for (int kx = 0; kx < k; kx++) {                                                   \
-                        VT a0, a1;                                                                     \
-                        memcpy(&a0, row + kx, sizeof a0);                                              \
-                        memcpy(&a1, row + kx + NV, sizeof a1);                                         \
-                        for (int q = 0; q < 4; q++) {                                                  \
-                            const float wv = wr[q * wq + kx];                                          \
-                            acc[q][0] += a0 * wv;                                                      \
-                            acc[q][1] += a1 * wv;                                                      \
+        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) /* every block of channels on these columns (in L1) */ \
+            for (int o0 = 0; o0 < 4 * nob; o0 += 4) {                                                  \
+                VT acc[4][2];                                                                          \
+                for (int q = 0; q < 4; q++) {                                                          \
+                    const VT zero = {0};                                                               \
+                    acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                        \
+                }                                                                                      \
+                for (int c = 0; c < Ci; c++)                                                           \
+                    for (int ky = 0; ky < k; ky++) {                                                   \
+                        const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                 \
+                        const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                   \
+                        const int64_t wq = (int64_t)Ci * k * k;                                        \
+                        for (int kx = 0; kx < k; kx++) {                                               \
+                            VT a0, a1;                                                                 \
+                            memcpy(&a0, row + kx, sizeof a0);                                          \
+                            memcpy(&a1, row + kx + NV, sizeof a1);                                     \
+                            for (int q = 0; q < 4; q++) {                                              \
+                                const float wv = wr[q * wq + kx];                                      \
+                                acc[q][0] += a0 * wv;                                                  \
+                                acc[q][1] += a1 * wv;                                                  \
+                            }                                                                          \
                         }                                                                              \
                     }                                                                                  \
+                for (int q = 0; q < 4; q++) {                                                          \
+                    memcpy(out + (o0 + q) * ostride + X0, &acc[q][0], sizeof(VT));                     \
+                    memcpy(out + (o0 + q) * ostride + X0 + NV, &acc[q][1], sizeof(VT));                \
                 }                                                                                      \
-            for (int q = 0; q < 4; q++) {                                                              \
-                memcpy(out + q * ostride + X0, &acc[q][0], sizeof(VT));                                \
-                memcpy(out + q * ostride + X0 + NV, &acc[q][1], sizeof(VT));                           \
             }                                                                                          \
-        }                                                                                              \
     }
 
 #pragma GCC push_options
@@ -1296,10 +1297,8 @@ BS_API int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, co
                         if (iy >= 0 && iy < H)
                             memcpy(r + pad, x + ((n * Ci + c) * H + iy) * (int64_t)W, sizeof(float) * W);
                     }
-                /* every block of output channels of the row in turn, on the rows in cache */
-                for (int ob = 0; ob < nob; ob++)
-                    f(rows, Ci, k, Wq, w, ob * 4, k, 0, Wr, bias,
-                      out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
+                f(rows, Ci, k, Wq, w, nob, k, 0, Wr, bias, out + (n * Co4 * (int64_t)Ho + oy) * Wr,
+                  (int64_t)Ho * Wr);
             }
         free(rows);
     }
