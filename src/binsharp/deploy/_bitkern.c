@@ -1336,75 +1336,77 @@ BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Per-plane statistics: mean and sqrt(population variance + eps) of each of NC planes of HW floats     */
-/* (two passes, double accumulators; results rounded to float32, then + eps and sqrt in float32).       */
+/* Per-plane statistics: mean, sqrt(population variance + eps) and mean |v| of v = y * s + b over a plane y */
+/* (v in float32; s = 1, b = 0 give y itself) in one pass with double accumulators: with K the plane's     */
+/* first value, S1 = sum (v - K), S2 = sum (v - K)^2, mean = K + S1 / n, var = S2 / n - (S1 / n)^2 (the    */
+/* shift keeps the cancellation harmless); 8 independent partial sums each, element i in partial i % 8   */
+/* (explicit vectors, no serial dependency chain on one accumulator); the results rounded to float32,     */
+/* then + eps and sqrt in float32.                                                                          */
 
-/* Sum over one plane of v = r[i] * s + b (float32; s = 1, b = 0 gives r[i] itself), with the sum of |v| into
-   *asum when given, or of (v - m)^2 when sq, in double with 8 independent partial sums: element i goes to
-   partial i % 8 (explicit vectors, no serial dependency chain on one accumulator). */
 typedef float v4f __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4l __attribute__((vector_size(32)));
 
-/* adds the 8 consecutive values f0, f1 to the partials a[0] (0..3) and a[1] (4..7), |v| to q (not sq) */
-static inline __attribute__((always_inline)) void acc8(v4f f0, v4f f1, float s, float b, double m, int sq,
-                                                       v4d *a, v4d *q) {
+/* partials of S1, S2 and sum |v|: [0] holds partials 0..3, [1] partials 4..7 */
+typedef struct {
+    v4d s1[2], s2[2], sa[2];
+} sums8;
+
+/* adds the 8 consecutive values f0, f1 (v = f * s + b) */
+static inline __attribute__((always_inline)) void acc8(v4f f0, v4f f1, float s, float b, double K, int absum,
+                                                       sums8 *a) {
     const v4l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
     v4d d0 = __builtin_convertvector(f0 * s + b, v4d), d1 = __builtin_convertvector(f1 * s + b, v4d);
-    if (sq) {
-        d0 -= m, d1 -= m;
-        a[0] += d0 * d0, a[1] += d1 * d1;
-    } else {
-        a[0] += d0, a[1] += d1;
-        q[0] += (v4d)((v4l)d0 & nosign), q[1] += (v4d)((v4l)d1 & nosign);
-    }
+    if (absum) a->sa[0] += (v4d)((v4l)d0 & nosign), a->sa[1] += (v4d)((v4l)d1 & nosign);
+    d0 -= K, d1 -= K;
+    a->s1[0] += d0, a->s1[1] += d1;
+    a->s2[0] += d0 * d0, a->s2[1] += d1 * d1;
 }
 
-/* the total of the partials a[0] (0..3) and a[1] (4..7), pairwise */
+/* the total of 8 partials, pairwise */
 static inline double sum8(const v4d *a) {
     return ((a[0][0] + a[0][1]) + (a[0][2] + a[0][3])) + ((a[1][0] + a[1][1]) + (a[1][2] + a[1][3]));
 }
 
+/* S1, S2 and sum |v| (t[0..2]) over HW floats at r */
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-static double plane_sum(const float *r, int64_t HW, float s, float b, double m, int sq, double *asum) {
-    v4d a[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}}, q[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+static void plane_sums(const float *r, int64_t HW, float s, float b, double K, int absum, double *t) {
+    sums8 a;
+    memset(&a, 0, sizeof a);
     int64_t i = 0;
     for (; i + 8 <= HW; i += 8) {
         v4f f0, f1;
-        if (!sq && !(i & 15)) __builtin_prefetch(r + i + 1024); /* the first pass streams from memory */
+        if (!(i & 15)) __builtin_prefetch(r + i + 1024); /* a stream from memory */
         memcpy(&f0, r + i, sizeof f0);
         memcpy(&f1, r + i + 4, sizeof f1);
-        acc8(f0, f1, s, b, m, sq, a, q);
+        acc8(f0, f1, s, b, K, absum, &a);
     }
     for (; i < HW; i++) { /* the remainder, in order, into partial 0 */
-        const double v = (double)(r[i] * s + b);
-        if (sq) {
-            a[0][0] += (v - m) * (v - m);
-        } else {
-            a[0][0] += v;
-            q[0][0] += fabs(v);
-        }
+        const double v = (double)(r[i] * s + b), d = v - K;
+        a.sa[0][0] += fabs(v);
+        a.s1[0][0] += d;
+        a.s2[0][0] += d * d;
     }
-    if (asum) *asum = sum8(q);
-    return sum8(a);
+    t[0] = sum8(a.s1), t[1] = sum8(a.s2), t[2] = sum8(a.sa);
 }
 
 /* The same sums over the plane y (2h, 2w) = inverse Haar of the bands (h, w) bd[0..3] (LL, LH, HL, HH; see
    bs_haar_idwt), y never formed: row by row in raster order, so with w % 4 == 0 (8 | 2w) every value goes to
-   the partial and in the order plane_sum gives it on y (the same result). */
+   the partial and in the order plane_sums gives it on y (the same results). */
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-static double haar_plane_sum(const float *const *bd, int64_t h, int64_t w, float s, float b, double m, int sq,
-                             double *asum) {
-    v4d a[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}}, q[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+static void haar_plane_sums(const float *const *bd, int64_t h, int64_t w, float s, float b, double K, int absum,
+                            double *t) {
+    sums8 a;
+    memset(&a, 0, sizeof a);
     for (int64_t i = 0; i < h; i++)
         for (int r = 0; r < 2; r++) /* output rows 2i and 2i + 1 */
             for (int64_t j = 0; j < w; j += 4) {
                 v4f va, vb, vc, vd, e, o;
-                if (!sq && !r && !(j & 15)) /* the rows of the bands four rows on (a memory stream each) */
+                if (!r && !(j & 15)) /* the rows of the bands four rows on (a memory stream each) */
                     for (int q = 0; q < 4; q++) __builtin_prefetch(bd[q] + (i + 4) * w + j);
                 memcpy(&va, bd[0] + i * w + j, sizeof va);
                 memcpy(&vb, bd[1] + i * w + j, sizeof vb);
@@ -1417,33 +1419,33 @@ static double haar_plane_sum(const float *const *bd, int64_t h, int64_t w, float
                     const v4f d1 = va - vb;
                     e = ((d1 + vc) - vd) * 0.5f, o = ((d1 - vc) + vd) * 0.5f;
                 }
-                acc8(__builtin_shufflevector(e, o, 0, 4, 1, 5), __builtin_shufflevector(e, o, 2, 6, 3, 7), s, b, m,
-                     sq, a, q);
+                acc8(__builtin_shufflevector(e, o, 0, 4, 1, 5), __builtin_shufflevector(e, o, 2, 6, 3, 7), s, b, K,
+                     absum, &a);
             }
-    if (asum) *asum = sum8(q);
-    return sum8(a);
+    t[0] = sum8(a.s1), t[1] = sum8(a.s2), t[2] = sum8(a.sa);
 }
 
-/* A plane: HW floats at x, or (bd != NULL) the inverse Haar transform of four (h, w) bands, HW = 4hw. */
+/* A plane: HW floats at x, or (bd[0] != NULL) the inverse Haar transform of four (h, w) bands, HW = 4hw. */
 typedef struct {
     const float *x;
     const float *bd[4];
     int64_t HW, h, w;
 } plane_src;
 
-static double src_sum(const plane_src *p, float s, float b, double m, int sq, double *asum) {
-    if (p->bd[0]) return haar_plane_sum(p->bd, p->h, p->w, s, b, m, sq, asum);
-    return plane_sum(p->x, p->HW, s, b, m, sq, asum);
-}
-
-/* Mean, sqrt(population variance + eps) (when sd) and mean |v| (when amean) of v = y * s + b over one
-   plane y: two passes, double accumulators, results rounded to float32, then + eps and sqrt in float32. */
+/* mean, sd (when given) and mean |v| (when amean) of a plane */
 static void src_moments(const plane_src *p, float s, float b, float eps, float *mean, float *sd, float *amean) {
-    double as = 0.0;
-    const double m = src_sum(p, s, b, 0.0, 0, &as) / (double)p->HW;
-    *mean = (float)m;
-    if (amean) *amean = (float)(as / (double)p->HW);
-    if (sd) *sd = sqrtf((float)(src_sum(p, s, b, m, 1, NULL) / (double)p->HW) + eps);
+    double t[3];
+    const float *const *bd = p->bd;
+    const float y0 = bd[0] ? (((bd[0][0] + bd[1][0]) + bd[2][0]) + bd[3][0]) * 0.5f : p->x[0];
+    const double K = (double)(y0 * s + b), n = (double)p->HW;
+    if (bd[0])
+        haar_plane_sums(bd, p->h, p->w, s, b, K, amean != NULL, t);
+    else
+        plane_sums(p->x, p->HW, s, b, K, amean != NULL, t);
+    const double d = t[0] / n, var = t[1] / n - d * d;
+    *mean = (float)(K + d);
+    if (amean) *amean = (float)(t[2] / n);
+    if (sd) *sd = sqrtf((float)(var > 0.0 ? var : 0.0) + eps);
 }
 
 static void plane_moments(const float *r, int64_t HW, float s, float b, float eps, float *mean, float *sd,
@@ -1452,7 +1454,7 @@ static void plane_moments(const float *r, int64_t HW, float s, float b, float ep
     src_moments(&p, s, b, eps, mean, sd, amean);
 }
 
-/* Per-plane mean and sqrt(population variance + eps) in double accumulation; sd may be NULL (mean only). */
+/* Per-plane mean and sqrt(population variance + eps) (see above); sd may be NULL (mean only). */
 BS_API int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd,
                           int nthreads) {
     if (NC < 1 || HW < 1) return BS_EINVAL;
