@@ -270,11 +270,12 @@ def test_layernorm_kernel_equals_numpy_and_torch(shape):
     np.testing.assert_allclose(out, ref.permute(0, 3, 1, 2).numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_haar_kernels_equal_numpy_bitwise():
+@pytest.mark.parametrize("shape", [(2, 3, 10, 14), (1, 2, 4, 38)])  # the second: vectors of 8 and a remainder
+def test_haar_kernels_equal_numpy_bitwise(shape):
     from binsharp.deploy.runtime import haar_dwt, haar_idwt
 
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, 3, 10, 14)).astype(np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
     y = K.haar_dwt(x, threads=2)
     np.testing.assert_array_equal(y, haar_dwt(x))
     bands = K.haar_dwt_bands(x, threads=2)  # one array per band, the same values

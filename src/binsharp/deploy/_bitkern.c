@@ -1509,6 +1509,35 @@ BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const fl
 /* pstride = hw); a, b, c, d the 2x2 block: ((a +- b) +- c) +- d, times 0.5 (float32, the PyTorch summation */
 /* order); and its inverse.                                                                                */
 
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void haar_dwt_row(const float *r0, const float *r1, int64_t w, float *ll, float *lh, float *hl, float *hh) {
+    int64_t j = 0;
+    for (; j + 8 <= w; j += 8) { /* even and odd columns of 16 pixels apart */
+        v8f x0, x1, y0, y1;
+        memcpy(&x0, r0 + 2 * j, sizeof x0), memcpy(&x1, r0 + 2 * j + 8, sizeof x1);
+        memcpy(&y0, r1 + 2 * j, sizeof y0), memcpy(&y1, r1 + 2 * j + 8, sizeof y1);
+        const v8f a = __builtin_shufflevector(x0, x1, 0, 2, 4, 6, 8, 10, 12, 14);
+        const v8f b = __builtin_shufflevector(x0, x1, 1, 3, 5, 7, 9, 11, 13, 15);
+        const v8f c = __builtin_shufflevector(y0, y1, 0, 2, 4, 6, 8, 10, 12, 14);
+        const v8f d = __builtin_shufflevector(y0, y1, 1, 3, 5, 7, 9, 11, 13, 15);
+        const v8f s1 = a + b, d1 = a - b;
+        const v8f vll = ((s1 + c) + d) * 0.5f, vlh = ((s1 - c) - d) * 0.5f;
+        const v8f vhl = ((d1 + c) - d) * 0.5f, vhh = ((d1 - c) + d) * 0.5f;
+        memcpy(ll + j, &vll, sizeof vll), memcpy(lh + j, &vlh, sizeof vlh);
+        memcpy(hl + j, &vhl, sizeof vhl), memcpy(hh + j, &vhh, sizeof vhh);
+    }
+    for (; j < w; j++) {
+        const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        const float s1 = a + b, d1 = a - b;
+        ll[j] = ((s1 + c) + d) * 0.5f;
+        lh[j] = ((s1 - c) - d) * 0.5f;
+        hl[j] = ((d1 + c) - d) * 0.5f;
+        hh[j] = ((d1 - c) + d) * 0.5f;
+    }
+}
+
 BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *ll, float *lh, float *hl, float *hh,
                        int64_t pstride, int nthreads) {
     if (P < 1 || H < 2 || W < 2 || (H | W) & 1) return BS_EINVAL;
@@ -1518,16 +1547,9 @@ BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *l
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
-            const float *r0 = x + (p * H + 2 * i) * W, *r1 = r0 + W;
+            const float *r0 = x + (p * H + 2 * i) * W;
             const int64_t o = p * pstride + i * w;
-            for (int64_t j = 0; j < w; j++) {
-                const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                const float s1 = a + b, d1 = a - b;
-                ll[o + j] = ((s1 + c) + d) * 0.5f;
-                lh[o + j] = ((s1 - c) - d) * 0.5f;
-                hl[o + j] = ((d1 + c) - d) * 0.5f;
-                hh[o + j] = ((d1 - c) + d) * 0.5f;
-            }
+            haar_dwt_row(r0, r0 + W, w, ll + o, lh + o, hl + o, hh + o);
         }
     return BS_OK;
 }
