@@ -207,17 +207,20 @@ def test_bad_arguments_raise():
 
 
 # (N, Ci, H, W, Co, k, padding): the last one in the kernel's own layout (Co % 4 == 0, 32 | Wo)
+# (N, Ci, H, W, Co, k, padding): odd sizes, Co not a multiple of 4 or of 8, the kernel's own layout (the last)
 FLOAT_CONVS = [
     (1, 9, 37, 45, 32, 3, 1),
     (2, 32, 8, 70, 8, 3, 1),
     (1, 5, 6, 6, 3, 1, 0),
+    (1, 6, 7, 40, 12, 3, 1),
     (1, 4, 5, 64, 8, 3, 1),
 ]
 
 
 @pytest.mark.parametrize("shape", FLOAT_CONVS)
 def test_float_conv_matches_torch(shape):
-    """The compiled float convolution and the engine's numpy one (one GEMM for 1 x 1) equal PyTorch's."""
+    """The compiled float convolution (every path bitwise the same) and the engine's numpy one (one GEMM for
+    1 x 1) equal PyTorch's."""
     from binsharp.deploy.runtime import conv2d
 
     n, ci, h, w, co, k, p = shape
@@ -233,6 +236,8 @@ def test_float_conv_matches_torch(shape):
     buf = np.empty_like(ref)  # a given output buffer, whether the kernel's padded layout fits it or not
     assert K.float_conv2d(x, wt, b, padding=p, out=buf) is buf
     np.testing.assert_array_equal(buf, out)
+    for path in PATHS:  # every path, whatever its blocks of output channels: the same results
+        np.testing.assert_array_equal(K.float_conv2d(x, wt, b, padding=p, path=path), out)
 
 
 def test_elementwise_kernels_match_torch():

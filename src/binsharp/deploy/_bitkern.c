@@ -1200,44 +1200,51 @@ BS_API int bs_conv(const uint64_t *a, int64_t N, int Ci, int H, int W, int halo,
 /* Float convolution, stride 1 (head/tail layers): direct; input (N, Ci, H, W), zero padding pad, each   */
 /* output row computed on a copy of its k input rows, zero-padded to (Ci, k, Wq), Wq = Wr + k - 1;       */
 /* output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32), Co4 = roundup(Co, 4) (weights padded with zero        */
-/* channels). Register tile: 4 channels x 32 columns.                                                   */
+/* channels). Register tile: 8 (AVX-512) or 4 channels x 2 vectors of columns.                         */
 /* FMA contraction is allowed here: float layers are not bit-exact with any reference anyway.          */
 
 typedef float v16f __attribute__((vector_size(64)));
 
-/* rows of 4 output channels x 2 vectors of NV columns; every output element accumulates in the same order
- * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width */
-#define FCONV_ROWS(SUF, VT, NV)                                                                        \
-    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int nob, int k, \
-                                 int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
-        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) /* every block of channels on these columns (in L1) */ \
-            for (int o0 = 0; o0 < 4 * nob; o0 += 4) {                                                  \
-                VT acc[4][2];                                                                          \
-                for (int q = 0; q < 4; q++) {                                                          \
-                    const VT zero = {0};                                                               \
-                    acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                        \
-                }                                                                                      \
-                for (int c = 0; c < Ci; c++)                                                           \
-                    for (int ky = 0; ky < k; ky++) {                                                   \
-                        const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                 \
-                        const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                   \
-                        const int64_t wq = (int64_t)Ci * k * k;                                        \
-                        for (int kx = 0; kx < k; kx++) {                                               \
-                            VT a0, a1;                                                                 \
-                            memcpy(&a0, row + kx, sizeof a0);                                          \
-                            memcpy(&a1, row + kx + NV, sizeof a1);                                     \
-                            for (int q = 0; q < 4; q++) {                                              \
-                                const float wv = wr[q * wq + kx];                                      \
-                                acc[q][0] += a0 * wv;                                                  \
-                                acc[q][1] += a1 * wv;                                                  \
-                            }                                                                          \
-                        }                                                                              \
+/* rows of QB output channels x 2 vectors of NV columns; every output element accumulates in the same order
+ * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width and
+ * the block of channels */
+#define FCONV_BLOCK(VT, NV, QB)                                                                        \
+    {                                                                                                  \
+        VT acc[QB][2];                                                                                 \
+        for (int q = 0; q < QB; q++) {                                                                 \
+            const VT zero = {0};                                                                       \
+            acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                                \
+        }                                                                                              \
+        for (int c = 0; c < Ci; c++)                                                                   \
+            for (int ky = 0; ky < k; ky++) {                                                           \
+                const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                         \
+                const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                           \
+                const int64_t wq = (int64_t)Ci * k * k;                                                \
+                for (int kx = 0; kx < k; kx++) {                                                       \
+                    VT a0, a1;                                                                         \
+                    memcpy(&a0, row + kx, sizeof a0);                                                  \
+                    memcpy(&a1, row + kx + NV, sizeof a1);                                             \
+                    for (int q = 0; q < QB; q++) {                                                     \
+                        const float wv = wr[q * wq + kx];                                              \
+                        acc[q][0] += a0 * wv;                                                          \
+                        acc[q][1] += a1 * wv;                                                          \
                     }                                                                                  \
-                for (int q = 0; q < 4; q++) {                                                          \
-                    memcpy(out + (o0 + q) * ostride + X0, &acc[q][0], sizeof(VT));                     \
-                    memcpy(out + (o0 + q) * ostride + X0 + NV, &acc[q][1], sizeof(VT));                \
                 }                                                                                      \
             }                                                                                          \
+        for (int q = 0; q < QB; q++) {                                                                 \
+            memcpy(out + (o0 + q) * ostride + X0, &acc[q][0], sizeof(VT));                             \
+            memcpy(out + (o0 + q) * ostride + X0 + NV, &acc[q][1], sizeof(VT));                        \
+        }                                                                                              \
+    }
+/* blocks of OCB channels (then of 4) on one block of columns at a time (its input columns stay in L1) */
+#define FCONV_ROWS(SUF, VT, NV, OCB)                                                                   \
+    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int nob, int k, \
+                                 int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
+        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) {                                                      \
+            int o0 = 0;                                                                                \
+            for (; o0 + OCB <= 4 * nob; o0 += OCB) FCONV_BLOCK(VT, NV, OCB)                            \
+            for (; o0 < 4 * nob; o0 += 4) FCONV_BLOCK(VT, NV, 4)                                       \
+        }                                                                                              \
     }
 
 #pragma GCC push_options
@@ -1246,15 +1253,15 @@ typedef float v16f __attribute__((vector_size(64)));
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-FCONV_ROWS(any, v16f, 16)
+FCONV_ROWS(any, v16f, 16, 4)
 #if BS_X86
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-FCONV_ROWS(avx2, v8f, 8) /* 8 accumulators: the 16 AVX2 registers hold them with the operands */
+FCONV_ROWS(avx2, v8f, 8, 4) /* 8 accumulators: the 16 AVX2 registers hold them with the operands */
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
-FCONV_ROWS(avx512, v16f, 16)
+FCONV_ROWS(avx512, v16f, 16, 8) /* 16 accumulators of the 32 registers */
 #pragma GCC pop_options
 #endif
 #pragma GCC pop_options
