@@ -282,6 +282,7 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.nda
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float32."""
     return (F32(1) / (F32(1) + np.exp(-x))).astype(F32, copy=False)
 
 
@@ -827,9 +828,9 @@ def _op_calibrate(e, a, p, at):
     zw, zb = (a[1], a[2]) if len(a) == 3 else (None, None)
     eps = float(at.get("eps", 1e-5))
     haar_in, haar_out = bool(at.get("haar_in")), bool(at.get("haar_out"))
-    bands = x.arrays if isinstance(x, _Bands) else x
+    bands = x.arrays if isinstance(x, _Bands) else x  # with haar_in: four bands or one interleaved array
     bshape = bands[0].shape if isinstance(x, _Bands) else (x.shape[0], x.shape[1] // 4, *x.shape[2:])
-    if haar_in and K.have_kernels() and bshape[3] % 4 == 0:  # one pass for the statistics, one for the output
+    if haar_in and K.have_kernels() and bshape[3] % 4 == 0:  # a pass for the statistics, one for the output
         mu, sd, am = K.haar_affine_stats(bands, zw, zb, eps, threads=e.threads)
         w = calibration_weights(p["weight"], p["bias"], mu, sd, am)
         n, c, h, wd = bshape

@@ -606,10 +606,10 @@ def _pibf(lw: Lowerer, m, x: str, z: str | None, *, bands_in: bool, bands_out: b
     """BWTC, then LDPC and CDC as one ``calibrate`` op (the modulation terms ``zw``, ``zb`` as its inputs).
     ``bands_in``: ``x`` holds the features' Haar bands (``haar_dwt`` layout); ``bands_out``: return the
     output's Haar bands."""
-    y, haar_in = _bwtc(lw, m.bwtc, x, bands_in, f"{name}.bwtc")
-    terms = _ldpc_terms(lw, m.ldpc, z) if m.ldpc is not None and z is not None else []
     if m.ldpc is not None and z is None:
         raise BinsharpError("PIBF with a prior needs the latent z")
+    y, haar_in = _bwtc(lw, m.bwtc, x, bands_in, f"{name}.bwtc")
+    terms = _ldpc_terms(lw, m.ldpc, z) if m.ldpc is not None and z is not None else []
     return lw.b.op(
         "calibrate",
         [y, *terms],
