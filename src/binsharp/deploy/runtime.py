@@ -854,9 +854,13 @@ def _op_calibrate(e, a, p, at):
 
 
 def _op_prelu(e, a, p, at):
-    x, sl = a[0], p["slope"]
+    """``prelu`` (slope per channel or one) and ``leaky_relu`` (attr ``slope``): compiled on 4-D maps, into
+    the input when it dies here."""
+    x = a[0]
+    sl = p["slope"] if "slope" in p else np.array([at["slope"]], F32)
     if x.ndim == 4 and K.have_kernels():
-        return K.rprelu(x, None, np.broadcast_to(sl.reshape(-1), (x.shape[1],)), None, threads=e.threads)
+        s = np.broadcast_to(sl.reshape(-1), (x.shape[1],))
+        return K.rprelu(x, None, s, None, inplace=e._reuse0, threads=e.threads)
     return prelu(x, sl)
 
 
@@ -1069,7 +1073,7 @@ _OPS: dict[str, Callable] = {
     "mul": lambda e, a, p, at: _binary(np.multiply, e, a),
     "prelu": _op_prelu,
     "rprelu": _op_rprelu,
-    "leaky_relu": lambda e, a, p, at: prelu(a[0], np.array([at["slope"]], F32)),
+    "leaky_relu": _op_prelu,
     "hardtanh": lambda e, a, p, at: np.clip(a[0], F32(at["lo"]), F32(at["hi"])),
     "relu": lambda e, a, p, at: np.maximum(a[0], F32(0)),
     "cat": _op_cat,
@@ -1093,6 +1097,7 @@ OP_KINDS = tuple(_OPS)
 #: ops that may write their result into their first input when that input dies there
 _INPLACE = frozenset(
     {"rprelu", "add", "sub", "mul", "div", "mul_scalar", "div_scalar", "add_scalar", "restd", "calibrate"}
+    | {"prelu", "leaky_relu"}
 )
 
 
