@@ -252,12 +252,13 @@ def test_inference_does_not_import_torch(tmp_path):
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("name", ["bbcu", "s2bnet"])
+@pytest.mark.parametrize("name", ["bbcu", "s2bnet", "bnnpan"])
 def test_engine_without_compiled_kernels_matches(name, tmp_path):
     """``BINSHARP_NO_EXT=1`` (as an install without a C compiler): a binary model runs on the numpy reference
-    kernels with one warning and gives the compiled engine's output."""
+    kernels with one warning and gives the compiled engine's output (BNNPan at a size whose Haar bands the
+    compiled engine calibrates in one pass)."""
     m = _randomised(name)
-    inp = {k: v.numpy() for k, v in _inputs(m, 20).items()}
+    inp = {k: v.numpy() for k, v in _inputs(m, 32 if name == "bnnpan" else 20).items()}
     export_model(m, tmp_path / "m.bsp")
     np.savez(tmp_path / "in.npz", **inp)
     ref = Engine(tmp_path / "m.bsp")(**inp)
@@ -281,6 +282,28 @@ def test_engine_without_compiled_kernels_matches(name, tmp_path):
     assert r.returncode == 0, r.stderr
     out = np.load(tmp_path / "out.npy")
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_bnnpan_calibration_runs_on_haar_bands():
+    """BNNPan's PIBFs hand their features on as Haar bands: each ``calibrate`` reads its module's sub-bands
+    and (but the last) writes the next module's, without interleaved copies (band width a multiple of 4: the
+    one-pass kernels); fed PyTorch's decisions the engine reproduces PyTorch, batch 2."""
+    m = _randomised("bnnpan", n_modules=3)
+    inp = _inputs(m, size=32, batch=2)
+    model = bsp.from_bytes(bsp.to_bytes(lower_model(m), "fp32"))
+    cal = [i for i, op in enumerate(model.graph) if op["op"] == "calibrate"]
+    assert [(model.graph[i]["attrs"]["haar_in"], model.graph[i]["attrs"]["haar_out"]) for i in cal] == [
+        (True, True),
+        (True, True),
+        (True, False),
+    ]
+    assert not any(op["op"] in ("haar_idwt", "stats", "mean_hw", "div") for op in model.graph[cal[0] :])
+    eng = Engine(model)
+    assert set(cal[:2]) <= eng._band_plan
+    out, flips = forced_run(eng, {k: v.numpy() for k, v in inp.items()}, record(m, inp))
+    ref = record(m, inp).output
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert all(f.in_tie_band for f in flips), flips
 
 
 def test_cli_export_and_engine_fuser(tmp_path, capsys):

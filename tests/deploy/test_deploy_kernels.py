@@ -304,8 +304,23 @@ def test_bad_arguments_raise():
         K.pack_activations(np.zeros((8, 4, 4), np.float32))
 
 
-@pytest.mark.parametrize("shape", [(1, 9, 37, 45, 32, 3, 1), (2, 32, 8, 70, 8, 3, 1), (1, 5, 6, 6, 3, 1, 0)])
+# (N, Ci, H, W, Co, k, padding): the last one in the kernel's own layout (Co % 4 == 0, 32 | Wo)
+# (N, Ci, H, W, Co, k, padding): odd sizes, Co not a multiple of 4 or of 8, the kernel's own layout (the last)
+FLOAT_CONVS = [
+    (1, 9, 37, 45, 32, 3, 1),
+    (2, 32, 8, 70, 8, 3, 1),
+    (1, 5, 6, 6, 3, 1, 0),
+    (1, 6, 7, 40, 12, 3, 1),
+    (1, 4, 5, 64, 8, 3, 1),
+]
+
+
+@pytest.mark.parametrize("shape", FLOAT_CONVS)
 def test_float_conv_matches_torch(shape):
+    """The compiled float convolution (every path bitwise the same) and the engine's numpy one (one GEMM for
+    1 x 1) equal PyTorch's."""
+    from binsharp.deploy.runtime import conv2d
+
     n, ci, h, w, co, k, p = shape
     rng = np.random.default_rng(4)
     x = rng.standard_normal((n, ci, h, w)).astype(np.float32)
@@ -315,6 +330,12 @@ def test_float_conv_matches_torch(shape):
     out = K.float_conv2d(x, wt, b, padding=p, threads=2)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(conv2d(x, wt, b, 1, p, 1), ref, rtol=1e-5, atol=1e-4)
+    buf = np.empty_like(ref)  # a given output buffer, whether the kernel's padded layout fits it or not
+    assert K.float_conv2d(x, wt, b, padding=p, out=buf) is buf
+    np.testing.assert_array_equal(buf, out)
+    for path in PATHS:  # every path, whatever its blocks of output channels: the same results
+        np.testing.assert_array_equal(K.float_conv2d(x, wt, b, padding=p, path=path), out)
 
 
 def test_elementwise_kernels_match_torch():
@@ -352,11 +373,12 @@ def test_layernorm_kernel_equals_numpy_and_torch(shape):
     np.testing.assert_allclose(out, ref.permute(0, 3, 1, 2).numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_haar_kernels_equal_numpy_bitwise():
+@pytest.mark.parametrize("shape", [(2, 3, 10, 14), (1, 2, 4, 38)])  # the second: vectors of 8 and a remainder
+def test_haar_kernels_equal_numpy_bitwise(shape):
     from binsharp.deploy.runtime import haar_dwt, haar_idwt
 
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, 3, 10, 14)).astype(np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
     y = K.haar_dwt(x, threads=2)
     np.testing.assert_array_equal(y, haar_dwt(x))
     bands = K.haar_dwt_bands(x, threads=2)  # one array per band, the same values
@@ -383,6 +405,92 @@ def test_upsample_and_avgpool_kernels_equal_numpy_bitwise(shape):
     if h >= 2 and w >= 2:
         v = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
         np.testing.assert_array_equal(K.avgpool2(x, threads=2), v.sum(axis=(3, 5), dtype=np.float32) / 4)
+
+
+@pytest.mark.parametrize("act,residual", [(True, True), (False, False)])
+def test_restd_kernel_equals_numpy_and_the_nbc_tail(act, residual):
+    """The fused re-standardisation (op ``restd``) equals its numpy form (the same float32 steps, statistics
+    summed in another order: to rounding), itself in place, and the PyTorch NBC tail
+    ``RPReLU(restd(xb, xf)) + xf``; dropping a step (eta, the activation, the residual) does not pass."""
+    from binsharp.deploy.runtime import restd
+    from binsharp.models.bnnpan import StatisticsRestandardization
+    from binsharp.nn import RPReLU
+
+    rng = np.random.default_rng(9)
+    xb = (rng.standard_normal((2, 5, 6, 11)) * 7 + 3).astype(np.float32)  # a binary branch: wide range
+    xf = (rng.standard_normal((2, 5, 6, 11)) * 0.2 - 0.1).astype(np.float32)
+    mod, rp = StatisticsRestandardization(5), RPReLU(5)
+    with torch.no_grad():
+        for p in (mod.lam, mod.eta, rp.gamma, rp.slope, rp.zeta):
+            p.copy_(torch.from_numpy(rng.uniform(0.3, 1.5, p.shape).astype(np.float32)))
+        ref = mod(torch.from_numpy(xb), torch.from_numpy(xf))
+        ref = (rp(ref) if act else ref) + (torch.from_numpy(xf) if residual else 0)
+    lam, eta = mod.lam.detach().numpy().reshape(-1), mod.eta.detach().numpy().reshape(-1)
+    terms = tuple(p.detach().numpy().reshape(-1) for p in (rp.gamma, rp.slope, rp.zeta)) if act else None
+    out = K.restd(xb, xf, lam, eta, mod.eps, act=terms, residual=residual, threads=2)
+    np.testing.assert_allclose(out, restd(xb, xf, lam, eta, mod.eps, terms, residual), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
+    wrong = K.restd(xb, xf, lam, eta * 0, mod.eps, act=terms, residual=not residual)
+    assert np.abs(wrong - ref.numpy()).max() > 1e-2
+    inplace = xb.copy()
+    assert K.restd(inplace, xf, lam, eta, mod.eps, act=terms, residual=residual, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, out)
+
+
+@pytest.mark.parametrize("modulated", [True, False])
+def test_calibrate_kernels_equal_numpy_and_ldpc_cdc(modulated):
+    """Channel calibration of the modulated features (op ``calibrate``): the compiled statistics and output
+    pass give the numpy form (to the rounding of the statistics) and PyTorch's ``CDC(LDPC(y, z), y)``
+    (per-sample modulation, batch 2); without the modulation terms the statistics differ."""
+    from binsharp.deploy.runtime import calibrate, calibration_weights
+    from binsharp.models.bnnpan import ChannelCalibration, LatentPriorModulation
+
+    rng = np.random.default_rng(10)
+    y = (rng.standard_normal((2, 6, 8, 10)) * 2 + 0.5).astype(np.float32)
+    torch.manual_seed(0)
+    ldpc, cdc = LatentPriorModulation(4, 6, "offset"), ChannelCalibration(6)
+    z = torch.randn(2, 4)
+    with torch.no_grad():
+        yt = torch.from_numpy(y)
+        ref = cdc(ldpc(yt, z) if modulated else yt, yt).numpy()
+        zw, zb = ldpc.linear(z).reshape(2, 12, 1, 1).chunk(2, dim=1)
+    zw, zb = ((zw + 1).numpy(), zb.numpy()) if modulated else (None, None)
+    wt, bias = cdc.linear.weight.detach().numpy(), cdc.linear.bias.detach().numpy()
+    mu, sd, am = K.affine_stats(y, zw, zb, cdc.eps, threads=2)
+    out = K.calibrate(y, zw, zb, calibration_weights(wt, bias, mu, sd, am), threads=2)
+    np.testing.assert_allclose(out, calibrate(y, zw, zb, wt, bias, cdc.eps), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    if modulated:
+        assert np.abs(K.affine_stats(y, None, None, cdc.eps)[0] - mu).max() > 1e-3
+    with pytest.raises(BinsharpError):
+        K.calibrate(y, mu, None, mu)  # scale without bias
+
+
+@pytest.mark.parametrize("modulated", [True, False])
+def test_haar_calibrate_kernels_equal_the_transforms_and_calibrate(modulated):
+    """Calibration of features given by their Haar bands (inverse transform on the fly, output as it is or as
+    its Haar bands) equals ``haar_idwt``, ``affine_stats``/``calibrate`` and ``haar_dwt`` one after the
+    other, bitwise, for separate and interleaved bands."""
+    rng = np.random.default_rng(11)
+    n, c, h, w = 2, 3, 5, 12  # vectors of 8 band columns and a remainder
+    bands = [(rng.standard_normal((n, c, h, w)) * 3 + 1).astype(np.float32) for _ in range(4)]
+    inter = np.ascontiguousarray(np.stack(bands, axis=2).reshape(n, 4 * c, h, w))
+    zw, zb = (rng.standard_normal((2, n, c, 1, 1)).astype(np.float32)) if modulated else (None, None)
+    wt = rng.uniform(0, 1, (n, c, 1, 1)).astype(np.float32)
+    y = K.haar_idwt(inter)
+    stats = K.affine_stats(y, zw, zb, 1e-5)
+    ref = K.calibrate(y, zw, zb, wt)
+    for given in (bands, inter):
+        for got, want in zip(K.haar_affine_stats(given, zw, zb, 1e-5, threads=2), stats, strict=True):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(K.haar_calibrate(given, zw, zb, wt, threads=2), ref)
+        np.testing.assert_array_equal(K.haar_calibrate(given, zw, zb, wt, dwt=True), K.haar_dwt(ref))
+    outs = [np.empty_like(bands[0]) for _ in range(4)]
+    K.haar_calibrate(bands, zw, zb, wt, dwt=True, out=outs)
+    for b in range(4):
+        np.testing.assert_array_equal(outs[b], K.haar_dwt(ref)[:, b::4])
+    with pytest.raises(BinsharpError, match="divisible by 4"):
+        K.haar_affine_stats([np.ascontiguousarray(b[..., :6]) for b in bands], zw, zb, 1e-5)
 
 
 def test_c_api_table_matches_the_c_source():

@@ -1314,44 +1314,53 @@ BS_API int bs_conv(const uint64_t *a, const float *xf, const float *xscale, cons
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Float convolution, stride 1 (head/tail layers): direct, on a zero-padded input prepared by the caller */
-/* (N, Ci, Hp, Wq) with Wq >= roundup(Wo, 32) + k - 1; output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32),   */
-/* Co4 = roundup(Co, 4) (weights padded with zero channels). Register tile: 4 channels x 32 columns.   */
+/* Float convolution, stride 1 (head/tail layers): direct; input (N, Ci, H, W), zero padding pad, each   */
+/* output row computed on a copy of its k input rows, zero-padded to (Ci, k, Wq), Wq = Wr + k - 1;       */
+/* output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32), Co4 = roundup(Co, 4) (weights padded with zero        */
+/* channels). Register tile: 8 (AVX-512) or 4 channels x 2 vectors of columns.                         */
 /* FMA contraction is allowed here: float layers are not bit-exact with any reference anyway.          */
 
 typedef float v16f __attribute__((vector_size(64)));
 
-/* rows of 4 output channels x 2 vectors of NV columns; every output element accumulates in the same order
- * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width */
-#define FCONV_ROWS(SUF, VT, NV)                                                                        \
-    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int o0, int k, \
-                                 int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
-        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) {                                                      \
-            VT acc[4][2];                                                                              \
-            for (int q = 0; q < 4; q++) {                                                              \
-                const VT zero = {0};                                                                   \
-                acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                            \
-            }                                                                                          \
-            for (int c = 0; c < Ci; c++)                                                               \
-                for (int ky = 0; ky < k; ky++) {                                                       \
-                    const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                     \
-                    const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                       \
-                    const int64_t wq = (int64_t)Ci * k * k;                                            \
-                    for (int kx = 0; kx < k; kx++) {                                                   \
-                        VT a0, a1;                                                                     \
-                        memcpy(&a0, row + kx, sizeof a0);                                              \
-                        memcpy(&a1, row + kx + NV, sizeof a1);                                         \
-                        for (int q = 0; q < 4; q++) {                                                  \
-                            const float wv = wr[q * wq + kx];                                          \
-                            acc[q][0] += a0 * wv;                                                      \
-                            acc[q][1] += a1 * wv;                                                      \
-                        }                                                                              \
+/* rows of QB output channels x 2 vectors of NV columns; every output element accumulates in the same order
+ * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width and
+ * the block of channels */
+#define FCONV_BLOCK(VT, NV, QB)                                                                        \
+    {                                                                                                  \
+        VT acc[QB][2];                                                                                 \
+        for (int q = 0; q < QB; q++) {                                                                 \
+            const VT zero = {0};                                                                       \
+            acc[q][0] = acc[q][1] = zero + (bias ? bias[o0 + q] : 0.f);                                \
+        }                                                                                              \
+        for (int c = 0; c < Ci; c++)                                                                   \
+            for (int ky = 0; ky < k; ky++) {                                                           \
+                const float *row = xp + ((int64_t)c * Hp + oy + ky) * Wq + X0;                         \
+                const float *wr = w + (((int64_t)o0 * Ci + c) * k + ky) * k;                           \
+                const int64_t wq = (int64_t)Ci * k * k;                                                \
+                for (int kx = 0; kx < k; kx++) {                                                       \
+                    VT a0, a1;                                                                         \
+                    memcpy(&a0, row + kx, sizeof a0);                                                  \
+                    memcpy(&a1, row + kx + NV, sizeof a1);                                             \
+                    for (int q = 0; q < QB; q++) {                                                     \
+                        const float wv = wr[q * wq + kx];                                              \
+                        acc[q][0] += a0 * wv;                                                          \
+                        acc[q][1] += a1 * wv;                                                          \
                     }                                                                                  \
                 }                                                                                      \
-            for (int q = 0; q < 4; q++) {                                                              \
-                memcpy(out + q * ostride + X0, &acc[q][0], sizeof(VT));                                \
-                memcpy(out + q * ostride + X0 + NV, &acc[q][1], sizeof(VT));                           \
             }                                                                                          \
+        for (int q = 0; q < QB; q++) {                                                                 \
+            memcpy(out + (o0 + q) * ostride + X0, &acc[q][0], sizeof(VT));                             \
+            memcpy(out + (o0 + q) * ostride + X0 + NV, &acc[q][1], sizeof(VT));                        \
+        }                                                                                              \
+    }
+/* blocks of OCB channels (then of 4) on one block of columns at a time (its input columns stay in L1) */
+#define FCONV_ROWS(SUF, VT, NV, OCB)                                                                   \
+    static void fconv_rows_##SUF(const float *xp, int Ci, int Hp, int Wq, const float *w, int nob, int k, \
+                                 int oy, int Wr, const float *bias, float *out, int64_t ostride) {      \
+        for (int X0 = 0; X0 < Wr; X0 += 2 * NV) {                                                      \
+            int o0 = 0;                                                                                \
+            for (; o0 + OCB <= 4 * nob; o0 += OCB) FCONV_BLOCK(VT, NV, OCB)                            \
+            for (; o0 < 4 * nob; o0 += 4) FCONV_BLOCK(VT, NV, 4)                                       \
         }                                                                                              \
     }
 
@@ -1361,15 +1370,15 @@ typedef float v16f __attribute__((vector_size(64)));
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-FCONV_ROWS(any, v16f, 16)
+FCONV_ROWS(any, v16f, 16, 4)
 #if BS_X86
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-FCONV_ROWS(avx2, v8f, 8) /* 8 accumulators: the 16 AVX2 registers hold them with the operands */
+FCONV_ROWS(avx2, v8f, 8, 4) /* 8 accumulators: the 16 AVX2 registers hold them with the operands */
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
-FCONV_ROWS(avx512, v16f, 16)
+FCONV_ROWS(avx512, v16f, 16, 8) /* 16 accumulators of the 32 registers */
 #pragma GCC pop_options
 #endif
 #pragma GCC pop_options
@@ -1377,12 +1386,13 @@ FCONV_ROWS(avx512, v16f, 16)
 typedef void (*fconv_fn)(const float *, int, int, int, const float *, int, int, int, int, const float *, float *,
                          int64_t);
 
-BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, int Ho,
-                    int Wr, const float *bias, float *out, int path, int nthreads) {
+BS_API int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, const float *w, int Co4, int k,
+                    int Ho, int Wr, const float *bias, float *out, int path, int nthreads) {
     path = resolve_path(path);
     if (path < 0) return BS_EPATH;
     if (N < 1 || Ci < 1 || Co4 < 4 || Co4 % 4 || k < 1 || Ho < 1 || Wr < 32 || Wr % 32) return BS_EINVAL;
-    if (Hp < Ho + k - 1 || Wq < Wr + k - 1) return BS_EINVAL;
+    const int Wq = Wr + k - 1; /* the padded rows the row kernel reads */
+    if (pad < 0 || H < 1 || W < 1 || Ho != H + 2 * pad - k + 1 || W + 2 * pad > Wq) return BS_EINVAL;
     fconv_fn f = fconv_rows_any;
 #if BS_X86
     if (path == BS_PATH_AVX2) f = fconv_rows_avx2;
@@ -1390,27 +1400,50 @@ BS_API int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const fl
 #endif
     nthreads = useful_threads(nthreads, (double)N * Ho * Wr * Co4 * Ci * k * k / 4.0);
     const int nob = Co4 / 4;
-#pragma omp parallel for collapse(3) schedule(static) num_threads(nthreads)
-    for (int64_t n = 0; n < N; n++)
-        for (int ob = 0; ob < nob; ob++)
-            for (int oy = 0; oy < Ho; oy++)
-                f(xp + n * Ci * (int64_t)Hp * Wq, Ci, Hp, Wq, w, ob * 4, k, oy, Wr, bias,
-                  out + ((n * Co4 + ob * 4) * (int64_t)Ho + oy) * Wr, (int64_t)Ho * Wr);
-    return BS_OK;
+    int err = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        /* the k zero-padded input rows of one output row, every channel: (Ci, k, Wq) */
+        float *rows = malloc(sizeof(float) * (size_t)Ci * k * Wq);
+        if (!rows) {
+#pragma omp atomic write
+            err = 1;
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int oy = 0; oy < Ho; oy++) {
+                if (!rows) continue;
+                for (int c = 0; c < Ci; c++)
+                    for (int ky = 0; ky < k; ky++) {
+                        float *r = rows + ((int64_t)c * k + ky) * Wq;
+                        const int iy = oy - pad + ky;
+                        memset(r, 0, sizeof(float) * Wq);
+                        if (iy >= 0 && iy < H)
+                            memcpy(r + pad, x + ((n * Ci + c) * H + iy) * (int64_t)W, sizeof(float) * W);
+                    }
+                f(rows, Ci, k, Wq, w, nob, k, 0, Wr, bias, out + (n * Co4 * (int64_t)Ho + oy) * Wr,
+                  (int64_t)Ho * Wr);
+            }
+        free(rows);
+    }
+    return err ? BS_ENOMEM : BS_OK;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* RPReLU on float planes: out = prelu(x - gamma[c], slope[c]) + zeta[c]; gamma/zeta may be NULL (PReLU) */
 
+/* t = x - g; (max(t, 0) + sl * min(t, 0)) + z */
+static inline __attribute__((always_inline)) float rprelu1(float x, float g, float sl, float z) {
+    const float t = x - g;
+    const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;
+    return (tp + sl * tn) + z;
+}
+
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static void rprelu_plane(const float *x, int64_t n, float g, float sl, float z, float *out) {
-    for (int64_t i = 0; i < n; i++) {
-        const float t = x[i] - g;
-        const float tp = t > 0.f ? t : 0.f, tn = t < 0.f ? t : 0.f;
-        out[i] = (tp + sl * tn) + z;
-    }
+    for (int64_t i = 0; i < n; i++) out[i] = rprelu1(x[i], g, sl, z);
 }
 
 BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope,
@@ -1427,44 +1460,131 @@ BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Per-plane statistics: mean and sqrt(population variance + eps) of each of NC planes of HW floats     */
-/* (two passes, double accumulators; results rounded to float32, then + eps and sqrt in float32).       */
+/* Per-plane statistics: mean, sqrt(population variance + eps) and mean |v| of v = y * s + b over a plane y */
+/* (v in float32; s = 1, b = 0 give y itself) in one pass with double accumulators: with K the plane's     */
+/* first value, S1 = sum (v - K), S2 = sum (v - K)^2, mean = K + S1 / n, var = S2 / n - (S1 / n)^2 (the    */
+/* shift keeps the cancellation harmless); 8 independent partial sums each, element i in partial i % 8   */
+/* (explicit vectors, no serial dependency chain on one accumulator); the results rounded to float32,     */
+/* then + eps and sqrt in float32.                                                                          */
 
-/* Sum of r[i] (and of (r[i] - m)^2 when sq) in double with 8 independent partial sums (vectorisable; no
-   serial dependency chain on one accumulator). */
-static double plane_sum(const float *r, int64_t HW, double m, int sq) {
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    if (sq) {
-        for (; i + 8 <= HW; i += 8)
-            for (int j = 0; j < 8; j++) {
-                const double d = (double)r[i + j] - m;
-                a[j] += d * d;
-            }
-        for (; i < HW; i++) {
-            const double d = (double)r[i] - m;
-            a[0] += d * d;
-        }
-    } else {
-        for (; i + 8 <= HW; i += 8)
-            for (int j = 0; j < 8; j++) a[j] += (double)r[i + j];
-        for (; i < HW; i++) a[0] += (double)r[i];
-    }
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+
+/* partials of S1, S2 and sum |v|: [0] holds partials 0..3, [1] partials 4..7 */
+typedef struct {
+    v4d s1[2], s2[2], sa[2];
+} sums8;
+
+/* adds the 8 consecutive values f0, f1 (v = f * s + b) */
+static inline __attribute__((always_inline)) void acc8(v4f f0, v4f f1, float s, float b, double K, int absum,
+                                                       sums8 *a) {
+    const v4l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    v4d d0 = __builtin_convertvector(f0 * s + b, v4d), d1 = __builtin_convertvector(f1 * s + b, v4d);
+    if (absum) a->sa[0] += (v4d)((v4l)d0 & nosign), a->sa[1] += (v4d)((v4l)d1 & nosign);
+    d0 -= K, d1 -= K;
+    a->s1[0] += d0, a->s1[1] += d1;
+    a->s2[0] += d0 * d0, a->s2[1] += d1 * d1;
 }
 
-/* Per-plane mean and sqrt(population variance + eps) in double accumulation; sd may be NULL (mean only). */
+/* the total of 8 partials, pairwise */
+static inline double sum8(const v4d *a) {
+    return ((a[0][0] + a[0][1]) + (a[0][2] + a[0][3])) + ((a[1][0] + a[1][1]) + (a[1][2] + a[1][3]));
+}
+
+/* S1, S2 and sum |v| (t[0..2]) over HW floats at r */
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void plane_sums(const float *r, int64_t HW, float s, float b, double K, int absum, double *t) {
+    sums8 a;
+    memset(&a, 0, sizeof a);
+    int64_t i = 0;
+    for (; i + 8 <= HW; i += 8) {
+        v4f f0, f1;
+        if (!(i & 15)) __builtin_prefetch(r + i + 1024); /* a stream from memory */
+        memcpy(&f0, r + i, sizeof f0);
+        memcpy(&f1, r + i + 4, sizeof f1);
+        acc8(f0, f1, s, b, K, absum, &a);
+    }
+    for (; i < HW; i++) { /* the remainder, in order, into partial 0 */
+        const double v = (double)(r[i] * s + b), d = v - K;
+        a.sa[0][0] += fabs(v);
+        a.s1[0][0] += d;
+        a.s2[0][0] += d * d;
+    }
+    t[0] = sum8(a.s1), t[1] = sum8(a.s2), t[2] = sum8(a.sa);
+}
+
+/* The same sums over the plane y (2h, 2w) = inverse Haar of the bands (h, w) bd[0..3] (LL, LH, HL, HH; see
+   bs_haar_idwt), y never formed: row by row in raster order, so with w % 4 == 0 (8 | 2w) every value goes to
+   the partial and in the order plane_sums gives it on y (the same results). */
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void haar_plane_sums(const float *const *bd, int64_t h, int64_t w, float s, float b, double K, int absum,
+                            double *t) {
+    sums8 a;
+    memset(&a, 0, sizeof a);
+    for (int64_t i = 0; i < h; i++)
+        for (int r = 0; r < 2; r++) /* output rows 2i and 2i + 1 */
+            for (int64_t j = 0; j < w; j += 4) {
+                v4f va, vb, vc, vd, e, o;
+                if (!r && !(j & 15)) /* the rows of the bands four rows on (a memory stream each) */
+                    for (int q = 0; q < 4; q++) __builtin_prefetch(bd[q] + (i + 4) * w + j);
+                memcpy(&va, bd[0] + i * w + j, sizeof va);
+                memcpy(&vb, bd[1] + i * w + j, sizeof vb);
+                memcpy(&vc, bd[2] + i * w + j, sizeof vc);
+                memcpy(&vd, bd[3] + i * w + j, sizeof vd);
+                if (r == 0) {
+                    const v4f s1 = va + vb;
+                    e = ((s1 + vc) + vd) * 0.5f, o = ((s1 - vc) - vd) * 0.5f;
+                } else {
+                    const v4f d1 = va - vb;
+                    e = ((d1 + vc) - vd) * 0.5f, o = ((d1 - vc) + vd) * 0.5f;
+                }
+                acc8(__builtin_shufflevector(e, o, 0, 4, 1, 5), __builtin_shufflevector(e, o, 2, 6, 3, 7), s, b, K,
+                     absum, &a);
+            }
+    t[0] = sum8(a.s1), t[1] = sum8(a.s2), t[2] = sum8(a.sa);
+}
+
+/* A plane: HW floats at x, or (bd[0] != NULL) the inverse Haar transform of four (h, w) bands, HW = 4hw. */
+typedef struct {
+    const float *x;
+    const float *bd[4];
+    int64_t HW, h, w;
+} plane_src;
+
+/* mean, sd (when given) and mean |v| (when amean) of a plane */
+static void src_moments(const plane_src *p, float s, float b, float eps, float *mean, float *sd, float *amean) {
+    double t[3];
+    const float *const *bd = p->bd;
+    const float y0 = bd[0] ? (((bd[0][0] + bd[1][0]) + bd[2][0]) + bd[3][0]) * 0.5f : p->x[0];
+    const double K = (double)(y0 * s + b), n = (double)p->HW;
+    if (bd[0])
+        haar_plane_sums(bd, p->h, p->w, s, b, K, amean != NULL, t);
+    else
+        plane_sums(p->x, p->HW, s, b, K, amean != NULL, t);
+    const double d = t[0] / n, var = t[1] / n - d * d;
+    *mean = (float)(K + d);
+    if (amean) *amean = (float)(t[2] / n);
+    if (sd) *sd = sqrtf((float)(var > 0.0 ? var : 0.0) + eps);
+}
+
+static void plane_moments(const float *r, int64_t HW, float s, float b, float eps, float *mean, float *sd,
+                          float *amean) {
+    const plane_src p = {r, {NULL, NULL, NULL, NULL}, HW, 0, 0};
+    src_moments(&p, s, b, eps, mean, sd, amean);
+}
+
+/* Per-plane mean and sqrt(population variance + eps) (see above); sd may be NULL (mean only). */
 BS_API int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd,
                           int nthreads) {
     if (NC < 1 || HW < 1) return BS_EINVAL;
     nthreads = useful_threads(nthreads, (sd ? 2.0 : 1.0) * NC * HW);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t p = 0; p < NC; p++) {
-        const float *r = x + p * HW;
-        const double m = plane_sum(r, HW, 0.0, 0) / (double)HW;
-        mean[p] = (float)m;
-        if (sd) sd[p] = sqrtf((float)(plane_sum(r, HW, m, 1) / (double)HW) + eps);
-    }
+    for (int64_t p = 0; p < NC; p++) plane_moments(x + p * HW, HW, 1.f, 0.f, eps, mean + p, sd ? sd + p : NULL, NULL);
     return BS_OK;
 }
 
@@ -1513,6 +1633,35 @@ BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const fl
 /* pstride = hw); a, b, c, d the 2x2 block: ((a +- b) +- c) +- d, times 0.5 (float32, the PyTorch summation */
 /* order); and its inverse.                                                                                */
 
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void haar_dwt_row(const float *r0, const float *r1, int64_t w, float *ll, float *lh, float *hl, float *hh) {
+    int64_t j = 0;
+    for (; j + 8 <= w; j += 8) { /* even and odd columns of 16 pixels apart */
+        v8f x0, x1, y0, y1;
+        memcpy(&x0, r0 + 2 * j, sizeof x0), memcpy(&x1, r0 + 2 * j + 8, sizeof x1);
+        memcpy(&y0, r1 + 2 * j, sizeof y0), memcpy(&y1, r1 + 2 * j + 8, sizeof y1);
+        const v8f a = __builtin_shufflevector(x0, x1, 0, 2, 4, 6, 8, 10, 12, 14);
+        const v8f b = __builtin_shufflevector(x0, x1, 1, 3, 5, 7, 9, 11, 13, 15);
+        const v8f c = __builtin_shufflevector(y0, y1, 0, 2, 4, 6, 8, 10, 12, 14);
+        const v8f d = __builtin_shufflevector(y0, y1, 1, 3, 5, 7, 9, 11, 13, 15);
+        const v8f s1 = a + b, d1 = a - b;
+        const v8f vll = ((s1 + c) + d) * 0.5f, vlh = ((s1 - c) - d) * 0.5f;
+        const v8f vhl = ((d1 + c) - d) * 0.5f, vhh = ((d1 - c) + d) * 0.5f;
+        memcpy(ll + j, &vll, sizeof vll), memcpy(lh + j, &vlh, sizeof vlh);
+        memcpy(hl + j, &vhl, sizeof vhl), memcpy(hh + j, &vhh, sizeof vhh);
+    }
+    for (; j < w; j++) {
+        const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        const float s1 = a + b, d1 = a - b;
+        ll[j] = ((s1 + c) + d) * 0.5f;
+        lh[j] = ((s1 - c) - d) * 0.5f;
+        hl[j] = ((d1 + c) - d) * 0.5f;
+        hh[j] = ((d1 - c) + d) * 0.5f;
+    }
+}
+
 BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *ll, float *lh, float *hl, float *hh,
                        int64_t pstride, int nthreads) {
     if (P < 1 || H < 2 || W < 2 || (H | W) & 1) return BS_EINVAL;
@@ -1522,16 +1671,9 @@ BS_API int bs_haar_dwt(const float *x, int64_t P, int64_t H, int64_t W, float *l
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
-            const float *r0 = x + (p * H + 2 * i) * W, *r1 = r0 + W;
+            const float *r0 = x + (p * H + 2 * i) * W;
             const int64_t o = p * pstride + i * w;
-            for (int64_t j = 0; j < w; j++) {
-                const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                const float s1 = a + b, d1 = a - b;
-                ll[o + j] = ((s1 + c) + d) * 0.5f;
-                lh[o + j] = ((s1 - c) - d) * 0.5f;
-                hl[o + j] = ((d1 + c) - d) * 0.5f;
-                hh[o + j] = ((d1 - c) + d) * 0.5f;
-            }
+            haar_dwt_row(r0, r0 + W, w, ll + o, lh + o, hl + o, hh + o);
         }
     return BS_OK;
 }
@@ -1621,6 +1763,178 @@ BS_API int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *o
             float *o = out + (p * h + i) * w;
             for (int64_t j = 0; j < w; j++)
                 o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) / 4.f;
+        }
+    return BS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Fused float glue of BNNPan's units, one plane (n, c) at a time (statistics as bs_plane_stats, every   */
+/* elementwise step a float32 operation in the PyTorch order, so the results equal the op-by-op graph).  */
+/* restd: re-standardised binary branch, its RPReLU and the residual add of the NBC:                     */
+/*   t = (((sd_f / lam[c]) * (xb - mu_b)) / sd_b + mu_f) + eta[c]; t = rprelu(t) (slope given);          */
+/*   out = t + xf (residual), with mu and sd = sqrt(var + eps) of xb and xf over the plane.              */
+/* calibrate: v = x * s[p] + b[p] (s, b per plane, optional: v = x), out = w[p] * v + x, with            */
+/*   bs_affine_stats giving the mean, sd and mean |v| that w is computed from.                            */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void restd_plane(const float *xb, const float *xf, int64_t n, float mb, float r, float sb, float mf,
+                        float e, int act, float g, float sl, float z, int residual, float *out) {
+    for (int64_t i0 = 0; i0 < n; i0 += 512) { /* blocks of L1-resident steps, branch-free inner loops */
+        const int64_t m = n - i0 < 512 ? n - i0 : 512;
+        const float *b = xb + i0, *f = xf + i0;
+        float *o = out + i0;
+        for (int64_t i = 0; i < m; i++) o[i] = (((r * (b[i] - mb)) / sb) + mf) + e;
+        if (act)
+            for (int64_t i = 0; i < m; i++) o[i] = rprelu1(o[i], g, sl, z);
+        if (residual)
+            for (int64_t i = 0; i < m; i++) o[i] = o[i] + f[i];
+    }
+}
+
+BS_API int bs_restd(const float *xb, const float *xf, int64_t N, int C, int64_t HW, const float *lam,
+                    const float *eta, const float *gamma, const float *slope, const float *zeta, float eps,
+                    int residual, float *out, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !lam || !eta) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 6.0 * N * C * HW);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t off = (n * C + c) * HW;
+            float mb, sb, mf, sf;
+            plane_moments(xb + off, HW, 1.f, 0.f, eps, &mb, &sb, NULL);
+            plane_moments(xf + off, HW, 1.f, 0.f, eps, &mf, &sf, NULL);
+            restd_plane(xb + off, xf + off, HW, mb, sf / lam[c], sb, mf, eta[c], slope != NULL,
+                        gamma ? gamma[c] : 0.f, slope ? slope[c] : 0.f, zeta ? zeta[c] : 0.f, residual,
+                        out + off);
+        }
+    return BS_OK;
+}
+
+BS_API int bs_affine_stats(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, float eps,
+                           float *mean, float *sd, float *amean, int nthreads) {
+    if (NC < 1 || HW < 1 || !mean || !sd || !amean) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 4.0 * NC * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < NC; p++)
+        plane_moments(x + p * HW, HW, s ? s[p] : 1.f, b ? b[p] : 0.f, eps, mean + p, sd + p, amean + p);
+    return BS_OK;
+}
+
+/* w * (y * s + b) + y, or w * y + y without the affine (aff = 0) */
+static inline __attribute__((always_inline)) float calib1(float y, int aff, float s, float b, float wt) {
+    return aff ? wt * (y * s + b) + y : wt * y + y;
+}
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void calibrate_plane(const float *x, int64_t n, int aff, float s, float b, float w, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = calib1(x[i], aff, s, b, w);
+}
+
+BS_API int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, const float *w,
+                        float *out, int nthreads) {
+    if (NC < 1 || HW < 1 || !w || !s != !b) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 3.0 * NC * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < NC; p++)
+        calibrate_plane(x + p * HW, HW, s != NULL, s ? s[p] : 1.f, b ? b[p] : 0.f, w[p], out + p * HW);
+    return BS_OK;
+}
+
+/* Haar forms of calibrate: the input y is given by its Haar bands (inverse transform done on the fly) and */
+/* the output written as it is (out) or as its Haar bands (o[0..3]), the same values as bs_haar_idwt,     */
+/* bs_affine_stats / bs_calibrate and bs_haar_dwt one after the other. Bands: P planes, band b of plane p */
+/* at bd[b] + p * pstride (as bs_haar_idwt); output bands at o[b] + p * opstride.                          */
+
+BS_API int bs_haar_affine_stats(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P,
+                                int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, float eps,
+                                float *mean, float *sd, float *amean, int nthreads) {
+    if (P < 1 || h < 1 || w < 4 || w % 4 || pstride < h * w || !mean || !sd || !amean) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 16.0 * P * h * w);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < P; p++) {
+        const int64_t q = p * pstride;
+        const plane_src src = {NULL, {ll + q, lh + q, hl + q, hh + q}, 4 * h * w, h, w};
+        src_moments(&src, s ? s[p] : 1.f, b ? b[p] : 0.f, eps, mean + p, sd + p, amean + p);
+    }
+    return BS_OK;
+}
+
+/* the inverse transform of one 2 x 2 block of band values (lanes of VT, a float vector or float), each
+   output calibrated: w * (y * s + b) + y (aff) or w * y + y */
+#define HAAR_CALIB_BLOCK(VT, A, B, C, D)                                                                   \
+    const VT s1 = (A) + (B), d1 = (A) - (B);                                                              \
+    VT y00 = ((s1 + (C)) + (D)) * 0.5f, y01 = ((s1 - (C)) - (D)) * 0.5f;                                  \
+    VT y10 = ((d1 + (C)) - (D)) * 0.5f, y11 = ((d1 - (C)) + (D)) * 0.5f;                                  \
+    if (aff) {                                                                                            \
+        y00 = wt * (y00 * s + b) + y00, y01 = wt * (y01 * s + b) + y01;                                   \
+        y10 = wt * (y10 * s + b) + y10, y11 = wt * (y11 * s + b) + y11;                                   \
+    } else {                                                                                              \
+        y00 = wt * y00 + y00, y01 = wt * y01 + y01, y10 = wt * y10 + y10, y11 = wt * y11 + y11;           \
+    }
+/* the forward transform of the calibrated block into the band values at index J */
+#define HAAR_CALIB_DWT(VT, J)                                                                              \
+    {                                                                                                     \
+        const VT t1 = y00 + y01, u1 = y00 - y01;                                                          \
+        const VT ll = ((t1 + y10) + y11) * 0.5f, lh = ((t1 - y10) - y11) * 0.5f;                          \
+        const VT hl = ((u1 + y10) - y11) * 0.5f, hh = ((u1 - y10) + y11) * 0.5f;                          \
+        memcpy(oll + (J), &ll, sizeof ll), memcpy(olh + (J), &lh, sizeof lh);                             \
+        memcpy(ohl + (J), &hl, sizeof hl), memcpy(ohh + (J), &hh, sizeof hh);                             \
+    }
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void haar_calibrate_row(const float *A, const float *B, const float *C, const float *D, int64_t w, int aff,
+                               float s, float b, float wt, float *o0, float *o1, float *oll, float *olh,
+                               float *ohl, float *ohh) {
+    int64_t j = 0;
+    for (; j + 8 <= w; j += 8) {
+        if (!(j & 15)) { /* the rows of the bands four rows on (a memory stream each) */
+            __builtin_prefetch(A + 4 * w + j), __builtin_prefetch(B + 4 * w + j);
+            __builtin_prefetch(C + 4 * w + j), __builtin_prefetch(D + 4 * w + j);
+        }
+        v8f va, vb, vc, vd;
+        memcpy(&va, A + j, sizeof va), memcpy(&vb, B + j, sizeof vb);
+        memcpy(&vc, C + j, sizeof vc), memcpy(&vd, D + j, sizeof vd);
+        HAAR_CALIB_BLOCK(v8f, va, vb, vc, vd)
+        if (o0) { /* even and odd columns interleaved */
+            const v8f e0 = __builtin_shufflevector(y00, y01, 0, 8, 1, 9, 2, 10, 3, 11);
+            const v8f e1 = __builtin_shufflevector(y00, y01, 4, 12, 5, 13, 6, 14, 7, 15);
+            const v8f f0 = __builtin_shufflevector(y10, y11, 0, 8, 1, 9, 2, 10, 3, 11);
+            const v8f f1 = __builtin_shufflevector(y10, y11, 4, 12, 5, 13, 6, 14, 7, 15);
+            memcpy(o0 + 2 * j, &e0, sizeof e0), memcpy(o0 + 2 * j + 8, &e1, sizeof e1);
+            memcpy(o1 + 2 * j, &f0, sizeof f0), memcpy(o1 + 2 * j + 8, &f1, sizeof f1);
+        } else
+            HAAR_CALIB_DWT(v8f, j)
+    }
+    for (; j < w; j++) {
+        HAAR_CALIB_BLOCK(float, A[j], B[j], C[j], D[j])
+        if (o0)
+            o0[2 * j] = y00, o0[2 * j + 1] = y01, o1[2 * j] = y10, o1[2 * j + 1] = y11;
+        else
+            HAAR_CALIB_DWT(float, j)
+    }
+}
+
+BS_API int bs_haar_calibrate(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P,
+                             int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, const float *wt,
+                             float *out, float *oll, float *olh, float *ohl, float *ohh, int64_t opstride,
+                             int nthreads) {
+    if (P < 1 || h < 1 || w < 1 || pstride < h * w || !wt || !s != !b) return BS_EINVAL;
+    if (!out && (!oll || !olh || !ohl || !ohh || opstride < h * w)) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 12.0 * P * h * w);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < h; i++) {
+            const int64_t q = p * pstride + i * w, r = p * opstride + i * w;
+            float *o0 = out ? out + (p * 2 * h + 2 * i) * 2 * w : NULL;
+            haar_calibrate_row(ll + q, lh + q, hl + q, hh + q, w, s != NULL, s ? s[p] : 1.f, b ? b[p] : 0.f, wt[p],
+                               o0, o0 ? o0 + 2 * w : NULL, out ? NULL : oll + r, out ? NULL : olh + r,
+                               out ? NULL : ohl + r, out ? NULL : ohh + r);
         }
     return BS_OK;
 }

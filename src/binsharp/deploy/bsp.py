@@ -79,7 +79,7 @@ DEFAULT_STORAGE = "fp16"
 #: op params that stay float32 in every storage mode (binarization thresholds)
 THRESHOLD_ROLES = frozenset({"in_scale", "in_bias", "pack_scale", "pack_bias"})
 #: ops whose ``weight`` may be stored as int8, and the shortest row that is
-INT8_OPS = frozenset({"conv2d", "linear"})
+INT8_OPS = frozenset({"conv2d", "linear", "calibrate"})  # calibrate: its gate's linear weight
 INT8_MIN_ROW = 8
 MAX_HEADER = 64 << 20
 

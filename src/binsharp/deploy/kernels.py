@@ -87,7 +87,7 @@ C_API: tuple[str, ...] = (
     "int xper_sample, int64_t N, int Ci, int H, int W, int halo, int groups, int groups_a, "
     "const uint64_t *w, int Co, int k, int stride, int pad, const bs_epi *epi, float *out, uint64_t *pout, "
     "int halo_o, int groups_o, int32_t *yout, int path, int nthreads)",
-    "int bs_fconv(const float *xp, int64_t N, int Ci, int Hp, int Wq, const float *w, int Co4, int k, "
+    "int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, const float *w, int Co4, int k, "
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
     "const float *zeta, float *out, int nthreads)",
@@ -101,6 +101,19 @@ C_API: tuple[str, ...] = (
     "int64_t h, int64_t w, int64_t pstride, float *out, int nthreads)",
     "int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
     "int bs_avgpool2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads)",
+    "int bs_restd(const float *xb, const float *xf, int64_t N, int C, int64_t HW, const float *lam, "
+    "const float *eta, const float *gamma, const float *slope, const float *zeta, float eps, int residual, "
+    "float *out, int nthreads)",
+    "int bs_affine_stats(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, float eps, "
+    "float *mean, float *sd, float *amean, int nthreads)",
+    "int bs_calibrate(const float *x, int64_t NC, int64_t HW, const float *s, const float *b, "
+    "const float *w, float *out, int nthreads)",
+    "int bs_haar_affine_stats(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, "
+    "int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, float eps, float *mean, "
+    "float *sd, float *amean, int nthreads)",
+    "int bs_haar_calibrate(const float *ll, const float *lh, const float *hl, const float *hh, int64_t P, "
+    "int64_t h, int64_t w, int64_t pstride, const float *s, const float *b, const float *wt, float *out, "
+    "float *oll, float *olh, float *ohl, float *ohh, int64_t opstride, int nthreads)",
 )
 _SCALARS = {
     "int": ctypes.c_int,
@@ -756,14 +769,16 @@ def float_conv2d(
     bias: np.ndarray | None = None,
     *,
     padding: int = 0,
+    out: np.ndarray | None = None,
     path: str | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
     """Float32 convolution, stride 1, zero padding: ``x`` (N, Ci, H, W), ``w`` (Co, Ci, k, k), ``bias`` (Co,)
-    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (direct, register-tiled, multi-threaded compiled kernel; the
-    AVX2 and AVX-512 paths use their instructions, the others the best of the CPU; the same results)."""
+    -> (N, Co, H + 2p - k + 1, W + 2p - k + 1) (into ``out`` if given; direct, register-tiled,
+    multi-threaded compiled kernel; the AVX2 and AVX-512 paths use their instructions, the others the best of
+    the CPU; the same results)."""
     lib = _require_lib()
-    x = np.asarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.asarray(w, dtype=np.float32)
     n, ci, h, wd = x.shape
     co, ci2, k, k2 = w.shape
@@ -772,37 +787,26 @@ def float_conv2d(
     ho, wo = h + 2 * padding - k + 1, wd + 2 * padding - k + 1
     if ho < 1 or wo < 1:
         raise BinsharpError(f"float_conv2d: input {x.shape} is smaller than the kernel")
+    if out is not None:
+        out = _out_buffer("float_conv2d", out, (n, co, ho, wo))
     wr = (wo + 31) // 32 * 32
     co4 = (co + 3) // 4 * 4
-    hp, wq = ho + k - 1, wr + k - 1
-    xp = np.zeros((n, ci, hp, wq), np.float32)
-    xp[:, :, padding : padding + h, padding : padding + wd] = x
     wp = np.zeros((co4, ci, k, k), np.float32)
     wp[:co] = w
     b = np.zeros(co4, np.float32)
     if bias is not None:
         b[:co] = _vec(bias, co, "bias")
-    out = np.empty((n, co4, ho, wr), np.float32)
-    rc = lib.bs_fconv(
-        _ptr(xp),
-        n,
-        ci,
-        hp,
-        wq,
-        _ptr(wp),
-        co4,
-        k,
-        ho,
-        wr,
-        _ptr(b),
-        _ptr(out),
-        PATHS.index(resolve_path(path)),
-        resolve_threads(threads),
-    )
+    aligned = co4 == co and wr == wo  # the kernel's layout is the output's
+    res = out if aligned and out is not None else np.empty((n, co4, ho, wr), np.float32)
+    pi, nt = PATHS.index(resolve_path(path)), resolve_threads(threads)
+    rc = lib.bs_fconv(_ptr(x), n, ci, h, wd, padding, _ptr(wp), co4, k, ho, wr, _ptr(b), _ptr(res), pi, nt)
     _check(rc, "float_conv2d")
-    if co4 == co and wr == wo:
-        return out
-    return np.ascontiguousarray(out[:, :co, :, :wo])
+    if aligned:
+        return res
+    if out is None:
+        return np.ascontiguousarray(res[:, :co, :, :wo])
+    out[...] = res[:, :co, :, :wo]
+    return out
 
 
 def rprelu(
@@ -976,3 +980,169 @@ def avgpool2(x: np.ndarray, *, out: np.ndarray | None = None, threads: int | Non
     if h < 2 or w < 2:
         raise BinsharpError(f"avgpool2: input {x.shape} is smaller than the window")
     return _planes_op("avgpool2", x, (n, c, h // 2, w // 2), out, threads)
+
+
+def restd(
+    xb: np.ndarray,
+    xf: np.ndarray,
+    lam,
+    eta,
+    eps: float,
+    *,
+    act: tuple | None = None,
+    residual: bool = False,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Re-standardisation of a binary branch ``xb`` by the statistics of its float input ``xf`` (both
+    (N, C, H, W) float32): ``t = (sd_f / lam[c]) * (xb - mu_b) / sd_b + mu_f + eta[c]`` with per-plane mean
+    ``mu`` and ``sd = sqrt(var + eps)`` (as :func:`plane_stats`), then ``act=(gamma, slope, zeta)``: RPReLU,
+    then ``residual``: ``t + xf``; each step in float32 in that order (into ``out`` if given, which may be
+    ``xb``)."""
+    lib = _require_lib()
+    xb = np.ascontiguousarray(xb, dtype=np.float32)
+    xf = np.ascontiguousarray(xf, dtype=np.float32)
+    if xb.ndim != 4 or xf.shape != xb.shape:
+        raise BinsharpError(f"restd: branch {xb.shape} and input {xf.shape} must be one (N, C, H, W) shape")
+    n, c, h, w = xb.shape
+    g = s = z = None
+    if act is not None:
+        g, s, z = (_vec(v, c, role) for v, role in zip(act, ("gamma", "slope", "zeta"), strict=True))
+    if act is not None and s is None:
+        raise BinsharpError("restd: the activation needs a slope")
+    out = _out_buffer("restd", out, xb.shape)
+    lam_v, eta_v = _vec(lam, c, "lam"), _vec(eta, c, "eta")
+    rc = lib.bs_restd(
+        _ptr(xb), _ptr(xf), n, c, h * w, _ptr(lam_v), _ptr(eta_v), _ptr(g), _ptr(s), _ptr(z), float(eps),
+        int(bool(residual)), _ptr(out), resolve_threads(threads),
+    )  # fmt: skip
+    _check(rc, "restd")
+    return out
+
+
+def _plane_vec(v, n: int, c: int, what: str) -> np.ndarray | None:
+    """A per-sample, per-channel value ((N, C, 1, 1), (1, C, 1, 1) or (C,)) as N*C contiguous float32."""
+    if v is None:
+        return None
+    a = np.asarray(v, dtype=np.float32).reshape(-1, c) if np.size(v) % c == 0 else None
+    if a is None or a.shape[0] not in (1, n):
+        raise BinsharpError(f"{what} must have {c} values per sample, got shape {np.shape(v)}")
+    return np.ascontiguousarray(np.broadcast_to(a, (n, c)))
+
+
+def affine_stats(
+    x: np.ndarray, scale, bias, eps: float, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, ``sqrt(var + eps)`` and mean ``|v|`` over H x W of ``v = x * scale + bias`` (``x`` (N, C, H, W)
+    float32; ``scale``/``bias`` per sample and channel, (N, C, 1, 1), both or neither), each (N, C, 1, 1)
+    float32 (``v`` in float32, double accumulation as :func:`plane_stats`)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    if (s is None) != (b is None):
+        raise BinsharpError("affine_stats: give both scale and bias, or neither")
+    res = [np.empty((n, c, 1, 1), np.float32) for _ in range(3)]
+    rc = lib.bs_affine_stats(
+        _ptr(x), n * c, x.size // max(1, n * c), _ptr(s), _ptr(b), float(eps), *(_ptr(r) for r in res),
+        resolve_threads(threads),
+    )  # fmt: skip
+    _check(rc, "affine_stats")
+    return res[0], res[1], res[2]
+
+
+def calibrate(
+    x: np.ndarray, scale, bias, weight, *, out: np.ndarray | None = None, threads: int | None = None
+) -> np.ndarray:
+    """``weight * (x * scale + bias) + x`` (``x`` (N, C, H, W) float32; ``scale``/``bias``/``weight`` per
+    sample and channel (N, C, 1, 1); scale and bias both or neither: ``weight * x + x``), float32 in that
+    order (into ``out`` if given, which may be ``x``)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    wt = _plane_vec(weight, n, c, "weight")
+    if (s is None) != (b is None) or wt is None:
+        raise BinsharpError("calibrate: give a weight, and both scale and bias or neither")
+    out = _out_buffer("calibrate", out, x.shape)
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_calibrate(_ptr(x), n * c, hw, _ptr(s), _ptr(b), _ptr(wt), _ptr(out), resolve_threads(threads))
+    _check(rc, "calibrate")
+    return out
+
+
+def _band_planes(bands, what: str) -> tuple[list[int], tuple[int, int, int, int], int]:
+    """Pointers of the four Haar bands [LL, LH, HL, HH], given as four (N, C, h, w) float32 arrays or one
+    interleaved (N, 4C, h, w) array (:func:`haar_dwt`'s layout); -> (pointers, (N, C, h, w), plane stride)."""
+    if isinstance(bands, np.ndarray):
+        if bands.ndim != 4 or bands.shape[1] % 4 or bands.dtype != np.float32 or not bands.flags.c_contiguous:
+            raise BinsharpError(f"{what}: interleaved bands must be C-contiguous float32 (N, 4C, h, w)")
+        n, c4, h, w = bands.shape
+        return [bands.ctypes.data + 4 * b * h * w for b in range(4)], (n, c4 // 4, h, w), 4 * h * w
+    arrs = list(bands)
+    if len(arrs) != 4 or any(
+        b.shape != arrs[0].shape or b.ndim != 4 or b.dtype != np.float32 or not b.flags.c_contiguous
+        for b in arrs
+    ):
+        raise BinsharpError(f"{what}: needs four C-contiguous float32 (N, C, h, w) bands of one shape")
+    n, c, h, w = arrs[0].shape
+    return [b.ctypes.data for b in arrs], (n, c, h, w), h * w
+
+
+def haar_affine_stats(
+    bands, scale, bias, eps: float, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`affine_stats` of ``y = haar_idwt(bands)`` without forming ``y`` (bands as in
+    :func:`haar_calibrate`; band width a multiple of 4), bitwise the same."""
+    lib = _require_lib()
+    ptrs, (n, c, h, w), pstride = _band_planes(bands, "haar_affine_stats")
+    if w % 4:
+        raise BinsharpError(f"haar_affine_stats needs a band width divisible by 4, got {w}")
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    if (s is None) != (b is None):
+        raise BinsharpError("haar_affine_stats: give both scale and bias, or neither")
+    res = [np.empty((n, c, 1, 1), np.float32) for _ in range(3)]
+    rc = lib.bs_haar_affine_stats(
+        *ptrs,
+        n * c,
+        h,
+        w,
+        pstride,
+        _ptr(s),
+        _ptr(b),
+        float(eps),
+        *(_ptr(r) for r in res),
+        resolve_threads(threads),
+    )
+    _check(rc, "haar_affine_stats")
+    return res[0], res[1], res[2]
+
+
+def haar_calibrate(bands, scale, bias, weight, *, dwt: bool = False, out=None, threads: int | None = None):
+    """:func:`calibrate` of ``y = haar_idwt(bands)`` without forming ``y``; ``bands``: the four Haar bands
+    [LL, LH, HL, HH] of y as four (N, C, h, w) float32 arrays or one interleaved (N, 4C, h, w) array.
+    Returns (N, C, 2h, 2w), or with ``dwt`` the Haar bands of the result (:func:`haar_dwt`), bitwise the same
+    as the transforms and :func:`calibrate` one after the other. ``out``: the output array, or with ``dwt``
+    four band arrays or one interleaved array (default: a new interleaved array)."""
+    lib = _require_lib()
+    ptrs, (n, c, h, w), pstride = _band_planes(bands, "haar_calibrate")
+    s, b = _plane_vec(scale, n, c, "scale"), _plane_vec(bias, n, c, "bias")
+    wt = _plane_vec(weight, n, c, "weight")
+    if (s is None) != (b is None) or wt is None:
+        raise BinsharpError("haar_calibrate: give a weight, and both scale and bias or neither")
+    if dwt:
+        if out is None:
+            out = np.empty((n, 4 * c, h, w), np.float32)
+        optrs, oshape, opstride = _band_planes(out, "haar_calibrate output")
+        if oshape != (n, c, h, w):
+            raise BinsharpError(f"haar_calibrate: output bands must be (N, C, h, w) = {(n, c, h, w)}")
+        full = None
+    else:
+        full = out = _out_buffer("haar_calibrate", out, (n, c, 2 * h, 2 * w))
+        optrs, opstride = [None] * 4, 0
+    rc = lib.bs_haar_calibrate(
+        *ptrs, n * c, h, w, pstride, _ptr(s), _ptr(b), _ptr(wt), _ptr(full), *optrs, opstride,
+        resolve_threads(threads),
+    )  # fmt: skip
+    _check(rc, "haar_calibrate")
+    return out

@@ -33,6 +33,16 @@ op                    semantics (float32)
 ``avgpool``           non-overlapping ``k`` x ``k`` mean
 ``upsample_bilinear`` x2, ``align_corners=False`` (PyTorch semantics)
 ``layernorm_c``       LayerNorm over channels per pixel, params ``weight``, ``bias``, attr ``eps``
+``stats``             per-sample, per-channel mean and ``sqrt(var + eps)`` over H x W (two outputs), attr
+                      ``eps``
+``restd``             ``in`` = [xb, xf]: ``t = (sd_f / lam[c]) * (xb - mu_b) / sd_b + mu_f + eta[c]``
+                      (``stats`` of both, attr ``eps``), then RPReLU when params ``gamma``/``slope``/``zeta``
+                      are given, then ``t + xf`` when attr ``residual``; params ``lam``, ``eta`` (NBC)
+``calibrate``         ``in`` = [y, zw?, zb?]: ``v = y * zw + zb`` (per sample and channel; ``v = y`` without),
+                      ``w = sigmoid(linear(cat(mean|v|, mean v, sd v)))`` (params ``weight``, ``bias``; ``sd``
+                      as ``stats``, attr ``eps``), ``out = w * v + y`` (BNNPan's LDPC + CDC); attr
+                      ``haar_in``: ``in[0]`` holds y's Haar bands (``haar_idwt`` first), ``haar_out``: the
+                      output is ``haar_dwt(out)``
 ``haar_dwt``          orthonormal Haar, (N, C, H, W) -> (N, 4C, H/2, W/2) interleaved [LL, LH, HL, HH]
 ``haar_idwt``         its inverse
 ``split_bands``       (N, 4C, h, w) -> four (N, C, h, w);  ``merge_bands``: the inverse
@@ -72,9 +82,10 @@ def conv2d(
 ) -> np.ndarray:
     """Float convolution (cross-correlation, zero padding) ``x`` (N, Ci, H, W), ``w`` (Co, Ci/g, k, k).
 
-    Stride 1: per block of output rows, one GEMM per kernel tap on the flattened padded input (each tap is a
-    constant shift of the flat index; the 2*padding wrap-around columns are computed and dropped), so no
-    im2col copy is made. Other strides: im2col + GEMM per block of rows.
+    1 x 1, stride 1, no padding, one group: one GEMM per sample. Other stride 1: per block of output rows,
+    one GEMM per kernel tap on the flattened padded input (each tap is a constant shift of the flat index;
+    the 2*padding wrap-around columns are computed and dropped), so no im2col copy is made. Other strides:
+    im2col + GEMM per block of rows.
     """
     n, ci, h, wd = x.shape
     co, cig, k, _ = w.shape
@@ -83,7 +94,9 @@ def conv2d(
     ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
     out = np.empty((n, co, ho, wo), F32)
     cog = co // groups
-    if stride == 1:
+    if k == 1 and stride == 1 and padding == 0 and groups == 1:
+        np.matmul(w.reshape(co, ci), x.reshape(n, ci, h * wd), out=out.reshape(n, co, h * wd))
+    elif stride == 1:
         hp, wp = h + 2 * padding, wd + 2 * padding
         # one spare row so that the last tap's flat slice stays inside the buffer
         xp = np.zeros((n, ci, hp + 1, wp), F32)
@@ -225,6 +238,87 @@ def layernorm_c(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
     return (y * _ch(weight) + _ch(bias)).astype(F32)
 
 
+def plane_stats(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample, per-channel mean and ``sqrt(population var + eps)`` over H x W of ``x`` (N, C, H, W),
+    each (N, C, 1, 1) float32 (double accumulation, two passes)."""
+    mu = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+    var = ((x - mu) ** 2).mean(axis=(2, 3), keepdims=True)
+    return mu.astype(F32), np.sqrt(var.astype(F32) + F32(eps)).astype(F32)
+
+
+def rprelu(x: np.ndarray, gamma: np.ndarray, slope: np.ndarray, zeta: np.ndarray) -> np.ndarray:
+    """``prelu(x - gamma[c], slope[c]) + zeta[c]`` on (N, C, ...) float32 (a new array)."""
+    t = np.subtract(x, _ch(gamma), dtype=F32)
+    prelu(t, slope, inplace=True)
+    t += _ch(zeta)
+    return t
+
+
+def restd(
+    xb: np.ndarray,
+    xf: np.ndarray,
+    lam: np.ndarray,
+    eta: np.ndarray,
+    eps: float,
+    act: tuple | None = None,
+    residual: bool = False,
+) -> np.ndarray:
+    """Re-standardised binary branch (op ``restd``): ``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta``,
+    then RPReLU ``act=(gamma, slope, zeta)`` and ``+ xf`` (``residual``), float32 in that order; xb, xf
+    (N, C, H, W) -> (N, C, H, W). The numpy form of :func:`binsharp.deploy.kernels.restd`."""
+    mu_b, sd_b = plane_stats(xb, eps)
+    mu_f, sd_f = plane_stats(xf, eps)
+    t = np.multiply(sd_f / _ch(lam), np.subtract(xb, mu_b, dtype=F32), dtype=F32)
+    t /= sd_b
+    t += mu_f
+    t += _ch(eta)
+    if act is not None:
+        t = rprelu(t, *act)
+    if residual:
+        t += xf
+    return t
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ weight.T + bias`` (N, in) -> (N, out) float32."""
+    y = x @ weight.T
+    if bias is not None:
+        y = y + bias
+    return y.astype(F32, copy=False)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float32."""
+    return (F32(1) / (F32(1) + np.exp(-x))).astype(F32, copy=False)
+
+
+def calibration_weights(
+    weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, sd: np.ndarray, absmean: np.ndarray
+) -> np.ndarray:
+    """``sigmoid(linear(cat(mean|v|, mean v, sd v)))`` (N, C, 1, 1) from the (N, C, 1, 1) statistics."""
+    n = mean.shape[0]
+    stats = np.concatenate([absmean.reshape(n, -1), mean.reshape(n, -1), sd.reshape(n, -1)], axis=1)
+    return sigmoid(linear(stats, weight, bias)).reshape(n, -1, 1, 1)
+
+
+def calibrate(
+    y: np.ndarray,
+    zw: np.ndarray | None,
+    zb: np.ndarray | None,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    eps: float,
+) -> np.ndarray:
+    """Channel calibration of the modulated features (op ``calibrate``): ``v = y * zw + zb`` (``v = y``
+    without zw, zb; (N, C, 1, 1) each), ``out = calibration_weights(...) * v + y``; y (N, C, H, W) ->
+    (N, C, H, W) float32."""
+    v = y if zw is None else np.add(np.multiply(y, zw, dtype=F32), zb, dtype=F32)
+    mu, sd = plane_stats(v, eps)
+    am = np.abs(v).mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(F32)
+    w = calibration_weights(weight, bias, mu, sd, am)
+    return np.add(np.multiply(w, v, dtype=F32), y, dtype=F32)
+
+
 # ------------------------------------------------------------------------------------------------ engine
 class Engine:
     """Executes a :class:`binsharp.deploy.bsp.BspModel` (or a ``.bsp`` path) on numpy arrays.
@@ -333,9 +427,10 @@ class Engine:
         return plan
 
     def _plan_bands(self) -> set[int]:
-        """Haar transforms whose bands need no interleaved copy: a ``haar_dwt`` read only by a ``split_bands``
-        writes each band into an array of its own; a ``merge_bands`` read only by a ``haar_idwt`` passes its
-        four bands on as they are (:class:`_Bands`). Returns those ops' indices."""
+        """Haar transforms whose bands need no interleaved copy: a ``haar_dwt`` (or a ``calibrate`` with Haar
+        output) read only by a ``split_bands`` writes each band into an array of its own; a ``merge_bands``
+        read only by a ``haar_idwt`` (or a ``calibrate`` with Haar input) passes its four bands on as they
+        are (:class:`_Bands`). Returns those ops' indices."""
         graph = self.model.graph
         readers: dict[str, list[int]] = {}
         for i, op in enumerate(graph):
@@ -344,8 +439,14 @@ class Engine:
         plan = set()
         for i, op in enumerate(graph):
             pair = {"haar_dwt": "split_bands", "merge_bands": "haar_idwt"}.get(op["op"])
+            if op["op"] == "calibrate" and op.get("attrs", {}).get("haar_out"):
+                pair = "split_bands"
             out = op.get("out", [None])[0]
             r = readers.get(out, [])
+            if len(r) == 1 and op["op"] == "merge_bands":  # a calibrate reading Haar bands takes them as well
+                rd = graph[r[0]]
+                if rd["op"] == "calibrate" and rd.get("attrs", {}).get("haar_in") and rd["in"][0] == out:
+                    pair = "calibrate"
             if pair and out not in self.model.outputs and len(r) == 1 and graph[r[0]]["op"] == pair:
                 plan.add(i)
         return plan
@@ -594,12 +695,17 @@ def _sole_owner(x: object, name: str | None, env: dict) -> bool:
 # ------------------------------------------------------------------------------------------ op table
 def _op_conv2d(e: Engine, a, p, at):
     stride, groups = int(at.get("stride", 1)), int(at.get("groups", 1))
-    if stride == 1 and groups == 1 and K.have_kernels():
+    pointwise = p["weight"].shape[2] == 1 and not int(at.get("padding", 0))  # one GEMM (numpy) is faster
+    if stride == 1 and groups == 1 and not pointwise and K.have_kernels() and a[0].ndim == 4:
+        pad, (co, _, k, _) = int(at.get("padding", 0)), p["weight"].shape
+        n, _, h, w = a[0].shape
+        shape = (n, co, h + 2 * pad - k + 1, w + 2 * pad - k + 1)
         return K.float_conv2d(
             a[0],
             p["weight"],
             p.get("bias"),
-            padding=int(at.get("padding", 0)),
+            padding=pad,
+            out=e._take(shape) if min(shape) > 0 else None,
             path=e.path,
             threads=e.threads,
         )
@@ -703,16 +809,59 @@ def _op_affine(e, a, p, at):
 def _op_rprelu(e, a, p, at):
     if a[0].ndim == 4 and K.have_kernels():
         return K.rprelu(a[0], p["gamma"], p["slope"], p["zeta"], inplace=e._reuse0, threads=e.threads)
-    t = np.subtract(a[0], _ch(p["gamma"]), dtype=F32)
-    prelu(t, p["slope"], inplace=True)
-    t += _ch(p["zeta"])
-    return t
+    return rprelu(a[0], p["gamma"], p["slope"], p["zeta"])
+
+
+def _op_restd(e, a, p, at):
+    xb, xf = a
+    act = (p["gamma"], p["slope"], p["zeta"]) if "slope" in p else None
+    eps, residual = float(at.get("eps", 1e-5)), bool(at.get("residual", False))
+    if K.have_kernels() and xb.ndim == 4 and xb.dtype == F32 and xf.shape == xb.shape:
+        out = xb if e._reuse0 else e._take(xb.shape)
+        return K.restd(
+            xb, xf, p["lam"], p["eta"], eps, act=act, residual=residual, out=out, threads=e.threads
+        )
+    return restd(xb, xf, p["lam"], p["eta"], eps, act, residual)
+
+
+def _op_calibrate(e, a, p, at):
+    x = a[0]
+    zw, zb = (a[1], a[2]) if len(a) == 3 else (None, None)
+    eps = float(at.get("eps", 1e-5))
+    haar_in, haar_out = bool(at.get("haar_in")), bool(at.get("haar_out"))
+    bands = x.arrays if isinstance(x, _Bands) else x  # with haar_in: four bands or one interleaved array
+    bshape = bands[0].shape if isinstance(x, _Bands) else (x.shape[0], x.shape[1] // 4, *x.shape[2:])
+    if haar_in and K.have_kernels() and bshape[3] % 4 == 0:  # a pass for the statistics, one for the output
+        mu, sd, am = K.haar_affine_stats(bands, zw, zb, eps, threads=e.threads)
+        w = calibration_weights(p["weight"], p["bias"], mu, sd, am)
+        n, c, h, wd = bshape
+        if not haar_out:
+            out = e._take((n, c, 2 * h, 2 * wd))
+        elif e._op_index in e._band_plan:
+            out = [e._take(bshape) for _ in range(4)]
+        else:
+            out = e._take((n, 4 * c, h, wd))
+        res = K.haar_calibrate(bands, zw, zb, w, dwt=haar_out, out=out, threads=e.threads)
+        return _Bands(res) if isinstance(res, list) else res
+    y = _op_haar_idwt(e, [x], p, at) if haar_in else x
+    if K.have_kernels() and y.ndim == 4 and y.dtype == F32:
+        mu, sd, am = K.affine_stats(y, zw, zb, eps, threads=e.threads)
+        w = calibration_weights(p["weight"], p["bias"], mu, sd, am)
+        out = y if haar_in or e._reuse0 else e._take(y.shape)
+        y = K.calibrate(y, zw, zb, w, out=out, threads=e.threads)
+    else:
+        y = calibrate(y, zw, zb, p["weight"], p["bias"], eps)
+    return _op_haar_dwt(e, [y], p, at) if haar_out else y
 
 
 def _op_prelu(e, a, p, at):
-    x, sl = a[0], p["slope"]
+    """``prelu`` (slope per channel or one) and ``leaky_relu`` (attr ``slope``): compiled on 4-D maps, into
+    the input when it dies here."""
+    x = a[0]
+    sl = p["slope"] if "slope" in p else np.array([at["slope"]], F32)
     if x.ndim == 4 and K.have_kernels():
-        return K.rprelu(x, None, np.broadcast_to(sl.reshape(-1), (x.shape[1],)), None, threads=e.threads)
+        s = np.broadcast_to(sl.reshape(-1), (x.shape[1],))
+        return K.rprelu(x, None, s, None, inplace=e._reuse0, threads=e.threads)
     return prelu(x, sl)
 
 
@@ -856,9 +1005,7 @@ def _op_stats(e, a, p, at):
     x = a[0]
     if x.ndim == 4 and K.have_kernels():
         return K.plane_stats(x, float(at.get("eps", 1e-5)), threads=e.threads)
-    mu = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
-    var = ((x - mu) ** 2).mean(axis=(2, 3), keepdims=True)
-    return mu.astype(F32), np.sqrt(var.astype(F32) + F32(at.get("eps", 1e-5))).astype(F32)
+    return plane_stats(x, float(at.get("eps", 1e-5)))
 
 
 def _op_mean_hw(e, a, p, at):
@@ -874,13 +1021,6 @@ def _op_pixel_unshuffle(e, a, p, at):
     n, c, h, w = a[0].shape
     x = a[0].reshape(n, c, h // r, r, w // r, r).transpose(0, 1, 3, 5, 2, 4)
     return np.ascontiguousarray(x.reshape(n, c * r * r, h // r, w // r))
-
-
-def _op_linear(e, a, p, at):
-    y = a[0] @ p["weight"].T
-    if "bias" in p:
-        y = y + p["bias"]
-    return y.astype(F32, copy=False)
 
 
 def _result(e: Engine, shape: tuple[int, ...], *dtypes) -> np.ndarray | None:
@@ -909,8 +1049,8 @@ def _scalar(ufunc, e: Engine, x: np.ndarray, value) -> np.ndarray:
 
 
 _OPS: dict[str, Callable] = {
-    "linear": _op_linear,
-    "sigmoid": lambda e, a, p, at: (F32(1) / (F32(1) + np.exp(-a[0]))).astype(F32, copy=False),
+    "linear": lambda e, a, p, at: linear(a[0], p["weight"], p.get("bias")),
+    "sigmoid": lambda e, a, p, at: sigmoid(a[0]),
     "tanh": lambda e, a, p, at: np.tanh(a[0]),
     "abs": lambda e, a, p, at: np.abs(a[0], out=_result(e, a[0].shape, a[0].dtype)),
     "sub": lambda e, a, p, at: _binary(np.subtract, e, a),
@@ -934,7 +1074,7 @@ _OPS: dict[str, Callable] = {
     "mul": lambda e, a, p, at: _binary(np.multiply, e, a),
     "prelu": _op_prelu,
     "rprelu": _op_rprelu,
-    "leaky_relu": lambda e, a, p, at: prelu(a[0], np.array([at["slope"]], F32)),
+    "leaky_relu": _op_prelu,
     "hardtanh": lambda e, a, p, at: np.clip(a[0], F32(at["lo"]), F32(at["hi"])),
     "relu": lambda e, a, p, at: np.maximum(a[0], F32(0)),
     "cat": _op_cat,
@@ -950,11 +1090,16 @@ _OPS: dict[str, Callable] = {
     "pad_to_multiple": _op_pad_to_multiple,
     "crop_like": lambda e, a, p, at: np.ascontiguousarray(a[0][..., : a[1].shape[2], : a[1].shape[3]]),
     "const": lambda e, a, p, at: p["value"],
+    "restd": _op_restd,
+    "calibrate": _op_calibrate,
 }
 
 OP_KINDS = tuple(_OPS)
 #: ops that may write their result into their first input when that input dies there
-_INPLACE = frozenset({"rprelu", "add", "sub", "mul", "div", "mul_scalar", "div_scalar", "add_scalar"})
+_INPLACE = frozenset(
+    {"rprelu", "add", "sub", "mul", "div", "mul_scalar", "div_scalar", "add_scalar", "restd", "calibrate"}
+    | {"prelu", "leaky_relu"}
+)
 
 
 def load_engine(path: str | os.PathLike, **kw) -> Engine:

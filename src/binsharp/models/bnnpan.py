@@ -585,65 +585,96 @@ def complexity_split(model: BNNPan, size: int = 256, *, batch: int = 1) -> dict[
 
 # --------------------------------------------------------------------------------------- engine lowerings
 def _lower_bnnpan(lw: Lowerer, m, ins):
+    """Head, PIBFs, tail; between two PIBFs with Haar sub-bands the features travel as their Haar bands (each
+    ``calibrate`` writes the next module's sub-bands directly, reads its own module's ones)."""
     lms, pan = ins
     lms_p = lw.b.op("pad_to_multiple", [lms], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
     pan_p = lw.b.op("pad_to_multiple", [pan], attrs={"m": int(m.multiple), "mode": "replicate"})[0]
     z = lw.emit(m.prior, [pan_p, lms_p], "prior")[0] if m.prior is not None else None
     f = lw.emit(m.head, [lw.b.op("cat", [pan_p, lms_p])[0]], "head")[0]
+    bands = False
     for i, pibf in enumerate(m.body):
-        f = _lower_pibf(lw, pibf, [f] + ([z] if z is not None else []), f"body.{i}")[0]
+        nxt = m.body[i + 1] if i + 1 < len(m.body) else None
+        haar_out = nxt is not None and nxt.bwtc.dwt is not None
+        f = _pibf(lw, pibf, f, z, bands_in=bands, bands_out=haar_out, name=f"body.{i}")
+        bands = haar_out
     out = lw.b.op("add", [lw.emit(m.tail, [f], "tail")[0], lms_p])[0]
     return lw.b.op("crop_like", [out, lms])
 
 
+def _pibf(lw: Lowerer, m, x: str, z: str | None, *, bands_in: bool, bands_out: bool, name: str) -> str:
+    """BWTC, then LDPC and CDC as one ``calibrate`` op (the modulation terms ``zw``, ``zb`` as its inputs).
+    ``bands_in``: ``x`` holds the features' Haar bands (``haar_dwt`` layout); ``bands_out``: return the
+    output's Haar bands."""
+    if m.ldpc is not None and z is None:
+        raise BinsharpError("PIBF with a prior needs the latent z")
+    y, haar_in = _bwtc(lw, m.bwtc, x, bands_in, f"{name}.bwtc")
+    terms = _ldpc_terms(lw, m.ldpc, z) if m.ldpc is not None and z is not None else []
+    return lw.b.op(
+        "calibrate",
+        [y, *terms],
+        attrs={"eps": float(m.cdc.eps), "haar_in": haar_in, "haar_out": bands_out},
+        params={"weight": as_array(m.cdc.linear.weight), "bias": as_array(m.cdc.linear.bias)},
+    )[0]
+
+
 def _lower_pibf(lw: Lowerer, m, ins, name: str = "pibf"):
-    y = lw.emit(m.bwtc, [ins[0]], f"{name}.bwtc")[0]
-    y_mod = _lower_ldpc(lw, m.ldpc, [y, ins[1]])[0] if m.ldpc is not None else y
-    return _lower_cdc(lw, m.cdc, [y_mod, y])
+    z = ins[1] if len(ins) > 1 else None
+    return [_pibf(lw, m, ins[0], z, bands_in=False, bands_out=False, name=name)]
+
+
+def _bwtc(lw: Lowerer, m, x: str, bands_in: bool, name: str) -> tuple[str, bool]:
+    """The BWTC's output, or (second value True) its Haar bands before the inverse transform; ``bands_in``
+    (Haar sub-bands only): ``x`` holds the input's Haar bands."""
+    if m.dwt is None:
+        return lw.emit(m.bands[0], [x], f"{name}.band")[0], False
+    sub = lw.b.op("split_bands", [x if bands_in else lw.b.op("haar_dwt", [x])[0]], nout=4)
+    pairs = enumerate(zip(m.bands, sub, strict=True))
+    outs = [lw.emit(nbc, [s], f"{name}.band{i}")[0] for i, (nbc, s) in pairs]
+    return lw.b.op("merge_bands", outs)[0], True
 
 
 def _lower_bwtc(lw: Lowerer, m, ins):
-    if m.dwt is None:
-        return lw.emit(m.bands[0], ins, "band")
-    sub = lw.b.op("split_bands", [lw.b.op("haar_dwt", ins)[0]], nout=4)
-    outs = [lw.emit(nbc, [s], f"band{i}")[0] for i, (nbc, s) in enumerate(zip(m.bands, sub, strict=True))]
-    return lw.b.op("haar_idwt", lw.b.op("merge_bands", outs))
+    y, bands = _bwtc(lw, m, ins[0], False, "bwtc")
+    return lw.b.op("haar_idwt", [y]) if bands else [y]
 
 
-def _lower_restd(lw: Lowerer, m, ins):
-    """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` in the PyTorch evaluation order."""
-    xb, xf = ins
-    mu_b, sd_b = lw.stats(xb, m.eps)
-    mu_f, sd_f = lw.stats(xf, m.eps)
-    lam = lw.b.op("const", [], params={"value": as_array(m.lam)})[0]
-    eta = lw.b.op("const", [], params={"value": as_array(m.eta)})[0]
-    r = lw.b.op("div", [sd_f, lam])[0]
-    d = lw.b.op("sub", [xb, mu_b])[0]
-    t = lw.b.op("div", [lw.b.op("mul", [r, d])[0], sd_b])[0]
-    return lw.b.op("add", [lw.b.op("add", [t, mu_f])[0], eta])
+def _lower_nbc(lw: Lowerer, m, ins):
+    """Binary convolution, then the re-standardisation, RPReLU and residual add as one ``restd`` op."""
+    x = ins[0]
+    xb = lw.emit(m.conv, lw.emit(m.bias, [x], "bias"), "conv")[0]
+    if m.restd is None:
+        return lw.b.op("add", [lw.emit(m.act, [xb], "act")[0], x])
+    return _lower_restd(lw, m.restd, [xb, x], act=m.act)
 
 
-def _lower_ldpc(lw: Lowerer, m, ins):
-    y, z = ins
+def _lower_restd(lw: Lowerer, m, ins, act: RPReLU | None = None):
+    """``(sd_f / lam) * (xb - mu_b) / sd_b + mu_f + eta`` (op ``restd``), with ``act`` (the NBC's RPReLU)
+    and the residual add of ``xf`` fused when given."""
+    params = {"lam": as_array(m.lam).reshape(-1), "eta": as_array(m.eta).reshape(-1)}
+    if act is not None:
+        params.update({k: as_array(getattr(act, k)).reshape(-1) for k in ("gamma", "slope", "zeta")})
+    return lw.b.op("restd", ins, attrs={"eps": float(m.eps), "residual": act is not None}, params=params)
+
+
+def _ldpc_terms(lw: Lowerer, m, z: str) -> list[str]:
+    """``[zw, zb]`` (B, D, 1, 1) of the modulation ``y * zw + zb`` from the latent ``z``."""
     zz = lw.b.op("unflatten", lw.emit(m.linear, [z]))[0]
     zw, zb = lw.b.op("chunk", [zz], nout=2, attrs={"chunks": 2})
     if m.offset:
         zw = lw.b.op("add_scalar", [zw], attrs={"value": float(m.offset)})[0]
+    return [zw, zb]
+
+
+def _lower_ldpc(lw: Lowerer, m, ins):
+    y, z = ins
+    zw, zb = _ldpc_terms(lw, m, z)
     return lw.b.op("add", [lw.b.op("mul", [y, zw])[0], zb])
-
-
-def _lower_cdc(lw: Lowerer, m, ins):
-    y_mod, y = ins
-    mu, sd = lw.stats(y_mod, m.eps)
-    am = lw.b.op("flatten", lw.b.op("mean_hw", lw.b.op("abs", [y_mod])))[0]
-    stats = lw.b.op("cat", [am, lw.b.op("flatten", [mu])[0], lw.b.op("flatten", [sd])[0]])[0]
-    w = lw.b.op("unflatten", lw.emit(m.gate, lw.emit(m.linear, [stats])))[0]
-    return lw.b.op("add", [lw.b.op("mul", [w, y_mod])[0], y])
 
 
 register_lowering(BNNPan, _lower_bnnpan)
 register_lowering(PIBF, _lower_pibf)
 register_lowering(BinaryWaveletConv, _lower_bwtc)
+register_lowering(NormalizedBinaryConv, _lower_nbc)
 register_lowering(StatisticsRestandardization, _lower_restd)
 register_lowering(LatentPriorModulation, _lower_ldpc)
-register_lowering(ChannelCalibration, _lower_cdc)
