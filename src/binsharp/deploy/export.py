@@ -235,12 +235,6 @@ class Lowerer:
         role = "bias" if "add" in name else "scale"
         return self.b.op("affine", [x], params={role: vec})[0]
 
-    # -- helpers for lowerings
-    def stats(self, x: str, eps: float) -> tuple[str, str]:
-        """Per-sample, per-channel mean and sqrt(var + eps) of ``x`` over H x W (op ``stats``)."""
-        mu, sd = self.b.op("stats", [x], nout=2, attrs={"eps": float(eps)})
-        return mu, sd
-
 
 # ------------------------------------------------------------------- lowerings of torch.nn and binsharp.nn
 def _lower_conv(lw: Lowerer, m: nn.Conv2d, ins: list[str], weight: np.ndarray | None = None) -> list[str]:

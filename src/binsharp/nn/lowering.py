@@ -59,10 +59,6 @@ class Lowerer(Protocol):
         """Lower a child module on the tensors named ``ins``; returns its output names."""
         ...
 
-    def stats(self, x: str, eps: float) -> tuple[str, str]:
-        """Per-sample, per-channel mean and sqrt(var + eps) of ``x`` over H x W."""
-        ...
-
 
 #: ``fn(lowerer, module, input names) -> output names``
 LoweringFn = Callable[[Lowerer, Any, list[str]], list[str]]
