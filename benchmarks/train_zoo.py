@@ -23,9 +23,11 @@ The budget (documented, the same for every model):
 * ``--warmup W`` linear learning-rate warm-up over the first W steps of every stage (default: the recipe's,
   none);
 * ``--recipe-variant V`` one training-recipe variant for every binary network alike
-  (:func:`binsharp.train.recipe.recipe_variant`: e.g. ``two-step``, ``distill-twin``, ``augment``; the
-  variants are compared by ``benchmarks/compare_recipes.py``); a network whose recipe cannot take it keeps
-  its own, and the zoo manifest records which applied;
+  (:func:`binsharp.train.recipe.recipe_variant`). The default, ``lr-high`` (twice the registered learning
+  rate of every stage), raised validation Q2n over the registered recipe for BBCU, S2BNet and BNNPan alike
+  at 400 steps, and no other variant did (``benchmarks/compare_recipes.py``, ``docs/recipes.md``);
+  ``baseline`` keeps the registered recipes. A network whose recipe cannot take a variant keeps its own,
+  and the zoo manifest records which applied;
 * validation (Q2n, SAM, ERGAS on the dataset's ``val`` split) and a resumable checkpoint every
   ``--val-every`` steps (default N/20);
 * seed ``--seed`` (default 0) for initialisation, data order and every stage;
@@ -120,6 +122,10 @@ def config_for(model: str, dataset: str) -> Path | None:
     """The packaged run configuration ``binsharp/configs/<model>-<dataset>.yaml`` when it exists."""
     path = Path(binsharp.__file__).resolve().parent / "configs" / f"{model}-{dataset}.yaml"
     return path if path.is_file() else None
+
+
+#: The recipe variant the zoo's binary networks are trained with (chosen on the validation split).
+ZOO_RECIPE_VARIANT = "lr-high"
 
 
 def run_config(model: str, dataset: str, args: argparse.Namespace) -> Path | dict[str, Any] | None:
@@ -433,10 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps of every stage (default: none)")
     p.add_argument(
         "--recipe-variant",
-        default="baseline",
+        default=ZOO_RECIPE_VARIANT,
         choices=RECIPE_VARIANTS,
         help="training-recipe variant of every binary network (binsharp.train.recipe.recipe_variant; "
-        "default: baseline, the registered recipes)",
+        f"default: {ZOO_RECIPE_VARIANT}, chosen on the validation split, docs/recipes.md; "
+        "baseline: the registered recipes)",
     )
     p.add_argument("--val-every", type=int, default=None, help="validation/checkpoint period (steps/20)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
