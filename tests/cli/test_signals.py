@@ -32,6 +32,13 @@ def _pair(folder: Path, bands: int, h: int, w: int) -> tuple[Path, Path]:
     return _tif(folder / "pan.tif", pan[None], 0.3), _tif(folder / "ms.tif", ms, 1.2)
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as at an interactive terminal. A test run started in the background
+    (``cmd &`` in a shell without job control) inherits an ignored SIGINT, which binsharp leaves ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
@@ -40,6 +47,7 @@ def _start(argv: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_default_signals,
     )
 
 
