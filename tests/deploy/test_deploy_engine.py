@@ -212,6 +212,33 @@ def test_profile_shares_per_op_kind():
         Engine(model).profile_table()
 
 
+def test_engine_runs_blas_on_one_thread(monkeypatch):
+    """During a call numpy's BLAS is limited to one thread (its idle workers would spin on the cores the
+    kernels' threads need); the caller's setting is restored afterwards."""
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    from binsharp.deploy import runtime
+
+    if not ThreadpoolController().select(user_api="blas").lib_controllers:
+        pytest.skip("numpy reports no BLAS library")
+    seen: list[int] = []
+    linear = runtime._OPS["linear"]
+
+    def spy(eng, args, params, attrs):
+        seen.append(ThreadpoolController().select(user_api="blas").info()[0]["num_threads"])
+        return linear(eng, args, params, attrs)
+
+    monkeypatch.setitem(runtime._OPS, "linear", spy)
+    m = _randomised("s2bnet")
+    inp = {k: v.numpy() for k, v in _inputs(m, 24).items()}
+    eng = Engine(lower_model(m), threads=2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        eng(**inp)
+        after = ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+    assert seen and set(seen) == {1}
+    assert after == 2
+
+
 def test_binary_weights_are_one_bit(tmp_path):
     m = _randomised("bbcu", n_units=20)
     model = lower_model(m)

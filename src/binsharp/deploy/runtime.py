@@ -55,12 +55,14 @@ op                    semantics (float32)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from binsharp.deploy import bsp
 from binsharp.deploy import kernels as K
@@ -74,6 +76,21 @@ POOL_BYTES = 160 << 20
 POOL_LARGEST = 8
 #: dead arrays of one shape an engine keeps at most
 POOL_PER_SHAPE = 2
+
+_blas: ThreadpoolController | None = None
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager:
+    """numpy's BLAS limited to one thread for the duration of the block.
+
+    The engine's GEMMs (1 x 1 and strided float convolutions, linear layers) are small; a multi-threaded
+    BLAS leaves its worker threads spinning for a while after each call, and they take the cores from the
+    compiled kernels' threads that run next.
+    """
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 # --------------------------------------------------------------------------------------------- float ops
@@ -333,7 +350,8 @@ class Engine:
             counted apart as ``bconv.pack``.
 
     Call: ``engine(ms=None, lms=None, pan=None)`` with float32 (N, C, h, w) / (N, C, H, W) / (N, 1, H, W)
-    normalised arrays -> fused (N, C, H, W) float32.
+    normalised arrays -> fused (N, C, H, W) float32. numpy's BLAS runs on one thread during a call (the
+    kernels' threads do the parallel work).
     """
 
     def __init__(
@@ -509,7 +527,7 @@ class Engine:
         return env
 
     def __call__(self, *, ms=None, lms=None, pan=None) -> np.ndarray:
-        with self._lock:
+        with self._lock, _one_blas_thread():
             return self._run({"ms": ms, "lms": lms, "pan": pan})
 
     def _run(self, given: dict) -> np.ndarray:
