@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import binsharp.nn as bn
+from binsharp.deploy import kernels
 from binsharp.errors import BinsharpError
 
 X = torch.tensor([-2.0, -1.0, -0.75, -0.25, -0.0, 0.0, 0.25, 0.75, 1.0, 2.0], dtype=torch.float64)
@@ -407,6 +408,38 @@ def test_irnet_weight_single_element_channels():
     assert torch.isfinite(y).all() and torch.equal(y.abs() > 0, torch.ones_like(y, dtype=torch.bool))
     y.sum().backward()
     assert torch.isfinite(w.grad).all()
+
+
+@pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
+def test_rprelu_compiled_cpu_path_matches_torch(monkeypatch):
+    """float32 on the CPU runs the compiled one-pass forward and backward: the forward and the input gradient
+    bitwise PyTorch's, the parameter gradients to float32 summation order; a NaN stays NaN."""
+    calls = []
+    for name in ("rprelu_forward", "rprelu_backward"):
+        fn = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
+    torch.manual_seed(0)
+    c = 5
+    gamma = (torch.randn(1, c, 1, 1) * 0.1).requires_grad_(True)
+    slope = torch.rand(c).requires_grad_(True)
+    zeta = (torch.randn(1, c, 1, 1) * 0.1).requires_grad_(True)
+    x = torch.randn(3, c, 7, 9)  # 63 pixels per plane: vector blocks and a tail
+    x[0, 0, 0, 0] = gamma[0, 0, 0, 0].item()  # exactly at the shift: the slope branch, like torch's PReLU
+    g = torch.randn(3, c, 7, 9)
+    xa = x.clone().requires_grad_(True)
+    out = bn.rprelu(xa, gamma, slope, zeta)
+    out.backward(g)
+    assert calls == ["rprelu_forward", "rprelu_backward"]
+    params = [p.detach().clone().requires_grad_(True) for p in (gamma, slope, zeta)]
+    xb = x.clone().requires_grad_(True)
+    ref = F.prelu(xb - params[0], params[1]) + params[2]
+    ref.backward(g)
+    assert torch.equal(out.detach(), ref.detach())
+    assert torch.equal(xa.grad, xb.grad)
+    for p, q in zip((gamma, slope, zeta), params, strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-5)
+    x[1, 2, 3, 4] = float("nan")
+    assert torch.isnan(bn.rprelu(x, gamma, slope, zeta)[1, 2, 3, 4])
 
 
 def test_rprelu_gradients_match_autograd_reference():

@@ -1459,6 +1459,77 @@ BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *
     return BS_OK;
 }
 
+/* RPReLU forward (training): out = (t > 0 ? t : slope[c] * t) + zeta[c], t = x - gamma[c], the float32 steps */
+/*   of PyTorch's x - gamma, prelu and + zeta (a NaN stays NaN, unlike bs_rprelu's engine form).            */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void rprelu_fwd_plane(const float *x, int64_t n, float ga, float sl, float ze, float *out) {
+    for (int64_t i = 0; i < n; i++) {
+        const float t = x[i] - ga;
+        out[i] = (t > 0.f ? t : sl * t) + ze;
+    }
+}
+
+BS_API int bs_rprelu_forward(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope,
+                             const float *zeta, float *out, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !slope) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, (double)N * C * HW);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t off = (n * C + c) * HW;
+            rprelu_fwd_plane(x + off, HW, gamma ? gamma[c] : 0.f, slope[c], zeta ? zeta[c] : 0.f, out + off);
+        }
+    return BS_OK;
+}
+
+/* RPReLU backward (training): x the layer input and g the output gradient, both (N, C, HW); t = x - gamma[c]; */
+/*   gx = t > 0 ? g : slope[c] * g (PyTorch's PReLU rule, t = 0 takes the slope), and per plane p = n * C + c */
+/*   in double: sums[3p] = sum gx, sums[3p + 1] = sum of g * t where t <= 0, sums[3p + 2] = sum g (eight     */
+/*   partial sums, element i in partial i % 8, added in order: the same for every thread count).            */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void rprelu_bwd_plane(const float *x, const float *g, int64_t n, float ga, float sl, float *gx, double *sums) {
+    v8d a0 = {0}, a1 = {0}, a2 = {0};
+    const v8f z = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f xv, gv;
+        memcpy(&xv, x + i, sizeof xv), memcpy(&gv, g + i, sizeof gv);
+        const v8f t = xv - ga;
+        const v8i pos = t > 0.f;
+        const v8f gs = sel8(pos, gv, gv * sl), gw = sel8(pos, z, gv * t);
+        memcpy(gx + i, &gs, sizeof gs);
+        a0 += __builtin_convertvector(gs, v8d), a1 += __builtin_convertvector(gw, v8d);
+        a2 += __builtin_convertvector(gv, v8d);
+    }
+    for (int64_t j = 0; i < n; i++, j++) { /* the tail continues the partial sums in the same order */
+        const float t = x[i] - ga, gs = t > 0.f ? g[i] : g[i] * sl;
+        gx[i] = gs;
+        a0[j] += gs, a1[j] += t > 0.f ? 0.f : g[i] * t, a2[j] += g[i];
+    }
+    double t0 = 0, t1 = 0, t2 = 0;
+    for (int l = 0; l < 8; l++) t0 += a0[l], t1 += a1[l], t2 += a2[l];
+    sums[0] = t0, sums[1] = t1, sums[2] = t2;
+}
+
+BS_API int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, const float *gamma,
+                              const float *slope, float *gx, double *sums, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !slope || !sums) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 3.0 * N * C * HW);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t p = n * C + c;
+            rprelu_bwd_plane(x + p * HW, g + p * HW, HW, gamma ? gamma[c] : 0.f, slope[c], gx + p * HW, sums + 3 * p);
+        }
+    return BS_OK;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Per-plane statistics: mean, sqrt(population variance + eps) and mean |v| of v = y * s + b over a plane y */
 /* (v in float32; s = 1, b = 0 give y itself) in one pass with double accumulators: with K the plane's     */

@@ -91,6 +91,10 @@ C_API: tuple[str, ...] = (
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
     "const float *zeta, float *out, int nthreads)",
+    "int bs_rprelu_forward(const float *x, int64_t N, int C, int64_t HW, const float *gamma, "
+    "const float *slope, const float *zeta, float *out, int nthreads)",
+    "int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
+    "const float *gamma, const float *slope, float *gx, double *sums, int nthreads)",
     "int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd, "
     "int nthreads)",
     "int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const float *w, const float *b, "
@@ -824,6 +828,51 @@ def rprelu(
     rc = lib.bs_rprelu(_ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads))
     _check(rc, "rprelu")
     return out
+
+
+def rprelu_forward(x: np.ndarray, gamma, slope, zeta, *, threads: int | None = None) -> np.ndarray:
+    """RPReLU for training: ``(t if t > 0 else slope[c] * t) + zeta[c]``, ``t = x - gamma[c]``, on ``x``
+    (N, C, ...) float32: the float32 steps of PyTorch's ``x - gamma``, ``prelu`` and ``+ zeta`` (bitwise the
+    same results; a NaN stays NaN, where the engine's :func:`rprelu` gives ``zeta``)."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c = x.shape[:2]
+    g, s, z = _vec(gamma, c, "gamma"), _vec(slope, c, "slope"), _vec(zeta, c, "zeta")
+    out = np.empty_like(x)
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_rprelu_forward(
+        _ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads)
+    )
+    _check(rc, "rprelu_forward")
+    return out
+
+
+def rprelu_backward(
+    x: np.ndarray, grad: np.ndarray, gamma, slope, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of :func:`rprelu` for training, one pass over ``x`` (the input, N, C, ...) and ``grad`` (the
+    output's gradient, same shape), float32.
+
+    Returns:
+        ``grad_x`` (``grad`` where ``x - gamma[c] > 0``, else ``slope[c] * grad``), same shape as ``x``; and
+        per-plane sums (N, C, 3) float64 of ``grad_x``, of ``grad * (x - gamma[c])`` where that is <= 0, and
+        of ``grad``: summed over N they are the gradients of ``-gamma``, ``slope`` and ``zeta``.
+    """
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    grad = np.ascontiguousarray(grad, dtype=np.float32)
+    if grad.shape != x.shape:
+        raise BinsharpError(f"rprelu_backward: grad {grad.shape} and x {x.shape} differ")
+    n, c = x.shape[:2]
+    g, s = _vec(gamma, c, "gamma"), _vec(slope, c, "slope")
+    gx = np.empty_like(x)
+    sums = np.empty((n, c, 3), np.float64)
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_rprelu_backward(
+        _ptr(x), _ptr(grad), n, c, hw, _ptr(g), _ptr(s), _ptr(gx), _ptr(sums), resolve_threads(threads)
+    )
+    _check(rc, "rprelu_backward")
+    return gx, sums
 
 
 def plane_stats(x: np.ndarray, eps: float, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:

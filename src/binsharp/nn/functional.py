@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from binsharp.deploy import kernels
 
 __all__ = [
     "sign",
@@ -256,19 +259,58 @@ def identity_ste(x: Tensor) -> Tensor:
     return _IdentitySTE.apply(x)
 
 
+def _compiled_cpu(*tensors: Tensor) -> bool:
+    """True when the compiled CPU kernels (:mod:`binsharp.deploy.kernels`) can run an op on ``tensors``:
+    float32, on the CPU, the kernels built."""
+    return (
+        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and kernels.have_kernels()
+    )
+
+
+def _channel_values(t: Tensor) -> np.ndarray:
+    """A per-channel parameter, (C,) or (1, C, 1, ...), as a (C,) float32 array (no copy when contiguous)."""
+    return t.detach().reshape(-1).numpy()
+
+
 class _RPReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, gamma: Tensor, slope: Tensor, zeta: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.compiled = _compiled_cpu(x, gamma, slope, zeta)
+        if ctx.compiled:  # one pass, the float32 steps of the form below; x is kept instead of x - gamma
+            ctx.save_for_backward(x, gamma, slope)
+            vals = [_channel_values(p) for p in (gamma, slope, zeta)]
+            return torch.from_numpy(
+                kernels.rprelu_forward(x.detach().numpy(), *vals, threads=torch.get_num_threads())
+            )
         s = x - gamma
         ctx.save_for_backward(s, slope)
         return F.prelu(s, slope).add_(zeta)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        s, slope = ctx.saved_tensors
+        need_x, need_gamma, need_slope, need_zeta = ctx.needs_input_grad
+        if ctx.compiled and _compiled_cpu(grad):
+            x, gamma, slope = ctx.saved_tensors
+            g_x, sums = kernels.rprelu_backward(
+                x.detach().numpy(),
+                grad.detach().numpy(),
+                _channel_values(gamma),
+                _channel_values(slope),
+                threads=torch.get_num_threads(),
+            )
+            per_channel = torch.from_numpy(sums.sum(axis=0).astype(np.float32))  # (C, 3)
+            shape = gamma.shape
+            g_gamma = per_channel[:, 0].neg().reshape(shape) if need_gamma else None
+            g_slope = per_channel[:, 1].reshape(slope.shape) if need_slope else None
+            g_zeta = per_channel[:, 2].reshape(shape) if need_zeta else None
+            return (torch.from_numpy(g_x) if need_x else None), g_gamma, g_slope, g_zeta
+        if ctx.compiled:  # a gradient the kernels cannot take (e.g. another dtype under autocast)
+            x, gamma, slope = ctx.saved_tensors
+            s = x - gamma
+        else:
+            s, slope = ctx.saved_tensors
         dims = (0,) + tuple(range(2, s.dim()))
         sl = slope.view((1, -1) + (1,) * (s.dim() - 2)).to(s.dtype)
-        need_x, need_gamma, need_slope, need_zeta = ctx.needs_input_grad
         # one fused pass: g_s = grad * (1 if s > 0 else slope), g_w = grad * s where s <= 0 (0 elsewhere);
         # under autocast the incoming gradient may be narrower than the saved activation
         g_s, g_w = torch.ops.aten._prelu_kernel_backward(grad.to(s.dtype), s, sl)
