@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -147,6 +148,37 @@ def test_scalable_tanh_sign_per_channel_beta():
     th = torch.tanh(b * x.detach())
     torch.testing.assert_close(x.grad, g * b * (1 - th**2))
     torch.testing.assert_close(q.beta.grad, (g * x.detach() * (1 - th**2)).sum(dim=(0, 2, 3), keepdim=True))
+
+
+@pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
+@pytest.mark.parametrize("channels", [None, 3])
+def test_scalable_tanh_sign_compiled_cpu_backward(channels, monkeypatch):
+    """float32 on the CPU: the compiled one-pass backward agrees with the formula in float64 to float32
+    precision (saturated |beta x| included, a plane's tail too) and is the same for any thread count."""
+    calls = []
+    fn = kernels.tanh_sign_backward
+    monkeypatch.setattr(kernels, "tanh_sign_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
+    q = bn.ScalableTanhSign(channels=channels) if channels else bn.ScalableTanhSign(init=1.3)
+    if channels:
+        with torch.no_grad():
+            q.beta.copy_(torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1, 1))
+    x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 3
+    x[0, 0, 0, :3] = torch.tensor([60.0, -60.0, 0.0])
+    g = torch.randn_like(x)
+    xa = x.clone().requires_grad_(True)
+    q(xa).backward(g)
+    assert calls == [1]
+    b, xd, gd = q.beta.detach().double(), x.double(), g.double()
+    sech2 = 1 - torch.tanh(b * xd) ** 2
+    torch.testing.assert_close(xa.grad.double(), gd * b * sech2, rtol=1e-5, atol=1e-6)
+    want = gd * xd * sech2
+    want = want.sum() if channels is None else want.sum(dim=(0, 2, 3), keepdim=True)
+    torch.testing.assert_close(q.beta.grad.double(), want.reshape(q.beta.shape), rtol=1e-5, atol=1e-5)
+    b32 = q.beta.detach().reshape(-1).expand(3).numpy()
+    big = np.random.default_rng(0).normal(0, 2, (2, 2, 3, 400, 400)).astype(np.float32)  # several threads
+    one = kernels.tanh_sign_backward(big[0], big[1], b32, threads=1)
+    two = kernels.tanh_sign_backward(big[0], big[1], b32, threads=2)
+    assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
 
 
 # ------------------------------------------------------------------------------------ weight quantizers

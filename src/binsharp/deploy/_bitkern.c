@@ -1530,6 +1530,63 @@ BS_API int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, 
     return BS_OK;
 }
 
+/* Scalable-tanh sign backward (training, BiSRNet's surrogate): x, g (N, C, HW), b = beta[c];            */
+/*   e = g * s * (1 - s) with s = sigmoid(2 b x) (= g (1 - tanh^2(b x)) / 4), gx = (4 b) * e, and per plane */
+/*   p = n * C + c in double: sums[p] = sum of e * x (the gradient of beta is 4 times its sum). exp is the    */
+/*   Cephes single-precision polynomial on float32 vectors (a plane's tail is computed zero-padded in one   */
+/*   vector): the same results on every path and thread count.                                             */
+
+static inline __attribute__((always_inline)) v8f exp8(v8f z) {
+    const v8f hi = (v8f){0} + 88.3762626647949f, lo = (v8f){0} - 87.3365447504f;
+    z = sel8(z > hi, hi, z);
+    z = sel8(z < lo, lo, z);
+    const v8f t = z * 1.44269504088896341f + 0.5f;
+    v8i n = __builtin_convertvector(t, v8i);
+    n = n + (__builtin_convertvector(n, v8f) > t); /* truncation towards zero -> floor */
+    const v8f nf = __builtin_convertvector(n, v8f);
+    const v8f r = (z - nf * 0.693359375f) + nf * 2.12194440e-4f;
+    v8f q = r * 1.9875691500E-4f + 1.3981999507E-3f;
+    q = q * r + 8.3334519073E-3f;
+    q = q * r + 4.1665795894E-2f;
+    q = q * r + 1.6666665459E-1f;
+    q = q * r + 5.0000001201E-1f;
+    q = (q * (r * r) + r) + 1.f;
+    return q * (v8f)((n + 127) << 23);
+}
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void tanh_sign_bwd_plane(const float *x, const float *g, int64_t n, float b, float *gx, double *sum) {
+    v8d a = {0};
+    const float m2b = -2.f * b, b4 = 4.f * b;
+    for (int64_t i = 0; i < n; i += 8) {
+        const int m = n - i < 8 ? (int)(n - i) : 8;
+        const v8f xv = load8(x + i, m), gv = load8(g + i, m);
+        const v8f s = 1.f / (1.f + exp8(xv * m2b));
+        const v8f e = gv * (s * (1.f - s));
+        const v8f o = e * b4;
+        memcpy(gx + i, &o, sizeof(float) * (size_t)m);
+        a += __builtin_convertvector(e * xv, v8d);
+    }
+    double t = 0;
+    for (int l = 0; l < 8; l++) t += a[l];
+    *sum = t;
+}
+
+BS_API int bs_tanh_sign_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, const float *beta,
+                                 float *gx, double *sums, int nthreads) {
+    if (N < 1 || C < 1 || HW < 1 || !beta || !sums) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 12.0 * N * C * HW);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
+    for (int64_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const int64_t p = n * C + c;
+            tanh_sign_bwd_plane(x + p * HW, g + p * HW, HW, beta[c], gx + p * HW, sums + p);
+        }
+    return BS_OK;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Per-plane statistics: mean, sqrt(population variance + eps) and mean |v| of v = y * s + b over a plane y */
 /* (v in float32; s = 1, b = 0 give y itself) in one pass with double accumulators: with K the plane's     */

@@ -95,6 +95,8 @@ C_API: tuple[str, ...] = (
     "const float *slope, const float *zeta, float *out, int nthreads)",
     "int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
     "const float *gamma, const float *slope, float *gx, double *sums, int nthreads)",
+    "int bs_tanh_sign_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
+    "const float *beta, float *gx, double *sums, int nthreads)",
     "int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd, "
     "int nthreads)",
     "int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const float *w, const float *b, "
@@ -872,6 +874,35 @@ def rprelu_backward(
         _ptr(x), _ptr(grad), n, c, hw, _ptr(g), _ptr(s), _ptr(gx), _ptr(sums), resolve_threads(threads)
     )
     _check(rc, "rprelu_backward")
+    return gx, sums
+
+
+def tanh_sign_backward(
+    x: np.ndarray, grad: np.ndarray, beta, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of the scalable-tanh sign (:func:`binsharp.nn.scalable_tanh_sign`) for training, one pass
+    over ``x`` (the input, N, C, ...) and ``grad`` (the output's gradient, same shape), float32, ``beta`` one
+    value per channel.
+
+    Returns:
+        ``grad_x = beta[c] * grad * (1 - tanh^2(beta[c] x))``, same shape as ``x``; and per-plane sums
+        (N, C) float64 of ``grad * x * (1 - tanh^2(beta[c] x)) / 4`` (4 times their sum over the planes of a
+        channel is the gradient of its beta).
+    """
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    grad = np.ascontiguousarray(grad, dtype=np.float32)
+    if grad.shape != x.shape:
+        raise BinsharpError(f"tanh_sign_backward: grad {grad.shape} and x {x.shape} differ")
+    n, c = x.shape[:2]
+    b = _vec(beta, c, "beta")
+    gx = np.empty_like(x)
+    sums = np.empty((n, c), np.float64)
+    hw = x.size // max(1, n * c)
+    rc = lib.bs_tanh_sign_backward(
+        _ptr(x), _ptr(grad), n, c, hw, _ptr(b), _ptr(gx), _ptr(sums), resolve_threads(threads)
+    )
+    _check(rc, "tanh_sign_backward")
     return gx, sums
 
 

@@ -141,6 +141,19 @@ class _ScalableTanhSign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, beta = ctx.saved_tensors
+        per_channel = x.dim() >= 2 and (
+            beta.numel() == 1 or tuple(beta.shape) == (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        )
+        if per_channel and _compiled_cpu(x, beta, grad):  # one pass: grad_x and the per-plane sums for beta
+            b = beta.detach().reshape(-1).expand(x.shape[1]).numpy()
+            g_x, sums = kernels.tanh_sign_backward(
+                x.detach().numpy(), grad.detach().numpy(), b, threads=torch.get_num_threads()
+            )
+            grad_beta = None
+            if ctx.needs_input_grad[1]:
+                total = sums.sum() if beta.numel() == 1 else sums.sum(axis=0)
+                grad_beta = torch.from_numpy(np.asarray(4.0 * total, dtype=np.float32)).reshape(beta.shape)
+            return (torch.from_numpy(g_x) if ctx.needs_input_grad[0] else None), grad_beta
         e = _quarter_sech2_times(grad, x, 2.0 * beta)  # grad (1 - tanh^2(beta x)) / 4
         grad_beta = None
         if ctx.needs_input_grad[1]:
