@@ -1560,15 +1560,25 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void tanh_sign_bwd_plane(const float *x, const float *g, int64_t n, float b, float *gx, double *sum) {
     v8d a = {0};
     const float m2b = -2.f * b, b4 = 4.f * b;
-    for (int64_t i = 0; i < n; i += 8) {
-        const int m = n - i < 8 ? (int)(n - i) : 8;
-        const v8f xv = load8(x + i, m), gv = load8(g + i, m);
-        const v8f s = 1.f / (1.f + exp8(xv * m2b));
-        const v8f e = gv * (s * (1.f - s));
-        const v8f o = e * b4;
-        memcpy(gx + i, &o, sizeof(float) * (size_t)m);
-        a += __builtin_convertvector(e * xv, v8d);
+#define TANH_SIGN_BWD8(XV, GV, O)                                                                        \
+    const v8f s = 1.f / (1.f + exp8((XV) * m2b));                                                         \
+    const v8f e = (GV) * (s * (1.f - s));                                                                 \
+    const v8f O = e * b4;                                                                                 \
+    a += __builtin_convertvector(e * (XV), v8d);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f xv, gv;
+        memcpy(&xv, x + i, sizeof xv), memcpy(&gv, g + i, sizeof gv);
+        TANH_SIGN_BWD8(xv, gv, o)
+        memcpy(gx + i, &o, sizeof o);
     }
+    if (i < n) { /* the tail, zero-padded: the padding adds e * x = 0 */
+        const int m = (int)(n - i);
+        const v8f xv = load8(x + i, m), gv = load8(g + i, m);
+        TANH_SIGN_BWD8(xv, gv, o)
+        memcpy(gx + i, &o, sizeof(float) * (size_t)m);
+    }
+#undef TANH_SIGN_BWD8
     double t = 0;
     for (int l = 0; l < 8; l++) t += a[l];
     *sum = t;
