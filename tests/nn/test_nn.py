@@ -60,6 +60,18 @@ def test_weight_quantizers_never_output_zero(q):
 
 
 # ------------------------------------------------------------------------------------ activation STEs
+@pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
+def test_sign_compiled_cpu_path_matches_convention():
+    """float32 on the CPU takes the compiled one-pass sign: the same values as the PyTorch form (0, -0.0 and
+    NaN give +1), on a tensor split over several threads too."""
+    x = torch.randn(3, 5, 700, 701, generator=torch.Generator().manual_seed(0))
+    x.view(-1)[:4] = torch.tensor([0.0, -0.0, float("nan"), -1e-30])
+    want = torch.lt(x, 0, out=torch.empty_like(x)).mul_(-2.0).add_(1.0)
+    assert torch.equal(bn.sign(x), want)
+    assert bn.sign(x).view(-1)[:4].tolist() == [1.0, 1.0, 1.0, -1.0]
+    assert np.array_equal(kernels.sign(x.numpy(), threads=2), want.numpy())
+
+
 def test_sign_ste_values_and_gradient():
     y, gx = _fwd_bwd(bn.sign_ste)
     assert torch.equal(y, SIGN_X)

@@ -1459,6 +1459,24 @@ BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *
     return BS_OK;
 }
 
+/* Sign (training): out = x < 0 ? -1 : +1 over n floats (sign(0) = +1; NaN gives +1, as the packed bit test). */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void sign_run(const float *x, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] < 0.f ? -1.f : 1.f;
+}
+
+BS_API int bs_sign(const float *x, int64_t n, float *out, int nthreads) {
+    if (n < 1) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, (double)n);
+    const int64_t chunk = ((n + 64 * nthreads - 1) / (64 * nthreads)) * 64; /* whole cache lines per thread */
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) sign_run(x + i0, n - i0 < chunk ? n - i0 : chunk, out + i0);
+    return BS_OK;
+}
+
 /* RPReLU forward (training): out = (t > 0 ? t : slope[c] * t) + zeta[c], t = x - gamma[c], the float32 steps */
 /*   of PyTorch's x - gamma, prelu and + zeta (a NaN stays NaN, unlike bs_rprelu's engine form).            */
 

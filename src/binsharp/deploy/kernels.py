@@ -91,6 +91,7 @@ C_API: tuple[str, ...] = (
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
     "const float *zeta, float *out, int nthreads)",
+    "int bs_sign(const float *x, int64_t n, float *out, int nthreads)",
     "int bs_rprelu_forward(const float *x, int64_t N, int C, int64_t HW, const float *gamma, "
     "const float *slope, const float *zeta, float *out, int nthreads)",
     "int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
@@ -829,6 +830,16 @@ def rprelu(
     hw = x.size // max(1, n * c)
     rc = lib.bs_rprelu(_ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads))
     _check(rc, "rprelu")
+    return out
+
+
+def sign(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """``-1`` where ``x < 0``, else ``+1`` (``sign(0) = +1``, NaN gives ``+1``), float32, shape of ``x``."""
+    lib = _require_lib()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    if x.size:
+        _check(lib.bs_sign(_ptr(x), x.size, _ptr(out), resolve_threads(threads)), "sign")
     return out
 
 

@@ -45,6 +45,19 @@ __all__ = [
 ]
 
 
+def _compiled_cpu(*tensors: Tensor) -> bool:
+    """True when the compiled CPU kernels (:mod:`binsharp.deploy.kernels`) can run an op on ``tensors``:
+    float32, on the CPU, the kernels built."""
+    return (
+        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and kernels.have_kernels()
+    )
+
+
+def _channel_values(t: Tensor) -> np.ndarray:
+    """A per-channel parameter, (C,) or (1, C, 1, ...), as a (C,) float32 array (no copy when contiguous)."""
+    return t.detach().reshape(-1).numpy()
+
+
 def sign(x: Tensor) -> Tensor:
     """Binary sign with the project convention: ``+1`` where ``x >= 0``, ``-1`` elsewhere.
 
@@ -58,6 +71,8 @@ def sign(x: Tensor) -> Tensor:
         Tensor of the same shape and dtype holding ``+1`` / ``-1``.
     """
     x = x.detach()
+    if _compiled_cpu(x):  # one pass
+        return torch.from_numpy(kernels.sign(x.numpy(), threads=torch.get_num_threads()))
     # one comparison written straight into a float buffer, then 1 - 2*[x < 0] in place (several times faster
     # on CPU than masked_fill / where)
     return torch.lt(x, 0, out=torch.empty_like(x)).mul_(-2.0).add_(1.0)
@@ -270,19 +285,6 @@ def scaled_sign_ste(w: Tensor, scale_grad: bool = False) -> Tensor:
 def identity_ste(x: Tensor) -> Tensor:
     """Sign with an identity straight-through gradient (backward ``1`` everywhere)."""
     return _IdentitySTE.apply(x)
-
-
-def _compiled_cpu(*tensors: Tensor) -> bool:
-    """True when the compiled CPU kernels (:mod:`binsharp.deploy.kernels`) can run an op on ``tensors``:
-    float32, on the CPU, the kernels built."""
-    return (
-        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and kernels.have_kernels()
-    )
-
-
-def _channel_values(t: Tensor) -> np.ndarray:
-    """A per-channel parameter, (C,) or (1, C, 1, ...), as a (C,) float32 array (no copy when contiguous)."""
-    return t.detach().reshape(-1).numpy()
 
 
 class _RPReLU(torch.autograd.Function):
