@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import binsharp.nn as bn
+import binsharp.nn.functional as bnf
 from binsharp.deploy import kernels
 from binsharp.errors import BinsharpError
 
@@ -61,7 +62,7 @@ def test_weight_quantizers_never_output_zero(q):
 
 # ------------------------------------------------------------------------------------ activation STEs
 @pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
-def test_sign_compiled_cpu_path_matches_convention():
+def test_sign_compiled_cpu_path_matches_convention(monkeypatch):
     """float32 on the CPU takes the compiled one-pass sign: the same values as the PyTorch form (0, -0.0 and
     NaN give +1), on a tensor split over several threads too."""
     x = torch.randn(3, 5, 700, 701, generator=torch.Generator().manual_seed(0))
@@ -70,6 +71,10 @@ def test_sign_compiled_cpu_path_matches_convention():
     assert torch.equal(bn.sign(x), want)
     assert bn.sign(x).view(-1)[:4].tolist() == [1.0, 1.0, 1.0, -1.0]
     assert np.array_equal(kernels.sign(x.numpy(), threads=2), want.numpy())
+    calls = []
+    monkeypatch.setattr(kernels, "sign", lambda *a, **k: calls.append(1))
+    small = torch.randn(bnf.COMPILED_MIN_NUMEL - 1)  # below the size where the call pays: PyTorch's form
+    assert torch.equal(bn.sign(small), torch.where(small < 0, -1.0, 1.0)) and not calls
 
 
 def test_sign_ste_values_and_gradient():
@@ -167,6 +172,7 @@ def test_scalable_tanh_sign_per_channel_beta():
 def test_scalable_tanh_sign_compiled_cpu_backward(channels, monkeypatch):
     """float32 on the CPU: the compiled one-pass backward agrees with the formula in float64 to float32
     precision (saturated |beta x| included, a plane's tail too) and is the same for any thread count."""
+    monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", 0)  # small test tensors take the compiled path too
     calls = []
     fn = kernels.tanh_sign_backward
     monkeypatch.setattr(kernels, "tanh_sign_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
@@ -458,6 +464,7 @@ def test_irnet_weight_single_element_channels():
 def test_rprelu_compiled_cpu_path_matches_torch(monkeypatch):
     """float32 on the CPU runs the compiled one-pass forward and backward: the forward and the input gradient
     bitwise PyTorch's, the parameter gradients to float32 summation order; a NaN stays NaN."""
+    monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", 0)  # small test tensors take the compiled path too
     calls = []
     for name in ("rprelu_forward", "rprelu_backward"):
         fn = getattr(kernels, name)

@@ -45,11 +45,18 @@ __all__ = [
 ]
 
 
-def _compiled_cpu(*tensors: Tensor) -> bool:
-    """True when the compiled CPU kernels (:mod:`binsharp.deploy.kernels`) can run an op on ``tensors``:
-    float32, on the CPU, the kernels built."""
+#: elements below which an op stays in PyTorch: the call into the compiled kernels costs about 20 us
+COMPILED_MIN_NUMEL = 1 << 14
+
+
+def _compiled_cpu(x: Tensor, *others: Tensor) -> bool:
+    """True when the compiled CPU kernels (:mod:`binsharp.deploy.kernels`) run an op on ``x`` and ``others``:
+    float32, on the CPU, the kernels built, and ``x`` large enough (:data:`COMPILED_MIN_NUMEL`) for the call
+    to pay."""
     return (
-        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and kernels.have_kernels()
+        x.numel() >= COMPILED_MIN_NUMEL
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, *others))
+        and kernels.have_kernels()
     )
 
 
