@@ -466,7 +466,7 @@ def test_rprelu_compiled_cpu_path_matches_torch(monkeypatch):
     bitwise PyTorch's, the parameter gradients to float32 summation order; a NaN stays NaN."""
     monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", 0)  # small test tensors take the compiled path too
     calls = []
-    for name in ("rprelu_forward", "rprelu_backward"):
+    for name in ("rprelu", "rprelu_backward"):
         fn = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
     torch.manual_seed(0)
@@ -480,7 +480,7 @@ def test_rprelu_compiled_cpu_path_matches_torch(monkeypatch):
     xa = x.clone().requires_grad_(True)
     out = bn.rprelu(xa, gamma, slope, zeta)
     out.backward(g)
-    assert calls == ["rprelu_forward", "rprelu_backward"]
+    assert calls == ["rprelu", "rprelu_backward"]
     params = [p.detach().clone().requires_grad_(True) for p in (gamma, slope, zeta)]
     xb = x.clone().requires_grad_(True)
     ref = F.prelu(xb - params[0], params[1]) + params[2]

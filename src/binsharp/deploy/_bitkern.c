@@ -1430,7 +1430,8 @@ BS_API int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, co
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* RPReLU on float planes: out = prelu(x - gamma[c], slope[c]) + zeta[c]; gamma/zeta may be NULL (PReLU) */
+/* RPReLU on float planes: out = prelu(x - gamma[c], slope[c]) + zeta[c]; gamma/zeta may be NULL (PReLU).  */
+/* keep_nan = 0: the engine's form, a NaN gives zeta; 1: PyTorch's (training), a NaN stays NaN.        */
 
 /* t = x - g; (max(t, 0) + sl * min(t, 0)) + z */
 static inline __attribute__((always_inline)) float rprelu1(float x, float g, float sl, float z) {
@@ -1442,19 +1443,25 @@ static inline __attribute__((always_inline)) float rprelu1(float x, float g, flo
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-static void rprelu_plane(const float *x, int64_t n, float g, float sl, float z, float *out) {
-    for (int64_t i = 0; i < n; i++) out[i] = rprelu1(x[i], g, sl, z);
+static void rprelu_plane(const float *x, int64_t n, float g, float sl, float z, int keep_nan, float *out) {
+    if (keep_nan) /* the float32 steps of PyTorch's x - gamma, prelu and + zeta (training) */
+        for (int64_t i = 0; i < n; i++) {
+            const float t = x[i] - g;
+            out[i] = (t > 0.f ? t : sl * t) + z;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = rprelu1(x[i], g, sl, z);
 }
 
 BS_API int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope,
-                     const float *zeta, float *out, int nthreads) {
+                     const float *zeta, int keep_nan, float *out, int nthreads) {
     if (N < 1 || C < 1 || HW < 1 || !slope) return BS_EINVAL;
     nthreads = useful_threads(nthreads, (double)N * C * HW);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (int64_t n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             const int64_t off = (n * C + c) * HW;
-            rprelu_plane(x + off, HW, gamma ? gamma[c] : 0.f, slope[c], zeta ? zeta[c] : 0.f, out + off);
+            rprelu_plane(x + off, HW, gamma ? gamma[c] : 0.f, slope[c], zeta ? zeta[c] : 0.f, keep_nan, out + off);
         }
     return BS_OK;
 }
@@ -1474,32 +1481,6 @@ BS_API int bs_sign(const float *x, int64_t n, float *out, int nthreads) {
     const int64_t chunk = ((n + 64 * nthreads - 1) / (64 * nthreads)) * 64; /* whole cache lines per thread */
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t i0 = 0; i0 < n; i0 += chunk) sign_run(x + i0, n - i0 < chunk ? n - i0 : chunk, out + i0);
-    return BS_OK;
-}
-
-/* RPReLU forward (training): out = (t > 0 ? t : slope[c] * t) + zeta[c], t = x - gamma[c], the float32 steps */
-/*   of PyTorch's x - gamma, prelu and + zeta (a NaN stays NaN, unlike bs_rprelu's engine form).            */
-
-#if BS_X86
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-static void rprelu_fwd_plane(const float *x, int64_t n, float ga, float sl, float ze, float *out) {
-    for (int64_t i = 0; i < n; i++) {
-        const float t = x[i] - ga;
-        out[i] = (t > 0.f ? t : sl * t) + ze;
-    }
-}
-
-BS_API int bs_rprelu_forward(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope,
-                             const float *zeta, float *out, int nthreads) {
-    if (N < 1 || C < 1 || HW < 1 || !slope) return BS_EINVAL;
-    nthreads = useful_threads(nthreads, (double)N * C * HW);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
-    for (int64_t n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            const int64_t off = (n * C + c) * HW;
-            rprelu_fwd_plane(x + off, HW, gamma ? gamma[c] : 0.f, slope[c], zeta ? zeta[c] : 0.f, out + off);
-        }
     return BS_OK;
 }
 

@@ -90,10 +90,8 @@ C_API: tuple[str, ...] = (
     "int bs_fconv(const float *x, int64_t N, int Ci, int H, int W, int pad, const float *w, int Co4, int k, "
     "int Ho, int Wr, const float *bias, float *out, int path, int nthreads)",
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
-    "const float *zeta, float *out, int nthreads)",
+    "const float *zeta, int keep_nan, float *out, int nthreads)",
     "int bs_sign(const float *x, int64_t n, float *out, int nthreads)",
-    "int bs_rprelu_forward(const float *x, int64_t N, int C, int64_t HW, const float *gamma, "
-    "const float *slope, const float *zeta, float *out, int nthreads)",
     "int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
     "const float *gamma, const float *slope, float *gx, double *sums, int nthreads)",
     "int bs_tanh_sign_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
@@ -817,10 +815,19 @@ def float_conv2d(
 
 
 def rprelu(
-    x: np.ndarray, gamma, slope, zeta, *, inplace: bool = False, threads: int | None = None
+    x: np.ndarray,
+    gamma,
+    slope,
+    zeta,
+    *,
+    inplace: bool = False,
+    keep_nan: bool = False,
+    threads: int | None = None,
 ) -> np.ndarray:
     """``prelu(x - gamma[c], slope[c]) + zeta[c]`` on ``x`` (N, C, ...) float32 (gamma/zeta may be None);
-    ``inplace`` overwrites ``x`` when it is a C-contiguous float32 array."""
+    ``inplace`` overwrites ``x`` when it is a C-contiguous float32 array. The engine's form gives ``zeta``
+    for a NaN; ``keep_nan`` runs the float32 steps of PyTorch's ``x - gamma``, ``prelu`` and ``+ zeta``
+    instead (bitwise the same results, a NaN stays NaN: training)."""
     lib = _require_lib()
     x0 = x
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -828,7 +835,9 @@ def rprelu(
     g, s, z = _vec(gamma, c, "gamma"), _vec(slope, c, "slope"), _vec(zeta, c, "zeta")
     out = x if (inplace and x is x0) else np.empty_like(x)
     hw = x.size // max(1, n * c)
-    rc = lib.bs_rprelu(_ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads))
+    rc = lib.bs_rprelu(
+        _ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), int(keep_nan), _ptr(out), resolve_threads(threads)
+    )
     _check(rc, "rprelu")
     return out
 
@@ -843,21 +852,16 @@ def sign(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     return out
 
 
-def rprelu_forward(x: np.ndarray, gamma, slope, zeta, *, threads: int | None = None) -> np.ndarray:
-    """RPReLU for training: ``(t if t > 0 else slope[c] * t) + zeta[c]``, ``t = x - gamma[c]``, on ``x``
-    (N, C, ...) float32: the float32 steps of PyTorch's ``x - gamma``, ``prelu`` and ``+ zeta`` (bitwise the
-    same results; a NaN stays NaN, where the engine's :func:`rprelu` gives ``zeta``)."""
-    lib = _require_lib()
+def _gradient_pair(
+    x: np.ndarray, grad: np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """``x`` and ``grad`` (N, C, ...) as C-contiguous float32 of one shape, with N, C and the plane size."""
     x = np.ascontiguousarray(x, dtype=np.float32)
+    grad = np.ascontiguousarray(grad, dtype=np.float32)
+    if grad.shape != x.shape:
+        raise BinsharpError(f"{what}: grad {grad.shape} and x {x.shape} differ")
     n, c = x.shape[:2]
-    g, s, z = _vec(gamma, c, "gamma"), _vec(slope, c, "slope"), _vec(zeta, c, "zeta")
-    out = np.empty_like(x)
-    hw = x.size // max(1, n * c)
-    rc = lib.bs_rprelu_forward(
-        _ptr(x), n, c, hw, _ptr(g), _ptr(s), _ptr(z), _ptr(out), resolve_threads(threads)
-    )
-    _check(rc, "rprelu_forward")
-    return out
+    return x, grad, n, c, x.size // max(1, n * c)
 
 
 def rprelu_backward(
@@ -872,15 +876,10 @@ def rprelu_backward(
         of ``grad``: summed over N they are the gradients of ``-gamma``, ``slope`` and ``zeta``.
     """
     lib = _require_lib()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    grad = np.ascontiguousarray(grad, dtype=np.float32)
-    if grad.shape != x.shape:
-        raise BinsharpError(f"rprelu_backward: grad {grad.shape} and x {x.shape} differ")
-    n, c = x.shape[:2]
+    x, grad, n, c, hw = _gradient_pair(x, grad, "rprelu_backward")
     g, s = _vec(gamma, c, "gamma"), _vec(slope, c, "slope")
     gx = np.empty_like(x)
     sums = np.empty((n, c, 3), np.float64)
-    hw = x.size // max(1, n * c)
     rc = lib.bs_rprelu_backward(
         _ptr(x), _ptr(grad), n, c, hw, _ptr(g), _ptr(s), _ptr(gx), _ptr(sums), resolve_threads(threads)
     )
@@ -901,15 +900,10 @@ def tanh_sign_backward(
         channel is the gradient of its beta).
     """
     lib = _require_lib()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    grad = np.ascontiguousarray(grad, dtype=np.float32)
-    if grad.shape != x.shape:
-        raise BinsharpError(f"tanh_sign_backward: grad {grad.shape} and x {x.shape} differ")
-    n, c = x.shape[:2]
+    x, grad, n, c, hw = _gradient_pair(x, grad, "tanh_sign_backward")
     b = _vec(beta, c, "beta")
     gx = np.empty_like(x)
     sums = np.empty((n, c), np.float64)
-    hw = x.size // max(1, n * c)
     rc = lib.bs_tanh_sign_backward(
         _ptr(x), _ptr(grad), n, c, hw, _ptr(b), _ptr(gx), _ptr(sums), resolve_threads(threads)
     )

@@ -302,7 +302,7 @@ class _RPReLU(torch.autograd.Function):
             ctx.save_for_backward(x, gamma, slope)
             vals = [_channel_values(p) for p in (gamma, slope, zeta)]
             return torch.from_numpy(
-                kernels.rprelu_forward(x.detach().numpy(), *vals, threads=torch.get_num_threads())
+                kernels.rprelu(x.detach().numpy(), *vals, keep_nan=True, threads=torch.get_num_threads())
             )
         s = x - gamma
         ctx.save_for_backward(s, slope)
