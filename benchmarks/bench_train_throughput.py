@@ -16,9 +16,10 @@ timed too, interleaved step by step with the binary-emulated one so that machine
 On a shared machine use ``--threads 1``: with several busy processes, multi-threaded (OpenMP) kernels lose
 far more to contention than they gain (measured 10-40x slower steps on a 2-core machine at load ~10).
 
-Before / after (``--before REV``): the sources of git revision ``REV`` (``git archive REV src``) and the
-working tree's are timed side by side, each in its own worker process holding the model, the batch and the
-optimiser; the workers are driven one step at a time, alternately, so machine load hits both alike. Prints,
+Before / after (``--before REV``): the sources of git revision ``REV`` (``git archive REV src``, with its
+compiled kernels built from its own C source) and the working tree's are timed side by side, each in its own
+worker process holding the model, the batch and the optimiser; the workers are driven one step at a time,
+alternately, so machine load hits both alike. Prints,
 per model, the steps/s of both, ``speed-up = before s/step / after s/step`` and the after-step relative to
 BBCU's (``x BBCU``). ``--precision bf16-mixed``, ``--channels-last`` and ``--compile`` apply to the "after"
 side only (the first two are the training engine's ``trainer.precision`` / ``trainer.channels_last``;
@@ -30,6 +31,7 @@ side only (the first two are the training engine's ``trainer.precision`` / ``tra
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import importlib.util
 import os
 import platform
@@ -95,13 +97,26 @@ def worker(a: argparse.Namespace) -> int:
 
 
 def _extract(rev: str, dest: Path) -> Path:
-    """``src/`` of git revision ``rev`` of this repository, extracted under ``dest``."""
+    """``src/`` of git revision ``rev`` of this repository, extracted under ``dest``, with its compiled
+    kernels built from its own C source (training ops run in them where a revision has them)."""
     root = Path(__file__).resolve().parents[1]
+    paths = ["src"] + [
+        name
+        for name in ("setup.py", "pyproject.toml")
+        if subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{rev}:{name}"]).returncode == 0
+    ]
     tar = dest / "src.tar"
     with tar.open("wb") as f:
-        subprocess.run(["git", "-C", str(root), "archive", rev, "src"], stdout=f, check=True)
+        subprocess.run(["git", "-C", str(root), "archive", rev, *paths], stdout=f, check=True)
     with tarfile.open(tar) as t:
         t.extractall(dest, filter="data")
+    kernels = dest / "src" / "binsharp" / "deploy"
+    if (dest / "setup.py").exists() and (kernels / "_bitkern.c").exists():
+        subprocess.run(
+            [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest, capture_output=True, text=True
+        )
+        if not any(kernels.glob(f"_bitkern*{sfx}") for sfx in importlib.machinery.EXTENSION_SUFFIXES):
+            print(f"note: the compiled kernels of {rev} did not build; that side runs without them")
     return dest / "src"
 
 

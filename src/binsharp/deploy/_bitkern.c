@@ -1529,6 +1529,41 @@ BS_API int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, 
     return BS_OK;
 }
 
+/* Channel affine backward (training): y = x * k + b with k and b one value per plane p = n * C + c (given per */
+/*   plane); x, g (N * C planes of HW): gx = g * k[p], and in double sums[2p] = sum g * x, sums[2p + 1] = sum g */
+/*   (eight partial sums, element i in partial i % 8, added in order: the same for every thread count).      */
+
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void affine_bwd_plane(const float *x, const float *g, int64_t n, float k, float *gx, double *sums) {
+    v8d a0 = {0}, a1 = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f xv, gv;
+        memcpy(&xv, x + i, sizeof xv), memcpy(&gv, g + i, sizeof gv);
+        const v8f o = gv * k;
+        memcpy(gx + i, &o, sizeof o);
+        a0 += __builtin_convertvector(gv * xv, v8d), a1 += __builtin_convertvector(gv, v8d);
+    }
+    for (int64_t j = 0; i < n; i++, j++) {
+        gx[i] = g[i] * k;
+        a0[j] += g[i] * x[i], a1[j] += g[i];
+    }
+    double t0 = 0, t1 = 0;
+    for (int l = 0; l < 8; l++) t0 += a0[l], t1 += a1[l];
+    sums[0] = t0, sums[1] = t1;
+}
+
+BS_API int bs_affine_backward(const float *x, const float *g, int64_t P, int64_t HW, const float *k, float *gx,
+                              double *sums, int nthreads) {
+    if (P < 1 || HW < 1 || !k || !sums) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 3.0 * P * HW);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t p = 0; p < P; p++) affine_bwd_plane(x + p * HW, g + p * HW, HW, k[p], gx + p * HW, sums + 2 * p);
+    return BS_OK;
+}
+
 /* Scalable-tanh sign backward (training, BiSRNet's surrogate): x, g (N, C, HW), b = beta[c];            */
 /*   e = g * s * (1 - s) with s = sigmoid(2 b x) (= g (1 - tanh^2(b x)) / 4), gx = (4 b) * e, and per plane */
 /*   p = n * C + c in double: sums[p] = sum of e * x (the gradient of beta is 4 times its sum). exp is the    */

@@ -94,6 +94,8 @@ C_API: tuple[str, ...] = (
     "int bs_sign(const float *x, int64_t n, float *out, int nthreads)",
     "int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
     "const float *gamma, const float *slope, float *gx, double *sums, int nthreads)",
+    "int bs_affine_backward(const float *x, const float *g, int64_t P, int64_t HW, const float *k, "
+    "float *gx, double *sums, int nthreads)",
     "int bs_tanh_sign_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
     "const float *beta, float *gx, double *sums, int nthreads)",
     "int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, float *mean, float *sd, "
@@ -884,6 +886,33 @@ def rprelu_backward(
         _ptr(x), _ptr(grad), n, c, hw, _ptr(g), _ptr(s), _ptr(gx), _ptr(sums), resolve_threads(threads)
     )
     _check(rc, "rprelu_backward")
+    return gx, sums
+
+
+def affine_backward(
+    x: np.ndarray, grad: np.ndarray, scale: np.ndarray, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``y = x * scale + bias`` for training, ``scale`` and ``bias`` one value per plane, one
+    pass over ``x`` (N, C, ...) and ``grad`` (the output's gradient, same shape), float32.
+
+    Args:
+        scale: (N, C) values (a per-channel scale repeated over the samples).
+
+    Returns:
+        ``grad_x = grad * scale[n, c]``, same shape as ``x``; and per-plane sums (N, C, 2) float64 of
+        ``grad * x`` and of ``grad`` (the gradients of the per-plane scale and bias).
+    """
+    lib = _require_lib()
+    x, grad, n, c, hw = _gradient_pair(x, grad, "affine_backward")
+    k = np.ascontiguousarray(scale, dtype=np.float32)
+    if k.shape != (n, c):
+        raise BinsharpError(f"affine_backward: scale must have shape {(n, c)}, got {k.shape}")
+    gx = np.empty_like(x)
+    sums = np.empty((n, c, 2), np.float64)
+    rc = lib.bs_affine_backward(
+        _ptr(x), _ptr(grad), n * c, hw, _ptr(k), _ptr(gx), _ptr(sums), resolve_threads(threads)
+    )
+    _check(rc, "affine_backward")
     return gx, sums
 
 

@@ -90,7 +90,14 @@ from binsharp.models.binary_baselines import BODIES, DEFAULT_DIM, BinaryPanBackb
 from binsharp.models.recipes import default_recipe
 from binsharp.models.registry import register_model
 from binsharp.models.units import UnitFactory
-from binsharp.nn import BinaryConv2d, ReDistribution, RPReLU, ScalableTanhSign, ScaledSignWeight
+from binsharp.nn import (
+    BinaryConv2d,
+    ReDistribution,
+    RPReLU,
+    ScalableTanhSign,
+    ScaledSignWeight,
+    channel_affine,
+)
 from binsharp.nn.complexity import OpCount, register_counter
 from binsharp.nn.lowering import Lowerer, as_array, register_lowering
 
@@ -279,7 +286,7 @@ class DynamicSRM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         k, b = self.coefficients(x)
-        return torch.addcmul(b, x, k)
+        return channel_affine(x, k, b)
 
 
 def _make_srm(mode: str, channels: int, reduction: int) -> nn.Module:

@@ -11,6 +11,7 @@ quantizer and a kernel quantizer. The functional core is :mod:`binsharp.nn.funct
 
 from binsharp.nn.functional import (
     approx_sign,
+    channel_affine,
     ede_schedule,
     ede_sign,
     identity_ste,
@@ -63,6 +64,7 @@ __all__ = [
     "scalable_tanh_sign",
     "identity_ste",
     "rprelu",
+    "channel_affine",
     "ActivationQuantizer",
     "WeightQuantizer",
     "SignSTE",

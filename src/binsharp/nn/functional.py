@@ -342,6 +342,52 @@ class _RPReLU(torch.autograd.Function):
         return (g_s if need_x else None), g_gamma, g_slope, g_zeta
 
 
+class _ChannelAffine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, scale)
+        ctx.bias_shape = bias.shape
+        return torch.addcmul(bias, x, scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, scale = ctx.saved_tensors
+        need_x, need_scale, need_bias = ctx.needs_input_grad
+        n, c = x.shape[:2]
+        per_plane_scale = x.dim() == 4 and scale.dim() == 4 and scale.shape[0] in (1, n)
+        if (
+            per_plane_scale and tuple(scale.shape[1:]) == (c, 1, 1) and _compiled_cpu(x, scale, grad)
+        ):  # one pass
+            k = scale.detach().reshape(scale.shape[0], c).expand(n, c).numpy()
+            g_x, sums = kernels.affine_backward(
+                x.detach().numpy(), grad.detach().numpy(), k, threads=torch.get_num_threads()
+            )
+            per_plane = torch.from_numpy(sums.astype(np.float32)).permute(2, 0, 1)[
+                ..., None, None
+            ]  # (2,N,C,1,1)
+            g_scale = per_plane[0].sum_to_size(scale.shape) if need_scale else None
+            g_bias = per_plane[1].sum_to_size(ctx.bias_shape) if need_bias else None
+            return (torch.from_numpy(g_x) if need_x else None), g_scale, g_bias
+        g_x = grad * scale if need_x else None
+        g_scale = (grad * x).sum_to_size(scale.shape) if need_scale else None
+        g_bias = grad.sum_to_size(ctx.bias_shape) if need_bias else None
+        return g_x, g_scale, g_bias
+
+
+def channel_affine(x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+    """``x * scale + bias`` per sample and channel (``torch.addcmul(bias, x, scale)``), with a one-pass
+    backward on the CPU (the input gradient and the per-plane sums the scale and bias gradients are made of).
+
+    Args:
+        x: (B, C, H, W) activations.
+        scale, bias: (B, C, 1, 1) or (1, C, 1, 1).
+
+    Returns:
+        (B, C, H, W).
+    """
+    return _ChannelAffine.apply(x, scale, bias)
+
+
 def rprelu(x: Tensor, gamma: Tensor, slope: Tensor, zeta: Tensor) -> Tensor:
     """RPReLU ``PReLU_c(x - gamma_c) + zeta_c`` with a fused backward.
 

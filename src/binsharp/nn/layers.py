@@ -229,7 +229,7 @@ class ReDistribution(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, int(channels), 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.bias, x, self.scale)
+        return BF.channel_affine(x, self.scale, self.bias)
 
 
 class RPReLU(nn.Module):
