@@ -1,4 +1,4 @@
-"""Build of the compiled bit-packed kernels (``binsharp.deploy._bitkern``); metadata lives in pyproject.toml.
+"""Build of the compiled kernels (``binsharp.native._bitkern``); metadata lives in pyproject.toml.
 
 The extension is built for the baseline ISA; on x86 the AVX2 and AVX-512 code paths are compiled with function
 target attributes and chosen at run time, so no ``-march`` flag is used (other CPUs get the portable C path).
@@ -23,8 +23,8 @@ ext_modules = []
 if os.environ.get("BINSHARP_NO_EXT", "") in ("", "0"):
     ext_modules.append(
         Extension(
-            "binsharp.deploy._bitkern",
-            sources=["src/binsharp/deploy/_bitkern.c"],
+            "binsharp.native._bitkern",
+            sources=["src/binsharp/native/_bitkern.c"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
             optional=True,

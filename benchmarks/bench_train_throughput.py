@@ -110,8 +110,9 @@ def _extract(rev: str, dest: Path) -> Path:
         subprocess.run(["git", "-C", str(root), "archive", rev, *paths], stdout=f, check=True)
     with tarfile.open(tar) as t:
         t.extractall(dest, filter="data")
-    kernels = dest / "src" / "binsharp" / "deploy"
-    if (dest / "setup.py").exists() and (kernels / "_bitkern.c").exists():
+    sources = [d for d in ("native", "deploy") if (dest / "src" / "binsharp" / d / "_bitkern.c").exists()]
+    kernels = dest / "src" / "binsharp" / (sources[0] if sources else "native")
+    if (dest / "setup.py").exists() and sources:
         subprocess.run(
             [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest, capture_output=True, text=True
         )

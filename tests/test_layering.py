@@ -25,6 +25,7 @@ FLOORS: dict[str, int] = {
     "errors": 1,
     "fileio": 1,
     "names": 1,
+    "native": 1,
     "progress": 1,
     "sensors": 1,
     "protocol": 2,

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from binsharp import native
 from binsharp.deploy import kernels as K
 from binsharp.errors import BinsharpError
 from binsharp.nn import functional as BF
@@ -494,11 +495,11 @@ def test_haar_calibrate_kernels_equal_the_transforms_and_calibrate(modulated):
 
 
 def test_c_api_table_matches_the_c_source():
-    """The ctypes signatures come from ``kernels.C_API``: the same prototypes as the C source, and the
+    """The ctypes signatures come from ``native.C_API``: the same prototypes as the C source, and the
     epilogue struct has the C struct's fields in order with the same types."""
-    src = Path(K.__file__).with_name("_bitkern.c").read_text()
+    src = Path(native.__file__).with_name("_bitkern.c").read_text()
     norm = [" ".join(p.split()) for p in re.findall(r"BS_API\s+([^{;]*?\))\s*\{", src)]
-    assert sorted(norm) == sorted(" ".join(p.split()) for p in K.C_API)
+    assert sorted(norm) == sorted(" ".join(p.split()) for p in native.C_API)
     body = re.sub(r"/\*.*?\*/", "", re.search(r"typedef struct \{(.*?)\} bs_epi;", src, re.S).group(1))
     fields = []
     for decl in filter(None, (d.strip() for d in body.split(";"))):
@@ -506,9 +507,9 @@ def test_c_api_table_matches_the_c_source():
         scalar = {"float": ctypes.c_float, "int": ctypes.c_int, "double": ctypes.c_double}[base]
         for item in names.split(","):
             fields.append((item.strip(" *"), ctypes.POINTER(scalar) if "*" in item else scalar))
-    assert fields == list(K._Epi._fields_)
-    for proto in K.C_API:
-        name, _, argtypes = K.c_signature(proto)
+    assert fields == list(native.Epilogue._fields_)
+    for proto in native.C_API:
+        name, _, argtypes = native.c_signature(proto)
         assert len(argtypes) == (0 if "(void)" in proto else proto.count(",") + 1), name
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import binsharp.nn as bn
 import binsharp.nn.functional as bnf
-from binsharp.deploy import kernels
+from binsharp import native
 from binsharp.errors import BinsharpError
 
 X = torch.tensor([-2.0, -1.0, -0.75, -0.25, -0.0, 0.0, 0.25, 0.75, 1.0, 2.0], dtype=torch.float64)
@@ -61,7 +61,7 @@ def test_weight_quantizers_never_output_zero(q):
 
 
 # ------------------------------------------------------------------------------------ activation STEs
-@pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
+@pytest.mark.skipif(not native.have_kernels(), reason="compiled kernels not built")
 def test_sign_compiled_cpu_path_matches_convention(monkeypatch):
     """float32 on the CPU takes the compiled one-pass sign: the same values as the PyTorch form (0, -0.0 and
     NaN give +1), on a tensor split over several threads too."""
@@ -70,9 +70,9 @@ def test_sign_compiled_cpu_path_matches_convention(monkeypatch):
     want = torch.lt(x, 0, out=torch.empty_like(x)).mul_(-2.0).add_(1.0)
     assert torch.equal(bn.sign(x), want)
     assert bn.sign(x).view(-1)[:4].tolist() == [1.0, 1.0, 1.0, -1.0]
-    assert np.array_equal(kernels.sign(x.numpy(), threads=2), want.numpy())
+    assert np.array_equal(native.sign(x.numpy(), threads=2), want.numpy())
     calls = []
-    monkeypatch.setattr(kernels, "sign", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(native, "sign", lambda *a, **k: calls.append(1))
     small = torch.randn(bnf.COMPILED_MIN_NUMEL - 1)  # below the size where the call pays: PyTorch's form
     assert torch.equal(bn.sign(small), torch.where(small < 0, -1.0, 1.0)) and not calls
 
@@ -167,15 +167,15 @@ def test_scalable_tanh_sign_per_channel_beta():
     torch.testing.assert_close(q.beta.grad, (g * x.detach() * (1 - th**2)).sum(dim=(0, 2, 3), keepdim=True))
 
 
-@pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
+@pytest.mark.skipif(not native.have_kernels(), reason="compiled kernels not built")
 @pytest.mark.parametrize("channels", [None, 3])
 def test_scalable_tanh_sign_compiled_cpu_backward(channels, monkeypatch):
     """float32 on the CPU: the compiled one-pass backward agrees with the formula in float64 to float32
     precision (saturated |beta x| included, a plane's tail too) and is the same for any thread count."""
     monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", 0)  # small test tensors take the compiled path too
     calls = []
-    fn = kernels.tanh_sign_backward
-    monkeypatch.setattr(kernels, "tanh_sign_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
+    fn = native.tanh_sign_backward
+    monkeypatch.setattr(native, "tanh_sign_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
     q = bn.ScalableTanhSign(channels=channels) if channels else bn.ScalableTanhSign(init=1.3)
     if channels:
         with torch.no_grad():
@@ -195,8 +195,8 @@ def test_scalable_tanh_sign_compiled_cpu_backward(channels, monkeypatch):
     torch.testing.assert_close(q.beta.grad.double(), want.reshape(q.beta.shape), rtol=1e-5, atol=1e-5)
     b32 = q.beta.detach().reshape(-1).expand(3).numpy()
     big = np.random.default_rng(0).normal(0, 2, (2, 2, 3, 400, 400)).astype(np.float32)  # several threads
-    one = kernels.tanh_sign_backward(big[0], big[1], b32, threads=1)
-    two = kernels.tanh_sign_backward(big[0], big[1], b32, threads=2)
+    one = native.tanh_sign_backward(big[0], big[1], b32, threads=1)
+    two = native.tanh_sign_backward(big[0], big[1], b32, threads=2)
     assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
 
 
@@ -461,15 +461,15 @@ def test_irnet_weight_single_element_channels():
     assert torch.isfinite(w.grad).all()
 
 
-@pytest.mark.skipif(not kernels.have_kernels(), reason="compiled kernels not built")
+@pytest.mark.skipif(not native.have_kernels(), reason="compiled kernels not built")
 def test_rprelu_compiled_cpu_path_matches_torch(monkeypatch):
     """float32 on the CPU runs the compiled one-pass forward and backward: the forward and the input gradient
     bitwise PyTorch's, the parameter gradients to float32 summation order; a NaN stays NaN."""
     monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", 0)  # small test tensors take the compiled path too
     calls = []
     for name in ("rprelu", "rprelu_backward"):
-        fn = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
+        fn = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k))
     torch.manual_seed(0)
     c = 5
     gamma = (torch.randn(1, c, 1, 1) * 0.1).requires_grad_(True)
@@ -499,12 +499,12 @@ def test_rprelu_compiled_cpu_path_matches_torch(monkeypatch):
 def test_channel_affine_gradients_match_addcmul(per_sample, compiled, monkeypatch):
     """``channel_affine`` (the SRMs' ``x * k + b``): the output of ``torch.addcmul`` and its gradients, on the
     compiled one-pass backward (float32 CPU) and on the PyTorch form."""
-    if compiled and not kernels.have_kernels():
+    if compiled and not native.have_kernels():
         pytest.skip("compiled kernels not built")
     monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", 0 if compiled else 1 << 60)
     calls = []
-    fn = kernels.affine_backward
-    monkeypatch.setattr(kernels, "affine_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
+    fn = native.affine_backward
+    monkeypatch.setattr(native, "affine_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, 5, 7, generator=gen)
     g = torch.randn(3, 4, 5, 7, generator=gen)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from binsharp.deploy import kernels
+from binsharp import native
 
 __all__ = [
     "sign",
@@ -50,13 +50,13 @@ COMPILED_MIN_NUMEL = 1 << 14
 
 
 def _compiled_cpu(x: Tensor, *others: Tensor) -> bool:
-    """True when the compiled CPU kernels (:mod:`binsharp.deploy.kernels`) run an op on ``x`` and ``others``:
+    """True when the compiled CPU kernels (:mod:`binsharp.native`) run an op on ``x`` and ``others``:
     float32, on the CPU, the kernels built, and ``x`` large enough (:data:`COMPILED_MIN_NUMEL`) for the call
     to pay."""
     return (
         x.numel() >= COMPILED_MIN_NUMEL
         and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, *others))
-        and kernels.have_kernels()
+        and native.have_kernels()
     )
 
 
@@ -79,7 +79,7 @@ def sign(x: Tensor) -> Tensor:
     """
     x = x.detach()
     if _compiled_cpu(x):  # one pass
-        return torch.from_numpy(kernels.sign(x.numpy(), threads=torch.get_num_threads()))
+        return torch.from_numpy(native.sign(x.numpy(), threads=torch.get_num_threads()))
     # one comparison written straight into a float buffer, then 1 - 2*[x < 0] in place (several times faster
     # on CPU than masked_fill / where)
     return torch.lt(x, 0, out=torch.empty_like(x)).mul_(-2.0).add_(1.0)
@@ -168,7 +168,7 @@ class _ScalableTanhSign(torch.autograd.Function):
         )
         if per_channel and _compiled_cpu(x, beta, grad):  # one pass: grad_x and the per-plane sums for beta
             b = beta.detach().reshape(-1).expand(x.shape[1]).numpy()
-            g_x, sums = kernels.tanh_sign_backward(
+            g_x, sums = native.tanh_sign_backward(
                 x.detach().numpy(), grad.detach().numpy(), b, threads=torch.get_num_threads()
             )
             grad_beta = None
@@ -302,7 +302,7 @@ class _RPReLU(torch.autograd.Function):
             ctx.save_for_backward(x, gamma, slope)
             vals = [_channel_values(p) for p in (gamma, slope, zeta)]
             return torch.from_numpy(
-                kernels.rprelu(x.detach().numpy(), *vals, keep_nan=True, threads=torch.get_num_threads())
+                native.rprelu(x.detach().numpy(), *vals, keep_nan=True, threads=torch.get_num_threads())
             )
         s = x - gamma
         ctx.save_for_backward(s, slope)
@@ -313,7 +313,7 @@ class _RPReLU(torch.autograd.Function):
         need_x, need_gamma, need_slope, need_zeta = ctx.needs_input_grad
         if ctx.compiled and _compiled_cpu(grad):
             x, gamma, slope = ctx.saved_tensors
-            g_x, sums = kernels.rprelu_backward(
+            g_x, sums = native.rprelu_backward(
                 x.detach().numpy(),
                 grad.detach().numpy(),
                 _channel_values(gamma),
@@ -359,7 +359,7 @@ class _ChannelAffine(torch.autograd.Function):
             per_plane_scale and tuple(scale.shape[1:]) == (c, 1, 1) and _compiled_cpu(x, scale, grad)
         ):  # one pass
             k = scale.detach().reshape(scale.shape[0], c).expand(n, c).numpy()
-            g_x, sums = kernels.affine_backward(
+            g_x, sums = native.affine_backward(
                 x.detach().numpy(), grad.detach().numpy(), k, threads=torch.get_num_threads()
             )
             per_plane = torch.from_numpy(sums.astype(np.float32)).permute(2, 0, 1)[
