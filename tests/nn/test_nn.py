@@ -71,6 +71,9 @@ def test_sign_compiled_cpu_path_matches_convention(monkeypatch):
     assert torch.equal(bn.sign(x), want)
     assert bn.sign(x).view(-1)[:4].tolist() == [1.0, 1.0, 1.0, -1.0]
     assert np.array_equal(native.sign(x.numpy(), threads=2), want.numpy())
+    cl = x[:, :, :64, :64].contiguous(memory_format=torch.channels_last)  # another layout: PyTorch's form
+    assert torch.equal(bn.sign(cl), want[:, :, :64, :64])
+    assert bn.sign(cl).is_contiguous(memory_format=torch.channels_last)
     calls = []
     monkeypatch.setattr(native, "sign", lambda *a, **k: calls.append(1))
     small = torch.randn(bnf.COMPILED_MIN_NUMEL - 1)  # below the size where the call pays: PyTorch's form

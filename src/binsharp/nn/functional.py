@@ -51,10 +51,11 @@ COMPILED_MIN_NUMEL = 1 << 14
 
 def _compiled_cpu(x: Tensor, *others: Tensor) -> bool:
     """True when the compiled CPU kernels (:mod:`binsharp.native`) run an op on ``x`` and ``others``:
-    float32, on the CPU, the kernels built, and ``x`` large enough (:data:`COMPILED_MIN_NUMEL`) for the call
-    to pay."""
+    float32, on the CPU, the kernels built, ``x`` contiguous (another layout, e.g. channels-last, keeps
+    PyTorch's form and its layout) and large enough (:data:`COMPILED_MIN_NUMEL`) for the call to pay."""
     return (
         x.numel() >= COMPILED_MIN_NUMEL
+        and x.is_contiguous()
         and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, *others))
         and native.have_kernels()
     )
