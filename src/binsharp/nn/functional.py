@@ -343,6 +343,13 @@ class _RPReLU(torch.autograd.Function):
         return (g_s if need_x else None), g_gamma, g_slope, g_zeta
 
 
+def _plane_scale(x: Tensor, scale: Tensor) -> bool:
+    """True when ``x`` is (N, C, H, W) and ``scale`` one value per plane: (N, C, 1, 1) or (1, C, 1, 1)."""
+    if x.dim() != 4 or scale.dim() != 4:
+        return False
+    return scale.shape[0] in (1, x.shape[0]) and tuple(scale.shape[1:]) == (x.shape[1], 1, 1)
+
+
 class _ChannelAffine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, scale: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
@@ -354,20 +361,15 @@ class _ChannelAffine(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, scale = ctx.saved_tensors
         need_x, need_scale, need_bias = ctx.needs_input_grad
-        n, c = x.shape[:2]
-        per_plane_scale = x.dim() == 4 and scale.dim() == 4 and scale.shape[0] in (1, n)
-        if (
-            per_plane_scale and tuple(scale.shape[1:]) == (c, 1, 1) and _compiled_cpu(x, scale, grad)
-        ):  # one pass
+        if _plane_scale(x, scale) and _compiled_cpu(x, scale, grad):  # one pass
+            n, c = x.shape[:2]
             k = scale.detach().reshape(scale.shape[0], c).expand(n, c).numpy()
             g_x, sums = native.affine_backward(
                 x.detach().numpy(), grad.detach().numpy(), k, threads=torch.get_num_threads()
             )
-            per_plane = torch.from_numpy(sums.astype(np.float32)).permute(2, 0, 1)[
-                ..., None, None
-            ]  # (2,N,C,1,1)
-            g_scale = per_plane[0].sum_to_size(scale.shape) if need_scale else None
-            g_bias = per_plane[1].sum_to_size(ctx.bias_shape) if need_bias else None
+            planes = torch.from_numpy(sums.astype(np.float32))  # (N, C, 2)
+            g_scale = planes[..., 0, None, None].sum_to_size(scale.shape) if need_scale else None
+            g_bias = planes[..., 1, None, None].sum_to_size(ctx.bias_shape) if need_bias else None
             return (torch.from_numpy(g_x) if need_x else None), g_scale, g_bias
         g_x = grad * scale if need_x else None
         g_scale = (grad * x).sum_to_size(scale.shape) if need_scale else None
