@@ -31,22 +31,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from binsharp.errors import BinsharpError
-from binsharp.native import (
-    ENV_NO_EXT,
-    ENV_THREADS,
-    have_kernels,
-    resolve_threads,
-    rprelu,
-)
+
+# the library's helpers under this module's names; ENV_THREADS, have_kernels and rprelu are re-exported
+from binsharp.native import ENV_NO_EXT, resolve_threads
+from binsharp.native import ENV_THREADS as ENV_THREADS
 from binsharp.native import Epilogue as _Epi
 from binsharp.native import FloatPointer as _f32p
 from binsharp.native import address as _ptr
 from binsharp.native import channel_vector as _vec
 from binsharp.native import check as _check
+from binsharp.native import have_kernels as have_kernels
 from binsharp.native import library as _lib
 from binsharp.native import require_library as _require_lib
-
-__all__ = ["ENV_NO_EXT", "ENV_THREADS", "have_kernels", "resolve_threads", "rprelu"]  # re-exported
+from binsharp.native import rprelu as rprelu
 
 PATHS: tuple[str, ...] = ("generic", "popcnt", "avx2", "avx512")
 ENV_PATH = "BINSHARP_KERNEL_PATH"

@@ -746,6 +746,19 @@ static inline __attribute__((always_inline)) v8f load8(const float *p, int m) {
     return r;
 }
 
+/* the first m (<= 8) lanes of v to p */
+static inline __attribute__((always_inline)) void store8(float *p, v8f v, int m) {
+    if (m == 8) memcpy(p, &v, sizeof v);
+    else memcpy(p, &v, sizeof(float) * (size_t)m);
+}
+
+/* the 8 lanes of a added in lane order */
+static inline __attribute__((always_inline)) double lanes_in_order(v8d a) {
+    double t = 0;
+    for (int j = 0; j < 8; j++) t += a[j];
+    return t;
+}
+
 static inline int mm8_generic(v8i c) {
     int m = 0;
     for (int j = 0; j < 8; j++) m |= (c[j] & 1) << j;
@@ -859,18 +872,13 @@ enum {
                 const v8f z = {0};                                                                                 \
                 sacc += __builtin_convertvector(m == 8 ? v : sel8(lane < m, v, z), v8d);                           \
             }                                                                                                      \
-            if ((F & EF_OUT) && m == 8) memcpy(c->out + i0, &v, sizeof v);                                         \
-            else if (F & EF_OUT) memcpy(c->out + i0, &v, sizeof(float) * (size_t)m);                               \
+            if (F & EF_OUT) store8(c->out + i0, v, m);                                                             \
             if (F & EF_PACK) {                                                                                     \
                 const v8i neg = (F & EF_PSCALE) ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;                   \
                 bits |= (uint64_t)(MOVEMASK8(neg) & ((1u << m) - 1u)) << i0;                                       \
             }                                                                                                      \
         }                                                                                                          \
-        if (F & EF_SUM) {                                                                                          \
-            double t = 0;                                                                                          \
-            for (int j = 0; j < 8; j++) t += sacc[j];                                                              \
-            *c->sum += t;                                                                                          \
-        }                                                                                                          \
+        if (F & EF_SUM) *c->sum += lanes_in_order(sacc);                                                           \
         return bits;                                                                                               \
     }                                                                                                              \
                                                                                                                    \
@@ -1487,7 +1495,7 @@ BS_API int bs_sign(const float *x, int64_t n, float *out, int nthreads) {
 /* RPReLU backward (training): x the layer input and g the output gradient, both (N, C, HW); t = x - gamma[c]; */
 /*   gx = t > 0 ? g : slope[c] * g (PyTorch's PReLU rule, t = 0 takes the slope), and per plane p = n * C + c */
 /*   in double: sums[3p] = sum gx, sums[3p + 1] = sum of g * t where t <= 0, sums[3p + 2] = sum g (eight     */
-/*   partial sums, element i in partial i % 8, added in order: the same for every thread count).            */
+/*   partial sums, element i in partial i % 8, added in lane order: the same for every thread count).       */
 
 #if BS_X86
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -1495,25 +1503,17 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void rprelu_bwd_plane(const float *x, const float *g, int64_t n, float ga, float sl, float *gx, double *sums) {
     v8d a0 = {0}, a1 = {0}, a2 = {0};
     const v8f z = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f xv, gv;
-        memcpy(&xv, x + i, sizeof xv), memcpy(&gv, g + i, sizeof gv);
+    for (int64_t i = 0; i < n; i += 8) { /* a plane's tail zero-padded: the padding adds 0 to every sum */
+        const int m = n - i < 8 ? (int)(n - i) : 8;
+        const v8f xv = load8(x + i, m), gv = load8(g + i, m);
         const v8f t = xv - ga;
         const v8i pos = t > 0.f;
         const v8f gs = sel8(pos, gv, gv * sl), gw = sel8(pos, z, gv * t);
-        memcpy(gx + i, &gs, sizeof gs);
+        store8(gx + i, gs, m);
         a0 += __builtin_convertvector(gs, v8d), a1 += __builtin_convertvector(gw, v8d);
         a2 += __builtin_convertvector(gv, v8d);
     }
-    for (int64_t j = 0; i < n; i++, j++) { /* the tail continues the partial sums in the same order */
-        const float t = x[i] - ga, gs = t > 0.f ? g[i] : g[i] * sl;
-        gx[i] = gs;
-        a0[j] += gs, a1[j] += t > 0.f ? 0.f : g[i] * t, a2[j] += g[i];
-    }
-    double t0 = 0, t1 = 0, t2 = 0;
-    for (int l = 0; l < 8; l++) t0 += a0[l], t1 += a1[l], t2 += a2[l];
-    sums[0] = t0, sums[1] = t1, sums[2] = t2;
+    sums[0] = lanes_in_order(a0), sums[1] = lanes_in_order(a1), sums[2] = lanes_in_order(a2);
 }
 
 BS_API int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, const float *gamma,
@@ -1538,21 +1538,13 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static void affine_bwd_plane(const float *x, const float *g, int64_t n, float k, float *gx, double *sums) {
     v8d a0 = {0}, a1 = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f xv, gv;
-        memcpy(&xv, x + i, sizeof xv), memcpy(&gv, g + i, sizeof gv);
-        const v8f o = gv * k;
-        memcpy(gx + i, &o, sizeof o);
+    for (int64_t i = 0; i < n; i += 8) { /* a plane's tail zero-padded: the padding adds 0 to both sums */
+        const int m = n - i < 8 ? (int)(n - i) : 8;
+        const v8f xv = load8(x + i, m), gv = load8(g + i, m);
+        store8(gx + i, gv * k, m);
         a0 += __builtin_convertvector(gv * xv, v8d), a1 += __builtin_convertvector(gv, v8d);
     }
-    for (int64_t j = 0; i < n; i++, j++) {
-        gx[i] = g[i] * k;
-        a0[j] += g[i] * x[i], a1[j] += g[i];
-    }
-    double t0 = 0, t1 = 0;
-    for (int l = 0; l < 8; l++) t0 += a0[l], t1 += a1[l];
-    sums[0] = t0, sums[1] = t1;
+    sums[0] = lanes_in_order(a0), sums[1] = lanes_in_order(a1);
 }
 
 BS_API int bs_affine_backward(const float *x, const float *g, int64_t P, int64_t HW, const float *k, float *gx,
@@ -1594,28 +1586,15 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void tanh_sign_bwd_plane(const float *x, const float *g, int64_t n, float b, float *gx, double *sum) {
     v8d a = {0};
     const float m2b = -2.f * b, b4 = 4.f * b;
-#define TANH_SIGN_BWD8(XV, GV, O)                                                                        \
-    const v8f s = 1.f / (1.f + exp8((XV) * m2b));                                                         \
-    const v8f e = (GV) * (s * (1.f - s));                                                                 \
-    const v8f O = e * b4;                                                                                 \
-    a += __builtin_convertvector(e * (XV), v8d);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f xv, gv;
-        memcpy(&xv, x + i, sizeof xv), memcpy(&gv, g + i, sizeof gv);
-        TANH_SIGN_BWD8(xv, gv, o)
-        memcpy(gx + i, &o, sizeof o);
-    }
-    if (i < n) { /* the tail, zero-padded: the padding adds e * x = 0 */
-        const int m = (int)(n - i);
+    for (int64_t i = 0; i < n; i += 8) { /* a plane's tail zero-padded: the padding adds e * x = 0 */
+        const int m = n - i < 8 ? (int)(n - i) : 8;
         const v8f xv = load8(x + i, m), gv = load8(g + i, m);
-        TANH_SIGN_BWD8(xv, gv, o)
-        memcpy(gx + i, &o, sizeof(float) * (size_t)m);
+        const v8f s = 1.f / (1.f + exp8(xv * m2b));
+        const v8f e = gv * (s * (1.f - s));
+        store8(gx + i, e * b4, m);
+        a += __builtin_convertvector(e * xv, v8d);
     }
-#undef TANH_SIGN_BWD8
-    double t = 0;
-    for (int l = 0; l < 8; l++) t += a[l];
-    *sum = t;
+    *sum = lanes_in_order(a);
 }
 
 BS_API int bs_tanh_sign_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, const float *beta,

@@ -168,9 +168,11 @@ class _ScalableTanhSign(torch.autograd.Function):
             beta.numel() == 1 or tuple(beta.shape) == (1, x.shape[1]) + (1,) * (x.dim() - 2)
         )
         if per_channel and _compiled_cpu(x, beta, grad):  # one pass: grad_x and the per-plane sums for beta
-            b = beta.detach().reshape(-1).expand(x.shape[1]).numpy()
             g_x, sums = native.tanh_sign_backward(
-                x.detach().numpy(), grad.detach().numpy(), b, threads=torch.get_num_threads()
+                x.detach().numpy(),
+                grad.detach().numpy(),
+                _channel_values(beta),
+                threads=torch.get_num_threads(),
             )
             grad_beta = None
             if ctx.needs_input_grad[1]:
