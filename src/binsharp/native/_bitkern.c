@@ -1744,6 +1744,33 @@ BS_API int bs_plane_stats(const float *x, int64_t NC, int64_t HW, float eps, flo
 /* c in order, y = (x - mean) / sqrt(var + eps), out = (float)(y * w[c] + b[c]).                       */
 
 #define BS_LN_BLOCK 256
+/* one block of m <= BS_LN_BLOCK pixels, every channel (planes HW apart) */
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void layernorm_block(const float *xs, int C, int64_t HW, int m, const float *w, const float *b, double eps,
+                            float *os) {
+    double mean[BS_LN_BLOCK], acc[BS_LN_BLOCK];
+    for (int j = 0; j < m; j++) acc[j] = 0.0;
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < m; j++) acc[j] += (double)xs[c * HW + j];
+    for (int j = 0; j < m; j++) {
+        mean[j] = acc[j] / (double)C;
+        acc[j] = 0.0;
+    }
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < m; j++) {
+            const double d = (double)xs[c * HW + j] - mean[j];
+            acc[j] += d * d;
+        }
+    for (int j = 0; j < m; j++) acc[j] = sqrt(acc[j] / (double)C + eps);
+    for (int c = 0; c < C; c++) {
+        const double wc = (double)w[c], bc = (double)b[c];
+        for (int j = 0; j < m; j++)
+            os[c * HW + j] = (float)((((double)xs[c * HW + j] - mean[j]) / acc[j]) * wc + bc);
+    }
+}
+
 BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const float *w, const float *b,
                           double eps, float *out, int nthreads) {
     if (N < 1 || C < 1 || HW < 1 || !w || !b) return BS_EINVAL;
@@ -1753,27 +1780,7 @@ BS_API int bs_layernorm_c(const float *x, int64_t N, int C, int64_t HW, const fl
     for (int64_t t = 0; t < N * nb; t++) {
         const int64_t n = t / nb, p0 = (t % nb) * BS_LN_BLOCK;
         const int m = (int)((HW - p0) < BS_LN_BLOCK ? (HW - p0) : BS_LN_BLOCK);
-        const float *xs = x + n * C * HW + p0;
-        float *os = out + n * C * HW + p0;
-        double mean[BS_LN_BLOCK], acc[BS_LN_BLOCK];
-        for (int j = 0; j < m; j++) acc[j] = 0.0;
-        for (int c = 0; c < C; c++)
-            for (int j = 0; j < m; j++) acc[j] += (double)xs[c * HW + j];
-        for (int j = 0; j < m; j++) {
-            mean[j] = acc[j] / (double)C;
-            acc[j] = 0.0;
-        }
-        for (int c = 0; c < C; c++)
-            for (int j = 0; j < m; j++) {
-                const double d = (double)xs[c * HW + j] - mean[j];
-                acc[j] += d * d;
-            }
-        for (int j = 0; j < m; j++) acc[j] = sqrt(acc[j] / (double)C + eps);
-        for (int c = 0; c < C; c++) {
-            const double wc = (double)w[c], bc = (double)b[c];
-            for (int j = 0; j < m; j++)
-                os[c * HW + j] = (float)((((double)xs[c * HW + j] - mean[j]) / acc[j]) * wc + bc);
-        }
+        layernorm_block(x + n * C * HW + p0, C, HW, m, w, b, eps, out + n * C * HW + p0);
     }
     return BS_OK;
 }
@@ -1864,6 +1871,24 @@ static void up2_taps(int64_t n, int64_t o, int64_t *i0, int64_t *i1, float *w0, 
     }
 }
 
+/* one output row: t = r0 * w0 + r1 * w1 (W samples, the rows' taps), then the columns 1 .. 2W-2 in pairs
+ * (2j + 1: t[j]*0.75 + t[j+1]*0.25, 2j + 2: t[j]*0.25 + t[j+1]*0.75) and the two border columns by their
+ * taps (ci0, cw) */
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void up2_row(const float *r0, const float *r1, float w0, float w1, int64_t W, const int64_t *ci0,
+                    const float *cw, float *t, float *orow) {
+    for (int64_t j = 0; j < W; j++) t[j] = r0[j] * w0 + r1[j] * w1;
+    orow[0] = t[ci0[0]] * cw[0] + t[ci0[1]] * cw[1];
+    for (int64_t j = 0; j + 1 < W; j++) {
+        orow[2 * j + 1] = t[j] * 0.75f + t[j + 1] * 0.25f;
+        orow[2 * j + 2] = t[j] * 0.25f + t[j + 1] * 0.75f;
+    }
+    const int64_t q = 2 * W - 1;
+    orow[q] = t[ci0[2 * q]] * cw[2 * q] + t[ci0[2 * q + 1]] * cw[2 * q + 1];
+}
+
 BS_API int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *out, int nthreads) {
     if (P < 1 || H < 1 || W < 1) return BS_EINVAL;
     int64_t *ci0 = malloc(sizeof(int64_t) * 4 * W);
@@ -1890,10 +1915,7 @@ BS_API int bs_upsample2(const float *x, int64_t P, int64_t H, int64_t W, float *
                 float w0, w1;
                 up2_taps(H, o, &i0, &i1, &w0, &w1);
                 const float *r0 = x + (p * H + i0) * W, *r1 = x + (p * H + i1) * W;
-                for (int64_t j = 0; j < W; j++) tmp[j] = r0[j] * w0 + r1[j] * w1;
-                float *orow = out + (p * 2 * H + o) * 2 * W;
-                for (int64_t q = 0; q < 2 * W; q++)
-                    orow[q] = tmp[ci0[2 * q]] * cw[2 * q] + tmp[ci0[2 * q + 1]] * cw[2 * q + 1];
+                up2_row(r0, r1, w0, w1, W, ci0, cw, tmp, out + (p * 2 * H + o) * 2 * W);
             }
         free(tmp);
     }
