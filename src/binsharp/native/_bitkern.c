@@ -734,6 +734,8 @@ typedef struct {
     double *sum; /* this row's sum of the channel, or NULL */
     const float *r2;
     float mv;
+    int32_t b0; /* raw: the source is the accumulator row, y = b0 - 2 * acc (a tile without border columns) */
+    int raw;
 } ep_ch;
 
 typedef double v8d __attribute__((vector_size(64)));
@@ -807,7 +809,7 @@ enum {
     X(FN, EF_OUT)
 #define EF_CASE(FN, F_)                                                                                \
     case (F_):                                                                                         \
-        bits = FN(&c, yi, TX, (F_));                                                                   \
+        bits = FN(&c, src, TX, (F_));                                                                  \
         break;
 
 
@@ -853,6 +855,7 @@ enum {
             const int m = nx - i0 < 8 ? nx - i0 : 8;                                                               \
             v8i y;                                                                                                 \
             memcpy(&y, yi + i0, sizeof y);                                                                         \
+            if (c->raw) y = c->b0 - (y + y);                                                                       \
             v8f v = __builtin_convertvector(y, v8f) * c->al;                                                       \
             if (F & EF_BIAS) v = v + c->bb;                                                                        \
             if (F & EF_AFF) v = v * c->as + c->ab;                                                                 \
@@ -889,13 +892,18 @@ enum {
                           uint64_t *pout, int32_t *yout, uint64_t *msk) {                                          \
         int32_t yi[TX];                                                                                            \
         const int act = e->act;                                                                                    \
+        /* a full tile without border columns reads y off the accumulators, else off yi (with corrections) */     \
+        int raw = nx == TX && !yout;                                                                               \
+        for (int q = 0; q < nbx && raw; q++) raw = bx[q] < x0 || bx[q] >= x0 + nx;                                 \
         for (int o = 0; o < g->Co; o++) {                                                                          \
             const int32_t *ar = acc + (int64_t)o * TX;                                                             \
             const int32_t *bo = base_r + (int64_t)o * ncc;                                                         \
             const int32_t b0 = bo[0];                                                                              \
-            for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                                   \
-        for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                                      \
-            for (int q = 0; q < nbx; q++) {                                                                        \
+            if (!raw) {                                                                                            \
+                for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                               \
+                for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                              \
+            }                                                                                                      \
+            for (int q = 0; q < nbx && !raw; q++) {                                                                \
                 int i = bx[q] - x0;                                                                                \
                 if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                               \
             }                                                                                                      \
@@ -918,7 +926,8 @@ enum {
             }                                                                                                      \
             const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
                              act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
-                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum, r2, e->mv};                   \
+                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum, r2, e->mv, b0, raw};          \
+            const int32_t *src = raw ? ar : yi;                                                                    \
             /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
             const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
                           (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
@@ -929,7 +938,7 @@ enum {
             switch (nx == TX ? F : -1) {                                                                       \
                 EF_CASES(EF_CASE, epi_chan_##SUF)                                                              \
             default:                                                                                           \
-                bits = epi_chan_##SUF(&c, yi, nx, F);                                                          \
+                bits = epi_chan_##SUF(&c, src, nx, F);                                                         \
             }                                                                                                  \
             if (pout) msk[o] = bits;                                                                               \
         }                                                                                                          \
