@@ -75,7 +75,7 @@ F32 = np.float32
 POOL_BYTES = 160 << 20
 POOL_LARGEST = 8
 #: dead arrays of one shape an engine keeps at most
-POOL_PER_SHAPE = 2
+POOL_PER_SHAPE = 4
 
 _blas: ThreadpoolController | None = None
 
