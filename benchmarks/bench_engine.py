@@ -16,6 +16,13 @@ Printed, with the command, the machine, its load, the CPU flags and the kernel p
 (c) the ``.bsp`` size against the float32 checkpoint, and the peak resident memory of one inference (engine in
     a fresh process without torch, PyTorch emulation in a fresh process).
 
+Allocator (``--malloc``, (b) only): ``keep`` (default) runs (b) with glibc's ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` raised, so that freed memory is kept for reuse, as a tuned PyTorch deployment gets
+it from jemalloc or tcmalloc: with glibc's defaults PyTorch maps FusionNet's large float32 tensors afresh on
+every call (about 250 000 page faults per 512 x 512 call, roughly half of its time, and how much of it
+depends on what the process freed before), while the engine reuses its own arrays. ``default`` keeps the C
+library's defaults.
+
 ``--isa avx2`` runs (b) with the engine's kernels on their AVX2 path and PyTorch and numpy restricted to AVX2
 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``NPY_DISABLE_CPU_FEATURES``): a machine without
 AVX-512 as far as these libraries are concerned (the engine's float convolution follows the kernel path;
@@ -55,6 +62,8 @@ AVX2_ENV = {
     "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
     "BINSHARP_KERNEL_PATH": "avx2",
 }
+#: environment of ``--malloc keep``: glibc keeps freed memory (no fresh pages for every large tensor)
+KEEP_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
 
 
 def _time_into(fn, seconds: list[float]) -> None:
@@ -353,6 +362,8 @@ def _child(args: argparse.Namespace, isa: str, names: list[str]) -> dict:
     env = dict(os.environ)
     if isa == "avx2":
         env.update(AVX2_ENV)
+    if args.malloc == "keep":
+        env.update(KEEP_MALLOC_ENV)
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "b.json"
         cmd = [sys.executable, __file__, "--_child", str(out), "--models", ",".join(names)]
@@ -371,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512, help="PAN side (default 512)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds (default 2)")
     ap.add_argument("--profile", action="store_true", help="print each model's per-op profile in (b)")
+    ap.add_argument(
+        "--malloc",
+        choices=("keep", "default"),
+        default="keep",
+        help="allocator setting of (b): keep freed memory for reuse (default) or glibc's defaults",
+    )
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -409,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  settings: part={args.part} models={','.join(names)} isa={args.isa} size={args.size} "
-        f"rounds={args.rounds}"
+        f"rounds={args.rounds} malloc={args.malloc}"
     )
+    if args.malloc == "keep":
+        print(f"  allocator of (b): {' '.join(f'{k}={v}' for k, v in KEEP_MALLOC_ENV.items())}")
     results: dict = {"machine": info, "engine": feats, "settings": vars(args)}
     if "a" in args.part:
         results["a"] = part_a(max(5, args.rounds))
