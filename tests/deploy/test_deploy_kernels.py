@@ -42,6 +42,8 @@ CASES = [
     (20, 10, 5, 1, 2, 5, 7, 70),  # groups of 4 input channels: packed densely, 16 groups per word
     (16, 16, 3, 2, 1, 4, 9, 13),
     (256, 256, 3, 1, 1, 64, 5, 66),
+    (32, 16, 7, 1, 3, 1, 9, 40),  # more than 31 taps: the dword-lane kernels widen their byte counters
+    (256, 8, 3, 1, 1, 1, 6, 20),  # 9 taps x 4 words: the wide kernels widen theirs
 ]
 
 

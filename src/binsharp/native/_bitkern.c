@@ -347,10 +347,12 @@ load_quads256(const long long *ap, const int np, int s, int full, const __m256i 
     }
 }
 
+/* AVX2, groups of more than 32 channels: 8 pixels (2 vectors of 4 words) x OCB channels of byte counters,
+ * summed into 64-bit lanes (vpsadbw) every 31 words; WIDE and PLAIN as in mk256n_run. */
 static inline __attribute__((always_inline, target(T256))) void
-mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
-          int nx, int32_t *acc, int accoff) {
-    const int s = g->s, k = g->k, nwg = g->nwg, Wp = g->Wp;
+mk256_run(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+          int nx, int32_t *acc, int accoff, const int WIDE, const int PLAIN) {
+    const int s = PLAIN ? 1 : g->s, k = g->k, nwg = g->nwg, Wp = g->Wp;
     const int64_t wstride = (int64_t)k * k * nwg;
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
                                          1, 2, 2, 3, 2, 3, 3, 4);
@@ -361,8 +363,7 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
     int cnt = 0;
-    const int full = nx >= 8; /* all 8 lanes valid: plain loads */
-    lane_masks256(nx, 2, m, mlo, mhi);
+    if (!PLAIN) lane_masks256(nx, 2, m, mlo, mhi);
     for (int ky = 0; ky < k; ky++) {
         const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
         for (int kx = 0; kx < k; kx++) {
@@ -372,13 +373,16 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
                 const long long *ap =
                     (const long long *)(a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs);
                 __m256i av[2];
-                load_quads256(ap, 2, s, full, m, mlo, mhi, av);
+                if (PLAIN)
+                    for (int p = 0; p < 2; p++) av[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
+                else
+                    load_quads256(ap, 2, s, nx >= 8, m, mlo, mhi, av);
                 for (int o = 0; o < OCB; o++) {
                     const __m256i wv = _mm256_set1_epi64x((long long)wp[o * wstride + j]);
                     for (int p = 0; p < 2; p++)
                         B[o][p] = _mm256_add_epi8(B[o][p], pc_bytes(_mm256_xor_si256(av[p], wv), lut, low));
                 }
-                if (++cnt == 31) {
+                if (WIDE && ++cnt == 31) {
                     cnt = 0;
                     for (int o = 0; o < OCB; o++)
                         for (int p = 0; p < 2; p++) {
@@ -391,7 +395,8 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
     }
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) {
-            __m256i q = _mm256_add_epi64(Q[o][p], _mm256_sad_epu8(B[o][p], zero));
+            __m256i q = _mm256_sad_epu8(B[o][p], zero);
+            if (WIDE) q = _mm256_add_epi64(Q[o][p], q);
             /* 64-bit lanes -> 4 int32 */
             __m256i t = _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
             _mm_storeu_si128((__m128i *)(acc + (int64_t)(o0 + o) * TX + accoff + 4 * p),
@@ -399,12 +404,26 @@ mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
         }
 }
 
-/* AVX2, narrow groups (cg_in <= 32): pixel j in dword 2j and pixel j+4 in dword 2j+1 of an 8-pixel vector;
- * 2 vectors x OCB channels of byte counters, widened per dword (vpmaddubsw + vpmaddwd) every 31 taps. */
 static inline __attribute__((always_inline, target(T256))) void
-mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
-           int nx, int32_t *acc, int accoff) {
-    const int s = g->s, k = g->k, Wp = g->Wp;
+mk256_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+          int nx, int32_t *acc, int accoff) {
+    if (g->k * g->k * g->nwg > 31)
+        mk256_run(g, a, w, gi, o0, OCB, oy, x0, nx, acc, accoff, 1, 0);
+    else if (g->s == 1 && nx >= 8)
+        mk256_run(g, a, w, gi, o0, OCB, oy, x0, nx, acc, accoff, 0, 1);
+    else
+        mk256_run(g, a, w, gi, o0, OCB, oy, x0, nx, acc, accoff, 0, 0);
+}
+
+/* AVX2, narrow groups (cg_in <= 32): pixel j in dword 2j and pixel j+4 in dword 2j+1 of an 8-pixel vector;
+ * 2 vectors x OCB channels of byte counters, widened per dword (vpmaddubsw + vpmaddwd) every 31 taps.
+ * WIDE (constant): more than 31 taps, so widened counters are kept too; without it (k <= 5) the loop holds
+ * only the byte counters, which then fit the 16 registers with the operands. PLAIN (constant): a full block
+ * at stride 1, plain loads. */
+static inline __attribute__((always_inline, target(T256))) void
+mk256n_run(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+           int nx, int32_t *acc, int accoff, const int WIDE, const int PLAIN) {
+    const int s = PLAIN ? 1 : g->s, k = g->k, Wp = g->Wp;
     const int64_t wstride = (int64_t)k * k;
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
                                          1, 2, 2, 3, 2, 3, 3, 4);
@@ -416,8 +435,7 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) B[o][p] = Q[o][p] = zero;
     int cnt = 0;
-    const int full = nx >= 16;
-    lane_masks256(nx, 4, m, mlo, mhi);
+    if (!PLAIN) lane_masks256(nx, 4, m, mlo, mhi);
     const uint64_t *ab = a + (int64_t)gi * g->plane;
     const uint64_t *wb = w + (int64_t)o0 * wstride;
     for (int ky = 0; ky < k; ky++) {
@@ -426,7 +444,10 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
             const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
             const long long *ap = (const long long *)(ab + row * Wp + xs);
             __m256i q[4];
-            load_quads256(ap, 4, s, full, m, mlo, mhi, q);
+            if (PLAIN)
+                for (int p = 0; p < 4; p++) q[p] = _mm256_loadu_si256((const __m256i *)(ap + 4 * p));
+            else
+                load_quads256(ap, 4, s, nx >= 16, m, mlo, mhi, q);
             const __m256i v0 = _mm256_or_si256(q[0], _mm256_slli_epi64(q[1], 32));
             const __m256i v1 = _mm256_or_si256(q[2], _mm256_slli_epi64(q[3], 32));
             const int64_t t = (int64_t)ky * k + kx;
@@ -435,7 +456,7 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
                 B[o][0] = _mm256_add_epi8(B[o][0], pc_bytes(_mm256_xor_si256(v0, wv), lut, low));
                 B[o][1] = _mm256_add_epi8(B[o][1], pc_bytes(_mm256_xor_si256(v1, wv), lut, low));
             }
-            if (++cnt == 31) {
+            if (WIDE && ++cnt == 31) {
                 cnt = 0;
                 for (int o = 0; o < OCB; o++)
                     for (int p = 0; p < 2; p++) {
@@ -449,10 +470,22 @@ mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
     const __m256i un = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 2; p++) {
-            __m256i q = _mm256_add_epi32(Q[o][p], _mm256_madd_epi16(_mm256_maddubs_epi16(B[o][p], one8), one16));
+            __m256i q = _mm256_madd_epi16(_mm256_maddubs_epi16(B[o][p], one8), one16);
+            if (WIDE) q = _mm256_add_epi32(Q[o][p], q);
             _mm256_storeu_si256((__m256i *)(acc + (int64_t)(o0 + o) * TX + accoff + 8 * p),
                                 _mm256_permutevar8x32_epi32(q, un));
         }
+}
+
+static inline __attribute__((always_inline, target(T256))) void
+mk256n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
+           int nx, int32_t *acc, int accoff) {
+    if (g->k * g->k > 31)
+        mk256n_run(g, a, w, gi, o0, OCB, oy, x0, nx, acc, accoff, 1, 0);
+    else if (g->s == 1 && nx >= 16)
+        mk256n_run(g, a, w, gi, o0, OCB, oy, x0, nx, acc, accoff, 0, 1);
+    else
+        mk256n_run(g, a, w, gi, o0, OCB, oy, x0, nx, acc, accoff, 0, 0);
 }
 
 /* AVX2, 1x1 kernels over more than 32 channels per group: 8 pixels (2 vectors) at a time against every
