@@ -842,7 +842,10 @@ enum {
     X(FN, EF_OUT)
 #define EF_CASE(FN, F_)                                                                                \
     case (F_):                                                                                         \
-        bits = FN(&c, src, TX, (F_));                                                                  \
+        if (raw)                                                                                       \
+            FN(g, e, n, oy, x0, TX, acc, base_r, ncc, bx, nbx, ccls, out, pout, yout, msk, 1, (F_));   \
+        else                                                                                           \
+            FN(g, e, n, oy, x0, TX, acc, base_r, ncc, bx, nbx, ccls, out, pout, yout, msk, 0, (F_));   \
         break;
 
 
@@ -918,16 +921,14 @@ enum {
         return bits;                                                                                               \
     }                                                                                                              \
                                                                                                                    \
-    /* epilogue over one tile row: 8 pixels per vector, one pass per channel; packed output: the sign bits of */   \
-    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */    \
-    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
-                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out,     \
-                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                          \
+    /* the epilogue of every channel of one tile row, 8 pixels per vector, with the stages F; raw: y off the */  \
+    /* accumulators (a full tile without border columns), else off a copy with the border corrections. Both */  \
+    /* are constants where a case of epi_ inlines it, so each channel's set-up holds only its stages' loads.  */  \
+    static inline __attribute__((always_inline)) void epi_tile_##SUF(                                              \
+        const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc,                   \
+        const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out, uint64_t *pout,       \
+        int32_t *yout, uint64_t *msk, const int raw, const int F) {                                                \
         int32_t yi[TX];                                                                                            \
-        const int act = e->act;                                                                                    \
-        /* a full tile without border columns reads y off the accumulators, else off yi (with corrections) */     \
-        int raw = nx == TX && !yout;                                                                               \
-        for (int q = 0; q < nbx && raw; q++) raw = bx[q] < x0 || bx[q] >= x0 + nx;                                 \
         for (int o = 0; o < g->Co; o++) {                                                                          \
             const int32_t *ar = acc + (int64_t)o * TX;                                                             \
             const int32_t *bo = base_r + (int64_t)o * ncc;                                                         \
@@ -935,45 +936,55 @@ enum {
             if (!raw) {                                                                                            \
                 for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                               \
                 for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                              \
-            }                                                                                                      \
-            for (int q = 0; q < nbx && !raw; q++) {                                                                \
-                int i = bx[q] - x0;                                                                                \
-                if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                               \
+                for (int q = 0; q < nbx; q++) {                                                                    \
+                    int i = bx[q] - x0;                                                                            \
+                    if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                           \
+                }                                                                                                  \
             }                                                                                                      \
             const int64_t orow = (((int64_t)n * g->Co + o) * g->Ho + oy) * g->Wo + x0;                             \
             if (yout) memcpy(yout + orow, yi, sizeof(int32_t) * (size_t)nx);                                       \
-            if (!out && !pout && !g->rowsum) continue;                                                             \
-            const float al = e->alpha ? e->alpha[o] : 1.0f, bb = e->bias ? e->bias[o] : 0.f;                       \
-            const float as = e->aff_s ? e->aff_s[o] : 1.f, ab = e->aff_s ? e->aff_b[o] : 0.f;                      \
-            const float ga = act ? e->gamma[o] : 0.f, sl = act ? e->slope[o] : 0.f, ze = act ? e->zeta[o] : 0.f;   \
-            const float ps = e->pscale ? e->pscale[o] : 1.f, pb = e->pbias ? e->pbias[o] : 0.f;                    \
-            const int a2 = e->act2;                                                                                \
-            const float g2 = a2 ? e->gamma2[o] : 0.f, s2 = a2 ? e->slope2[o] : 0.f, z2 = a2 ? e->zeta2[o] : 0.f;   \
-            double *sum = g->rowsum ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL;                     \
-            const float *rr = e->res ? e->res + orow : NULL, *r2 = e->res2 ? e->res2 + orow : NULL;                \
+            if (!(F & (EF_OUT | EF_PACK | EF_SUM))) continue;                                                      \
+            const float *rr = (F & EF_RES) ? e->res + orow : NULL, *r2 = (F & EF_RES2) ? e->res2 + orow : NULL;     \
             /* the next tiles of this channel plane follow in memory: fetch the one after next */                  \
             for (int j = 0; j < TX; j += 16) {                                                                     \
-                if (rr) __builtin_prefetch(rr + nx + TX + j, 0);                                                   \
-                if (r2) __builtin_prefetch(r2 + nx + TX + j, 0);                                                   \
-                if (out) __builtin_prefetch(out + orow + nx + TX + j, 1);                                          \
+                if (F & EF_RES) __builtin_prefetch(rr + nx + TX + j, 0);                                           \
+                if (F & EF_RES2) __builtin_prefetch(r2 + nx + TX + j, 0);                                          \
+                if (F & EF_OUT) __builtin_prefetch(out + orow + nx + TX + j, 1);                                   \
             }                                                                                                      \
-            const ep_ch c = {al, bb, as, ab, ga, sl, ze, ps, pb, e->lo, e->hi, e->bias != NULL, e->aff_s != NULL,  \
-                             act && e->act_first, act && !e->act_first, e->clamp, e->pscale != NULL, rr,           \
-                             out ? out + orow : NULL, pout != NULL, g2, s2, z2, sum, r2, e->mv, b0, raw};          \
-            const int32_t *src = raw ? ar : yi;                                                                    \
-            /* full tiles with a constant width: the chunk loop unrolls, its shifts are constants */               \
-            const int F = (c.bias ? EF_BIAS : 0) | (c.aff ? EF_AFF : 0) | (c.act_first ? EF_ACTF : 0) |            \
-                          (c.rr ? EF_RES : 0) | (c.act_last ? EF_ACTL : 0) | (c.clamp ? EF_CLAMP : 0) |            \
-                          (c.out ? EF_OUT : 0) | (c.pack ? EF_PACK : 0) | (c.pscale ? EF_PSCALE : 0) |             \
-                          (a2 ? EF_ACT2 : 0) | (sum ? EF_SUM : 0) | (r2 ? EF_RES2 : 0) | (e->mul ? EF_MUL : 0);    \
-            /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */             \
-            uint64_t bits;                                                                                         \
-            switch (nx == TX ? F : -1) {                                                                       \
-                EF_CASES(EF_CASE, epi_chan_##SUF)                                                              \
-            default:                                                                                           \
-                bits = epi_chan_##SUF(&c, src, nx, F);                                                         \
-            }                                                                                                  \
-            if (pout) msk[o] = bits;                                                                               \
+            const int act = (F & (EF_ACTF | EF_ACTL)) != 0, a2 = (F & EF_ACT2) != 0;                               \
+            const ep_ch c = {e->alpha ? e->alpha[o] : 1.0f, (F & EF_BIAS) ? e->bias[o] : 0.f,                      \
+                             (F & EF_AFF) ? e->aff_s[o] : 1.f, (F & EF_AFF) ? e->aff_b[o] : 0.f,                    \
+                             act ? e->gamma[o] : 0.f, act ? e->slope[o] : 0.f, act ? e->zeta[o] : 0.f,              \
+                             (F & EF_PSCALE) ? e->pscale[o] : 1.f,                                                  \
+                             (F & EF_PACK) && e->pbias ? e->pbias[o] : 0.f, e->lo, e->hi, (F & EF_BIAS) != 0,      \
+                             (F & EF_AFF) != 0, (F & EF_ACTF) != 0, (F & EF_ACTL) != 0, (F & EF_CLAMP) != 0,       \
+                             (F & EF_PSCALE) != 0, rr, (F & EF_OUT) ? out + orow : NULL, (F & EF_PACK) != 0,       \
+                             a2 ? e->gamma2[o] : 0.f, a2 ? e->slope2[o] : 0.f, a2 ? e->zeta2[o] : 0.f,              \
+                             (F & EF_SUM) ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL, r2, e->mv,   \
+                             b0, raw};                                                                             \
+            const uint64_t bits = epi_chan_##SUF(&c, raw ? ar : yi, nx, F);                                        \
+            if (F & EF_PACK) msk[o] = bits;                                                                        \
+        }                                                                                                          \
+    }                                                                                                              \
+                                                                                                                   \
+    /* epilogue over one tile row (epi_tile_ with the stages of the layer); packed output: the sign bits of   */   \
+    /* each channel over the tile (MOVEMASK8 per vector), then one 64 x 64 bit transpose per output word.    */    \
+    static void epi_##SUF(const geom_t *g, const bs_epi *e, int64_t n, int oy, int x0, int nx, const int32_t *acc, \
+                          const int32_t *base_r, int ncc, const int *bx, int nbx, const int *ccls, float *out,     \
+                          uint64_t *pout, int32_t *yout, uint64_t *msk) {                                          \
+        int raw = nx == TX && !yout;                                                                               \
+        for (int q = 0; q < nbx && raw; q++) raw = bx[q] < x0 || bx[q] >= x0 + nx;                                 \
+        const int act = e->act;                                                                                    \
+        const int F = (e->bias ? EF_BIAS : 0) | (e->aff_s ? EF_AFF : 0) | (act && e->act_first ? EF_ACTF : 0) |   \
+                      (e->res ? EF_RES : 0) | (act && !e->act_first ? EF_ACTL : 0) | (e->clamp ? EF_CLAMP : 0) |   \
+                      (out ? EF_OUT : 0) | (pout ? EF_PACK : 0) | (pout && e->pscale ? EF_PSCALE : 0) |            \
+                      (e->act2 ? EF_ACT2 : 0) | (g->rowsum ? EF_SUM : 0) | (e->res2 ? EF_RES2 : 0) |               \
+                      (e->mul ? EF_MUL : 0);                                                                       \
+        /* full tiles of the zoo's stage combinations: straight-line code, no per-vector tests */                 \
+        switch (nx == TX ? F : -1) {                                                                               \
+            EF_CASES(EF_CASE, epi_tile_##SUF)                                                                      \
+        default:                                                                                                   \
+            epi_tile_##SUF(g, e, n, oy, x0, nx, acc, base_r, ncc, bx, nbx, ccls, out, pout, yout, msk, raw, F);   \
         }                                                                                                          \
         if (!pout) return;                                                                                         \
         uint64_t t[64];                                                                                            \
