@@ -148,6 +148,36 @@ def test_pack_per_sample_threshold(path, monkeypatch):
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_epilogue_special_values_bitwise(path):
+    """NaN, infinities and zeros of either sign through the residual add and RPReLU, on interior tiles
+    (read straight off the accumulators) and border tiles alike: bitwise the scalar form
+    ``(max(t, 0) + slope * min(t, 0)) + zeta`` with ``t = v - gamma`` and 0 for NaN in both halves."""
+    rng = np.random.default_rng(5)
+    ci, co, h, w = 32, 16, 3, 200
+    x = rng.standard_normal((1, ci, h, w)).astype(np.float32)
+    wt = rng.standard_normal((co, ci, 3, 3)).astype(np.float32)
+    alpha = np.full(co, 0.5, np.float32)
+    gamma = np.zeros(co, np.float32)
+    slope = rng.uniform(-0.5, 0.5, co).astype(np.float32)
+    zeta = np.where(np.arange(co) % 2 == 0, 0.0, 0.25).astype(np.float32)
+    res = rng.standard_normal((1, co, h, w)).astype(np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)
+    res.reshape(-1)[::7] = np.resize(special, res.size)[: len(res.reshape(-1)[::7])]
+    pk = K.pack_activations(x, halo=1, path=path)
+    kw = {"out_channels": co, "kernel_size": 3, "padding": 1, "alpha": alpha, "residual": res, "path": path}
+    kw |= {"act": (gamma, slope, zeta), "act_first": False}
+    y = K.binary_conv2d(pk, K.pack_weights(wt), float_out=False, int_out=True, **kw)["y"]
+    out = K.binary_conv2d(pk, K.pack_weights(wt), **kw)["out"]
+    c = lambda a: a.reshape(1, -1, 1, 1)  # noqa: E731
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = (y.astype(np.float32) * c(alpha) + res) - c(gamma)
+        zero = np.float32(0)
+        want = (np.where(t > 0, t, zero) + c(slope) * np.where(t < 0, t, zero)) + c(zeta)
+    assert np.isnan(want).sum() == 0 and np.isnan(out).sum() == 0
+    np.testing.assert_array_equal(out.view(np.uint32), want.astype(np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("act_first", [True, False])
 def test_fused_epilogue_and_packed_output(path, act_first):
     rng = np.random.default_rng(2)
