@@ -203,6 +203,30 @@ def test_scalable_tanh_sign_compiled_cpu_backward(channels, monkeypatch):
     assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
 
 
+@pytest.mark.skipif(not native.have_kernels(), reason="compiled kernels not built")
+def test_approx_sign_compiled_cpu_backward_is_torch_bitwise(monkeypatch):
+    """float32 on the CPU: the compiled one-pass ApproxSign backward is bitwise PyTorch's op-by-op form
+    (|x| = 1 and beyond, signed zeros, NaN, infinities), and the same for any thread count."""
+    x = torch.randn(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    x.view(-1)[:9] = torch.tensor([1.0, -1.0, 0.0, -0.0, 0.5, -1e-8, float("nan"), float("inf"), 3.0])
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    g.view(-1)[9:11] = torch.tensor([float("inf"), -0.0])
+    calls = []
+    fn = native.approx_sign_backward
+    monkeypatch.setattr(native, "approx_sign_backward", lambda *a, **k: calls.append(1) or fn(*a, **k))
+    grads = []
+    for threshold in (x.numel() + 1, 0):  # PyTorch's form, then the compiled one
+        monkeypatch.setattr(bnf, "COMPILED_MIN_NUMEL", threshold)
+        xa = x.clone().requires_grad_(True)
+        bn.ApproxSign()(xa).backward(g)
+        grads.append(xa.grad.numpy())
+    assert calls == [1]
+    np.testing.assert_array_equal(grads[1].view(np.uint32), grads[0].view(np.uint32))
+    big = np.random.default_rng(0).normal(0, 1, (2, 3, 500, 500)).astype(np.float32)  # several threads
+    one = native.approx_sign_backward(big[0], big[1], threads=1)
+    assert np.array_equal(one, native.approx_sign_backward(big[0], big[1], threads=2))
+
+
 # ------------------------------------------------------------------------------------ weight quantizers
 W = torch.tensor(
     [

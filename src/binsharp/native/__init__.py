@@ -76,6 +76,7 @@ C_API: tuple[str, ...] = (
     "int bs_rprelu(const float *x, int64_t N, int C, int64_t HW, const float *gamma, const float *slope, "
     "const float *zeta, int keep_nan, float *out, int nthreads)",
     "int bs_sign(const float *x, int64_t n, float *out, int nthreads)",
+    "int bs_approx_sign_backward(const float *x, const float *g, int64_t n, float *gx, int nthreads)",
     "int bs_rprelu_backward(const float *x, const float *g, int64_t N, int C, int64_t HW, "
     "const float *gamma, const float *slope, float *gx, double *sums, int nthreads)",
     "int bs_affine_backward(const float *x, const float *g, int64_t P, int64_t HW, const float *k, "
@@ -242,6 +243,22 @@ def sign(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     out = np.empty_like(x)
     if x.size:
         check(lib.bs_sign(address(x), x.size, address(out), resolve_threads(threads)), "sign")
+    return out
+
+
+def approx_sign_backward(x: np.ndarray, grad: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Bi-Real ApproxSign's input gradient ``max(2 - 2|x|, 0) * grad`` in PyTorch's float32 steps (bitwise
+    ``(|x| * -2 + 2).clamp(min=0) * grad``, NaN kept), float32, the shape of ``x``."""
+    lib = require_library()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    grad = np.ascontiguousarray(grad, dtype=np.float32)
+    if grad.shape != x.shape:
+        raise BinsharpError(f"approx_sign_backward: grad {grad.shape} and x {x.shape} differ")
+    out = np.empty_like(x)
+    if x.size:
+        threads = resolve_threads(threads)
+        rc = lib.bs_approx_sign_backward(address(x), address(grad), x.size, address(out), threads)
+        check(rc, "approx_sign_backward")
     return out
 
 

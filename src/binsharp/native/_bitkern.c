@@ -1545,6 +1545,28 @@ BS_API int bs_sign(const float *x, int64_t n, float *out, int nthreads) {
     return BS_OK;
 }
 
+/* ApproxSign backward (training, Bi-Real): gx = max(2 - 2|x|, 0) * g in PyTorch's float32 steps
+ * ((|x| * -2) + 2, clamped below at 0 with NaN kept, times g): bitwise its op-by-op result. */
+#if BS_X86
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static void approx_sign_bwd_run(const float *x, const float *g, int64_t n, float *gx) {
+    for (int64_t i = 0; i < n; i++) {
+        const float b = fabsf(x[i]) * -2.f + 2.f;
+        gx[i] = (b < 0.f ? 0.f : b) * g[i];
+    }
+}
+
+BS_API int bs_approx_sign_backward(const float *x, const float *g, int64_t n, float *gx, int nthreads) {
+    if (n < 1) return BS_EINVAL;
+    nthreads = useful_threads(nthreads, 2.0 * n);
+    const int64_t chunk = ((n + 64 * nthreads - 1) / (64 * nthreads)) * 64; /* whole cache lines per thread */
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t i0 = 0; i0 < n; i0 += chunk)
+        approx_sign_bwd_run(x + i0, g + i0, n - i0 < chunk ? n - i0 : chunk, gx + i0);
+    return BS_OK;
+}
+
 /* RPReLU backward (training): x the layer input and g the output gradient, both (N, C, HW); t = x - gamma[c]; */
 /*   gx = t > 0 ? g : slope[c] * g (PyTorch's PReLU rule, t = 0 takes the slope), and per plane p = n * C + c */
 /*   in double: sums[3p] = sum gx, sums[3p + 1] = sum of g * t where t <= 0, sums[3p + 2] = sum g (eight     */
