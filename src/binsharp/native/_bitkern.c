@@ -745,6 +745,8 @@ BS_API int64_t bs_xorpop(const uint64_t *a, const uint64_t *w, int64_t n, int64_
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
 
 static inline __attribute__((always_inline)) v8f sel8(v8i m, v8f a, v8f b) {
     return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
@@ -935,7 +937,7 @@ enum {
             const int32_t b0 = bo[0];                                                                              \
             if (!raw) {                                                                                            \
                 for (int i = 0; i < nx; i++) yi[i] = b0 - 2 * ar[i];                                               \
-                for (int i = nx; i < ((nx + 7) & ~7); i++) yi[i] = 0;                                              \
+                for (int i = nx; i < ((nx + 15) & ~15); i++) yi[i] = 0;                                            \
                 for (int q = 0; q < nbx; q++) {                                                                    \
                     int i = bx[q] - x0;                                                                            \
                     if (i >= 0 && i < nx) yi[i] += bo[ccls[bx[q]]] - b0;                                           \
@@ -962,7 +964,7 @@ enum {
                              a2 ? e->gamma2[o] : 0.f, a2 ? e->slope2[o] : 0.f, a2 ? e->zeta2[o] : 0.f,              \
                              (F & EF_SUM) ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL, r2, e->mv,   \
                              b0, raw};                                                                             \
-            const uint64_t bits = epi_chan_##SUF(&c, raw ? ar : yi, nx, F);                                        \
+            const uint64_t bits = EPI_CHAN(SUF)(&c, raw ? ar : yi, nx, F);                                         \
             if (F & EF_PACK) msk[o] = bits;                                                                        \
         }                                                                                                          \
     }                                                                                                              \
@@ -1063,6 +1065,7 @@ enum {
     }
 
 #define MOVEMASK8(c) mm8_generic(c)
+#define EPI_CHAN(SUF) epi_chan_##SUF
 GEN_BODIES(generic)
 #if BS_X86
 #pragma GCC push_options
@@ -1077,6 +1080,56 @@ GEN_BODIES(avx2)
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vpopcntdq,avx512dq,avx512bw,avx512vl,popcnt")
+static inline __attribute__((always_inline)) v16f sel16(v16i m, v16f a, v16f b) {
+    return (v16f)(((v16i)a & m) | ((v16i)b & ~m));
+}
+static inline __attribute__((always_inline)) v16f rprelu16(v16f v, float ga, float sl, float ze) {
+    const v16f t = v - ga, z = {0};
+    return (sel16(t > 0.f, t, z) + sl * sel16(t < 0.f, t, z)) + ze;
+}
+/* epi_chan_ on 16 pixels per vector: per pixel the same float32 operations in the same order (the same
+ * results); the sums take each vector's two halves of 8 lanes in turn, as the 8-lane form takes them. */
+static inline __attribute__((always_inline)) uint64_t epi_chan16(const ep_ch *c, const int32_t *yi, const int nx,
+                                                                 const int F) {
+    uint64_t bits = 0;
+    v8d sacc = {0};
+    for (int i0 = 0; i0 < nx; i0 += 16) {
+        const int m = nx - i0 < 16 ? nx - i0 : 16;
+        const __mmask16 k = (__mmask16)((1u << m) - 1u);
+        v16i y;
+        memcpy(&y, yi + i0, sizeof y);
+        if (c->raw) y = c->b0 - (y + y);
+        v16f v = __builtin_convertvector(y, v16f) * c->al;
+        if (F & EF_BIAS) v = v + c->bb;
+        if (F & EF_AFF) v = v * c->as + c->ab;
+        if (F & EF_ACTF) v = rprelu16(v, c->ga, c->sl, c->ze);
+        if (F & EF_RES) v = v + (v16f)_mm512_maskz_loadu_ps(k, c->rr + i0);
+        if (F & EF_ACTL) v = rprelu16(v, c->ga, c->sl, c->ze);
+        if (F & EF_CLAMP) {
+            const v16f z = {0}, lo = z + c->lo, hi = z + c->hi;
+            v = sel16(v < lo, lo, v);
+            v = sel16(v > hi, hi, v);
+        }
+        if (F & EF_ACT2) v = rprelu16(v, c->g2, c->s2, c->z2);
+        if (F & EF_RES2) v = v + (v16f)_mm512_maskz_loadu_ps(k, c->r2 + i0);
+        if (F & EF_MUL) v = v * c->mv;
+        if (F & EF_SUM) {
+            const v16f vz = (v16f)_mm512_maskz_mov_ps(k, (__m512)v);
+            sacc += __builtin_convertvector(__builtin_shufflevector(vz, vz, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+            if (m > 8)
+                sacc += __builtin_convertvector(__builtin_shufflevector(vz, vz, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+        }
+        if (F & EF_OUT) _mm512_mask_storeu_ps(c->out + i0, k, (__m512)v);
+        if (F & EF_PACK) {
+            const v16i neg = (F & EF_PSCALE) ? (v * c->ps + c->pb) < 0.f : (v + c->pb) < 0.f;
+            bits |= (uint64_t)(_mm512_movepi32_mask((__m512i)neg) & k) << i0;
+        }
+    }
+    if (F & EF_SUM) *c->sum += lanes_in_order(sacc);
+    return bits;
+}
+#undef EPI_CHAN
+#define EPI_CHAN(SUF) epi_chan16
 GEN_BODIES(avx512)
 #pragma GCC pop_options
 #endif
@@ -1380,8 +1433,6 @@ BS_API int bs_conv(const uint64_t *a, const float *xf, const float *xscale, cons
 /* output (N, Co4, Ho, Wr), Wr = roundup(Wo, 32), Co4 = roundup(Co, 4) (weights padded with zero        */
 /* channels). Register tile: 8 (AVX-512) or 4 channels x 2 vectors of columns.                         */
 /* FMA contraction is allowed here: float layers are not bit-exact with any reference anyway.          */
-
-typedef float v16f __attribute__((vector_size(64)));
 
 /* rows of QB output channels x 2 vectors of NV columns; every output element accumulates in the same order
  * (channel, ky, kx) with fused multiply-adds wherever the target has them, whatever the vector width and
