@@ -758,13 +758,11 @@ static inline __attribute__((always_inline)) v8f rprelu8(v8f v, float ga, float 
     return (sel8(t > 0.f, t, z) + sl * sel8(t < 0.f, t, z)) + ze;
 }
 
-/* per-channel constants and switches of the epilogue (see bs_epi) */
+/* per-channel constants of the epilogue (see bs_epi; which stages run is the constant F of epi_chan_) */
 typedef struct {
     float al, bb, as, ab, ga, sl, ze, ps, pb, lo, hi;
-    int bias, aff, act_first, act_last, clamp, pscale;
     const float *rr;
     float *out;
-    int pack;
     float g2, s2, z2;
     double *sum; /* this row's sum of the channel, or NULL */
     const float *r2;
@@ -958,10 +956,9 @@ enum {
                              (F & EF_AFF) ? e->aff_s[o] : 1.f, (F & EF_AFF) ? e->aff_b[o] : 0.f,                    \
                              act ? e->gamma[o] : 0.f, act ? e->slope[o] : 0.f, act ? e->zeta[o] : 0.f,              \
                              (F & EF_PSCALE) ? e->pscale[o] : 1.f,                                                  \
-                             (F & EF_PACK) && e->pbias ? e->pbias[o] : 0.f, e->lo, e->hi, (F & EF_BIAS) != 0,      \
-                             (F & EF_AFF) != 0, (F & EF_ACTF) != 0, (F & EF_ACTL) != 0, (F & EF_CLAMP) != 0,       \
-                             (F & EF_PSCALE) != 0, rr, (F & EF_OUT) ? out + orow : NULL, (F & EF_PACK) != 0,       \
-                             a2 ? e->gamma2[o] : 0.f, a2 ? e->slope2[o] : 0.f, a2 ? e->zeta2[o] : 0.f,              \
+                             (F & EF_PACK) && e->pbias ? e->pbias[o] : 0.f, e->lo, e->hi, rr,                       \
+                             (F & EF_OUT) ? out + orow : NULL, a2 ? e->gamma2[o] : 0.f,                            \
+                             a2 ? e->slope2[o] : 0.f, a2 ? e->zeta2[o] : 0.f,                                       \
                              (F & EF_SUM) ? g->rowsum + ((int64_t)n * g->Ho + oy) * g->Co + o : NULL, r2, e->mv,   \
                              b0, raw};                                                                             \
             const uint64_t bits = EPI_CHAN(SUF)(&c, raw ? ar : yi, nx, F);                                         \
