@@ -178,6 +178,37 @@ __attribute__((target(TPOP))) static void mk_popcnt(const geom_t *g, const uint6
     MK_SCALAR_BODY
 }
 
+/* lane masks of the first nx pixels of a block of 4 vectors of 8 words: m at stride 1, mlo/mhi for the two
+   loads of each vector at stride 2 */
+static inline __attribute__((always_inline, target(T512))) void
+lane_masks512(int nx, __mmask8 *m, __mmask8 *mlo, __mmask8 *mhi) {
+    for (int p = 0; p < 4; p++) {
+        int nv = nx - 8 * p;
+        nv = nv < 0 ? 0 : (nv > 8 ? 8 : nv);
+        m[p] = (__mmask8)((1u << nv) - 1u);
+        int c = nv > 0 ? 2 * nv - 1 : 0;
+        mlo[p] = (__mmask8)(c >= 8 ? 0xFFu : ((1u << c) - 1u));
+        mhi[p] = (__mmask8)(c > 8 ? ((1u << (c - 8)) - 1u) : 0u);
+    }
+}
+
+/* 4 vectors of 8 packed pixel words from ap (masked to the block's pixels): consecutive words at stride 1,
+   every second word at stride 2 */
+static inline __attribute__((always_inline, target(T512))) void
+load_quads512(const uint64_t *ap, int s, const __mmask8 *m, const __mmask8 *mlo, const __mmask8 *mhi,
+              __m512i *q) {
+    const __m512i perm = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    if (s == 1) {
+        for (int p = 0; p < 4; p++) q[p] = _mm512_maskz_loadu_epi64(m[p], ap + 8 * p);
+    } else {
+        for (int p = 0; p < 4; p++) {
+            __m512i lo = _mm512_maskz_loadu_epi64(mlo[p], ap + 16 * p);
+            __m512i hi = _mm512_maskz_loadu_epi64(mhi[p], ap + 16 * p + 8);
+            q[p] = _mm512_permutex2var_epi64(lo, perm, hi);
+        }
+    }
+}
+
 /* AVX-512 VPOPCNTDQ: 4 vectors of 8 output pixels x OCB output channels of 64-bit accumulators. */
 static inline __attribute__((always_inline, target(T512))) void
 mk512_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0, const int OCB, int oy, int x0,
@@ -188,15 +219,7 @@ mk512_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
     __mmask8 m[4], mlo[4], mhi[4];
     for (int o = 0; o < OCB; o++)
         for (int p = 0; p < 4; p++) A[o][p] = _mm512_setzero_si512();
-    for (int p = 0; p < 4; p++) {
-        int nv = nx - 8 * p;
-        nv = nv < 0 ? 0 : (nv > 8 ? 8 : nv);
-        m[p] = (__mmask8)((1u << nv) - 1u);
-        int c = nv > 0 ? 2 * nv - 1 : 0;
-        mlo[p] = (__mmask8)(c >= 8 ? 0xFFu : ((1u << c) - 1u));
-        mhi[p] = (__mmask8)(c > 8 ? ((1u << (c - 8)) - 1u) : 0u);
-    }
-    const __m512i perm = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    lane_masks512(nx, m, mlo, mhi);
     for (int ky = 0; ky < k; ky++) {
         const int64_t row = (int64_t)oy * s + ky - g->pad + g->halo;
         for (int kx = 0; kx < k; kx++) {
@@ -205,15 +228,7 @@ mk512_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0,
             for (int j = 0; j < nwg; j++) {
                 const uint64_t *ap = a + ((int64_t)gi * nwg + j) * g->plane + row * Wp + xs;
                 __m512i av[4];
-                if (s == 1) {
-                    for (int p = 0; p < 4; p++) av[p] = _mm512_maskz_loadu_epi64(m[p], ap + 8 * p);
-                } else {
-                    for (int p = 0; p < 4; p++) {
-                        __m512i lo = _mm512_maskz_loadu_epi64(mlo[p], ap + 16 * p);
-                        __m512i hi = _mm512_maskz_loadu_epi64(mhi[p], ap + 16 * p + 8);
-                        av[p] = _mm512_permutex2var_epi64(lo, perm, hi);
-                    }
-                }
+                load_quads512(ap, s, m, mlo, mhi, av);
                 for (int o = 0; o < OCB; o++) {
                     const __m512i wv = _mm512_set1_epi64((long long)wp[o * wstride + j]);
                     for (int p = 0; p < 4; p++)
@@ -238,15 +253,7 @@ mk512n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
     __m512i A[8][2];
     __mmask8 m[4], mlo[4], mhi[4];
     for (int o = 0; o < OCB; o++) A[o][0] = A[o][1] = _mm512_setzero_si512();
-    for (int p = 0; p < 4; p++) {
-        int nv = nx - 8 * p;
-        nv = nv < 0 ? 0 : (nv > 8 ? 8 : nv);
-        m[p] = (__mmask8)((1u << nv) - 1u);
-        int c = nv > 0 ? 2 * nv - 1 : 0;
-        mlo[p] = (__mmask8)(c >= 8 ? 0xFFu : ((1u << c) - 1u));
-        mhi[p] = (__mmask8)(c > 8 ? ((1u << (c - 8)) - 1u) : 0u);
-    }
-    const __m512i perm = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    lane_masks512(nx, m, mlo, mhi);
     const uint64_t *ab = a + (int64_t)gi * g->plane;
     const uint64_t *wb = w + (int64_t)o0 * wstride;
     for (int ky = 0; ky < k; ky++) {
@@ -255,15 +262,7 @@ mk512n_blk(const geom_t *g, const uint64_t *a, const uint64_t *w, int gi, int o0
             const int64_t xs = (int64_t)x0 * s + kx - g->pad + g->halo;
             const uint64_t *ap = ab + row * Wp + xs;
             __m512i q[4];
-            if (s == 1) {
-                for (int p = 0; p < 4; p++) q[p] = _mm512_maskz_loadu_epi64(m[p], ap + 8 * p);
-            } else {
-                for (int p = 0; p < 4; p++) {
-                    __m512i lo = _mm512_maskz_loadu_epi64(mlo[p], ap + 16 * p);
-                    __m512i hi = _mm512_maskz_loadu_epi64(mhi[p], ap + 16 * p + 8);
-                    q[p] = _mm512_permutex2var_epi64(lo, perm, hi);
-                }
-            }
+            load_quads512(ap, s, m, mlo, mhi, q);
             const __m512i v0 = _mm512_or_si512(q[0], _mm512_slli_epi64(q[1], 32));
             const __m512i v1 = _mm512_or_si512(q[2], _mm512_slli_epi64(q[3], 32));
             const int64_t t = (int64_t)ky * k + kx;
