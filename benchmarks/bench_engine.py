@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from binsharp.evaluation.bench import MALLOC_ENV
+
 ZOO = "wv3-longmont"
 DEFAULT_MODELS = "bbcu,reactnet,fabnet,bnnpan,s2bnet,bisrnet"
 #: environment of an AVX2-only run (read by PyTorch, oneDNN, numpy and the engine when they load)
@@ -63,7 +65,7 @@ AVX2_ENV = {
     "BINSHARP_KERNEL_PATH": "avx2",
 }
 #: environment of ``--malloc keep``: glibc keeps freed memory (no fresh pages for every large tensor)
-KEEP_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
+KEEP_MALLOC_ENV = dict.fromkeys(MALLOC_ENV, str(1 << 32))
 
 
 def _time_into(fn, seconds: list[float]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from binsharp import zoo
 from binsharp.cli import main
 from binsharp.data.io import read_h5, write_h5
+from binsharp.evaluation import bench
 from binsharp.fileio import sha256_file
 from tiny_zoo import DATASET, tiny_assets
 
@@ -21,7 +22,9 @@ def assets(tmp_path_factory, monkeypatch):
     return paths
 
 
-def test_bench_json_and_markdown(assets, tmp_path, capsys):
+def test_bench_json_and_markdown(assets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4096")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     js, md = tmp_path / "bench.json", tmp_path / "bench.md"
     rc = main(
         ["bench", "--data", str(assets["data"]), "--models", "pnn,bnn,fusionnet", "--classical", "exp,gsa",
@@ -80,6 +83,18 @@ def test_bench_json_and_markdown(assets, tmp_path, capsys):
         assert f"| {name} |" in rr_table
     assert "| fusionnet |" not in rr_table
     assert " ± " in rr_table and "**" in rr_table  # mean ± std, best values in bold
+    # the allocator the latencies were measured with is recorded and printed
+    assert report["settings"]["latency"]["allocator"] == "MALLOC_TRIM_THRESHOLD_=4096"
+    assert "allocator: MALLOC_TRIM_THRESHOLD_=4096" in text
+
+
+def test_allocator_info_names_the_glibc_settings_or_the_defaults(monkeypatch):
+    for name in bench.MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert bench.allocator_info() == "defaults"
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "2")
+    assert bench.allocator_info() == "MALLOC_MMAP_THRESHOLD_=1 MALLOC_TRIM_THRESHOLD_=2"
 
 
 def test_bench_on_pancollection_h5_files(assets, tmp_path, capsys):

@@ -121,6 +121,19 @@ class BenchResult:
     samples: dict[str, dict[str, Any]]
 
 
+#: glibc's allocator settings that change PyTorch's timings: with the defaults, large float32 tensors are
+#: mapped afresh (and page-faulted in) on every call; raising both keeps freed memory for reuse, as jemalloc
+#: or tcmalloc would
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def allocator_info() -> str:
+    """The allocator settings of this process, as ``NAME=value`` pairs of :data:`MALLOC_ENV`, or
+    ``"defaults"`` when none is set."""
+    set_ = [f"{k}={os.environ[k]}" for k in MALLOC_ENV if k in os.environ]
+    return " ".join(set_) if set_ else "defaults"
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, platform, python/numpy/torch versions and torch threads."""
     info: dict[str, Any] = {
@@ -377,6 +390,7 @@ def run_benchmark(settings: BenchSettings) -> BenchResult:
             "repeats": settings.latency_repeats,
             "threads": torch.get_num_threads(),
             "cpu": report["machine"].get("cpu", platform.machine()),
+            "allocator": allocator_info(),
         }
     samples: dict[str, dict[str, Any]] = {}
     keep = tuple(settings.keep)

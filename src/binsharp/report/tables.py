@@ -267,7 +267,7 @@ def benchmark_tables(report: Mapping[str, Any]) -> list[Table]:
                 f"latency: median of {lat.get('repeats')} runs per {size} x {size} image on "
                 f"{lat.get('threads')} CPU thread(s) ({lat.get('cpu', 'CPU')}); PyTorch float32 emulation "
                 "for networks, numpy for classical methods; engine: binsharp.deploy packed XNOR-popcount "
-                "runtime"
+                f"runtime; allocator: {lat.get('allocator', 'not recorded')}"
             )
         header = [
             "Method",
