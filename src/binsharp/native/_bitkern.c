@@ -1740,29 +1740,27 @@ BS_API int bs_tanh_sign_backward(const float *x, const float *g, int64_t N, int 
 /* (explicit vectors, no serial dependency chain on one accumulator); the results rounded to float32,     */
 /* then + eps and sqrt in float32.                                                                          */
 
-typedef float v4f __attribute__((vector_size(16)));
-typedef double v4d __attribute__((vector_size(32)));
-typedef int64_t v4l __attribute__((vector_size(32)));
+typedef int64_t v8l __attribute__((vector_size(64)));
 
-/* partials of S1, S2 and sum |v|: [0] holds partials 0..3, [1] partials 4..7 */
+/* partials of S1, S2 and sum |v|: lane k holds partial k (one 512-bit vector each on AVX-512, two halves on
+   AVX2: the same sums in the same order either way) */
 typedef struct {
-    v4d s1[2], s2[2], sa[2];
+    v8d s1, s2, sa;
 } sums8;
 
-/* adds the 8 consecutive values f0, f1 (v = f * s + b) */
-static inline __attribute__((always_inline)) void acc8(v4f f0, v4f f1, float s, float b, double K, int absum,
-                                                       sums8 *a) {
-    const v4l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
-    v4d d0 = __builtin_convertvector(f0 * s + b, v4d), d1 = __builtin_convertvector(f1 * s + b, v4d);
-    if (absum) a->sa[0] += (v4d)((v4l)d0 & nosign), a->sa[1] += (v4d)((v4l)d1 & nosign);
-    d0 -= K, d1 -= K;
-    a->s1[0] += d0, a->s1[1] += d1;
-    a->s2[0] += d0 * d0, a->s2[1] += d1 * d1;
+/* adds the 8 consecutive values f (v = f * s + b) */
+static inline __attribute__((always_inline)) void acc8(v8f f, float s, float b, double K, int absum, sums8 *a) {
+    const v8l nosign = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    v8d d = __builtin_convertvector(f * s + b, v8d);
+    if (absum) a->sa += (v8d)((v8l)d & nosign);
+    d -= K;
+    a->s1 += d;
+    a->s2 += d * d;
 }
 
 /* the total of 8 partials, pairwise */
-static inline double sum8(const v4d *a) {
-    return ((a[0][0] + a[0][1]) + (a[0][2] + a[0][3])) + ((a[1][0] + a[1][1]) + (a[1][2] + a[1][3]));
+static inline double sum8(v8d a) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
 /* S1, S2 and sum |v| (t[0..2]) over HW floats at r */
@@ -1774,20 +1772,30 @@ static void plane_sums(const float *r, int64_t HW, float s, float b, double K, i
     memset(&a, 0, sizeof a);
     int64_t i = 0;
     for (; i + 8 <= HW; i += 8) {
-        v4f f0, f1;
+        v8f f;
         if (!(i & 15)) __builtin_prefetch(r + i + 1024); /* a stream from memory */
-        memcpy(&f0, r + i, sizeof f0);
-        memcpy(&f1, r + i + 4, sizeof f1);
-        acc8(f0, f1, s, b, K, absum, &a);
+        memcpy(&f, r + i, sizeof f);
+        acc8(f, s, b, K, absum, &a);
     }
     for (; i < HW; i++) { /* the remainder, in order, into partial 0 */
         const double v = (double)(r[i] * s + b), d = v - K;
-        a.sa[0][0] += fabs(v);
-        a.s1[0][0] += d;
-        a.s2[0][0] += d * d;
+        a.sa[0] += fabs(v);
+        a.s1[0] += d;
+        a.s2[0] += d * d;
     }
     t[0] = sum8(a.s1), t[1] = sum8(a.s2), t[2] = sum8(a.sa);
 }
+
+/* the inverse Haar transform of band values A, B, C, D (LL, LH, HL, HH; lanes of VT): output row 2i (r = 0) or
+   2i + 1 (r = 1), even columns in e and odd columns in o */
+#define HAAR_ROW_PAIR(VT, A, B, C, D, r, e, o)                                                             \
+    if ((r) == 0) {                                                                                       \
+        const VT s1_ = (A) + (B);                                                                         \
+        e = ((s1_ + (C)) + (D)) * 0.5f, o = ((s1_ - (C)) - (D)) * 0.5f;                                   \
+    } else {                                                                                              \
+        const VT d1_ = (A) - (B);                                                                         \
+        e = ((d1_ + (C)) - (D)) * 0.5f, o = ((d1_ - (C)) + (D)) * 0.5f;                                   \
+    }
 
 /* The same sums over the plane y (2h, 2w) = inverse Haar of the bands (h, w) bd[0..3] (LL, LH, HL, HH; see
    bs_haar_idwt), y never formed: row by row in raster order, so with w % 4 == 0 (8 | 2w) every value goes to
@@ -1797,28 +1805,31 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 static void haar_plane_sums(const float *const *bd, int64_t h, int64_t w, float s, float b, double K, int absum,
                             double *t) {
+    typedef float v4f __attribute__((vector_size(16)));
     sums8 a;
     memset(&a, 0, sizeof a);
     for (int64_t i = 0; i < h; i++)
-        for (int r = 0; r < 2; r++) /* output rows 2i and 2i + 1 */
-            for (int64_t j = 0; j < w; j += 4) {
-                v4f va, vb, vc, vd, e, o;
+        for (int r = 0; r < 2; r++) { /* output rows 2i and 2i + 1 */
+            const float *A = bd[0] + i * w, *B = bd[1] + i * w, *C = bd[2] + i * w, *D = bd[3] + i * w;
+            int64_t j = 0;
+            for (; j + 8 <= w; j += 8) { /* 16 outputs */
+                v8f va, vb, vc, vd, e, o;
                 if (!r && !(j & 15)) /* the rows of the bands four rows on (a memory stream each) */
                     for (int q = 0; q < 4; q++) __builtin_prefetch(bd[q] + (i + 4) * w + j);
-                memcpy(&va, bd[0] + i * w + j, sizeof va);
-                memcpy(&vb, bd[1] + i * w + j, sizeof vb);
-                memcpy(&vc, bd[2] + i * w + j, sizeof vc);
-                memcpy(&vd, bd[3] + i * w + j, sizeof vd);
-                if (r == 0) {
-                    const v4f s1 = va + vb;
-                    e = ((s1 + vc) + vd) * 0.5f, o = ((s1 - vc) - vd) * 0.5f;
-                } else {
-                    const v4f d1 = va - vb;
-                    e = ((d1 + vc) - vd) * 0.5f, o = ((d1 - vc) + vd) * 0.5f;
-                }
-                acc8(__builtin_shufflevector(e, o, 0, 4, 1, 5), __builtin_shufflevector(e, o, 2, 6, 3, 7), s, b, K,
-                     absum, &a);
+                memcpy(&va, A + j, sizeof va), memcpy(&vb, B + j, sizeof vb);
+                memcpy(&vc, C + j, sizeof vc), memcpy(&vd, D + j, sizeof vd);
+                HAAR_ROW_PAIR(v8f, va, vb, vc, vd, r, e, o)
+                acc8(__builtin_shufflevector(e, o, 0, 8, 1, 9, 2, 10, 3, 11), s, b, K, absum, &a);
+                acc8(__builtin_shufflevector(e, o, 4, 12, 5, 13, 6, 14, 7, 15), s, b, K, absum, &a);
             }
+            if (j < w) { /* w % 8 == 4: the last 8 outputs */
+                v4f va, vb, vc, vd, e, o;
+                memcpy(&va, A + j, sizeof va), memcpy(&vb, B + j, sizeof vb);
+                memcpy(&vc, C + j, sizeof vc), memcpy(&vd, D + j, sizeof vd);
+                HAAR_ROW_PAIR(v4f, va, vb, vc, vd, r, e, o)
+                acc8(__builtin_shufflevector(e, o, 0, 4, 1, 5, 2, 6, 3, 7), s, b, K, absum, &a);
+            }
+        }
     t[0] = sum8(a.s1), t[1] = sum8(a.s2), t[2] = sum8(a.sa);
 }
 
